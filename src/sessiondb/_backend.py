@@ -1,0 +1,232 @@
+"""What a store is built on: URL or engine, runner, core, and the schema check on first use.
+
+:class:`Backend` serves :class:`~sessiondb.SessionStore`; :class:`AsyncBackend` serves
+:class:`~sessiondb.AsyncSessionStore`. They share construction and the schema decision, and
+differ only in how they wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import NullPool
+
+from . import _migrations
+from ._core import Core
+from ._engine import AsyncRunner, Durability, Runner, make_engine, sqlite_setup
+from ._queries import Queries
+from ._schema import tables
+from ._urls import Target, resolve_url
+from .errors import ConfigurationError, SchemaError
+
+__all__ = ["AsyncBackend", "Backend", "Options"]
+
+T = TypeVar("T")
+Source = str | URL | Engine | AsyncEngine
+
+
+@dataclass(frozen=True)
+class Options:
+    """Store options, shared by every front end (see ``SessionStore`` for their meaning)."""
+
+    table_prefix: str = ""
+    tz_aware: bool = False
+    auto_migrate: bool = True
+    connect_timeout: float = 10.0
+    busy_timeout: float = 30.0
+    pool_size: int = 5
+    sqlite_durability: Durability = "full"
+    engine_options: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.table_prefix, str) or not all(
+            ch.isalnum() or ch == "_" for ch in self.table_prefix
+        ):
+            raise ConfigurationError(
+                f"table_prefix {self.table_prefix!r} may hold only letters, digits and '_'"
+            )
+        if len(self.table_prefix) > 24:
+            raise ConfigurationError("table_prefix is limited to 24 characters")
+        if self.sqlite_durability not in ("full", "fast"):
+            raise ConfigurationError("sqlite_durability must be 'full' or 'fast'")
+        if self.pool_size < 1:
+            raise ConfigurationError("pool_size must be at least 1")
+
+
+def _target_of(source: Source) -> tuple[Target, Engine | AsyncEngine | None]:
+    if isinstance(source, (Engine, AsyncEngine)):
+        return resolve_url(source.url), source
+    if isinstance(source, (str, URL)):
+        return resolve_url(source), None
+    raise ConfigurationError(
+        f"expected a database URL or a SQLAlchemy Engine, not {type(source).__name__}"
+    )
+
+
+def _decide(revision: str | None, options: Options, target: Target) -> bool:
+    """Whether the schema must be upgraded; raise :class:`SchemaError` when it must not be."""
+    if revision == _migrations.HEAD:
+        return False
+    if revision is not None and revision not in _migrations.REVISIONS:
+        raise SchemaError(
+            f"the database at {target.safe_url} is at sessiondb schema revision {revision!r}, "
+            "newer than this version of sessiondb knows: upgrade sessiondb"
+        )
+    if not options.auto_migrate:
+        raise SchemaError(
+            f"the database at {target.safe_url} is at sessiondb schema revision {revision!r}, "
+            f"this library needs {_migrations.HEAD!r}: run `sessiondb migrate --url URL` "
+            "(or open the store with auto_migrate=True)"
+        )
+    return True
+
+
+def _migration_engine(target: Target, side: Literal["sync", "async"], options: Options) -> Any:
+    """A short-lived engine for schema upgrades: transactional, unpooled, locked on SQLite."""
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    if target.backend == "sqlite":
+        engine = create_engine(
+            target.sync_url,
+            poolclass=NullPool,
+            connect_args={"timeout": options.busy_timeout, "isolation_level": None},
+        )
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _rec: Any) -> None:
+            sqlite_setup(dbapi_conn, options.sqlite_durability, options.busy_timeout)
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN EXCLUSIVE")
+
+        return engine
+    url = target.sync_url if side == "sync" else target.async_url
+    factory = create_engine if side == "sync" else create_async_engine
+    return factory(url, poolclass=NullPool)
+
+
+class _BaseBackend:
+    def __init__(self, source: Source, options: Options, side: Literal["sync", "async"]) -> None:
+        self.options = options
+        self.target, engine = _target_of(source)
+        self.owns_engine = engine is None
+        if engine is None:
+            engine = make_engine(
+                self.target,
+                side,
+                connect_timeout=options.connect_timeout,
+                busy_timeout=options.busy_timeout,
+                pool_size=options.pool_size,
+                durability=options.sqlite_durability,
+                options=options.engine_options,
+            )
+        self.engine = engine
+        sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        self.runner = Runner(
+            sync_engine,
+            self.target,
+            foreign=not self.owns_engine,
+            durability=options.sqlite_durability,
+            busy_timeout=options.busy_timeout,
+        )
+        self.tables = tables(options.table_prefix)
+        self.core = Core(Queries(sync_engine.dialect, self.tables), tz_aware=options.tz_aware)
+        self.ready = False
+
+    def _upgrade_sync(self) -> None:
+        engine = _migration_engine(self.target, "sync", self.options)
+        try:
+            with engine.connect() as conn:
+                _migrations.upgrade(conn, self.options.table_prefix)
+                conn.commit()
+        finally:
+            engine.dispose()
+
+
+class Backend(_BaseBackend):
+    """The synchronous backend: calls run on the caller's thread."""
+
+    def __init__(self, source: Source, options: Options) -> None:
+        if isinstance(source, AsyncEngine):
+            raise ConfigurationError("SessionStore needs a sync Engine; use AsyncSessionStore")
+        super().__init__(source, options, "sync")
+        self._lock = threading.Lock()
+
+    def ensure_schema(self) -> None:
+        """Check the schema once, upgrading it (under a lock) when it is missing or old."""
+        with self._lock:
+            if self.ready:
+                return
+            revision = self.runner.call(_migrations.read_revision, self.options.table_prefix)
+            if _decide(revision, self.options, self.target):
+                self._upgrade_sync()
+            self.ready = True
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a core operation."""
+        if not self.ready:
+            self.ensure_schema()
+        return self.runner.call(fn, *args)
+
+    def close(self) -> None:
+        if self.owns_engine:
+            self.engine.dispose()  # type: ignore[call-arg]
+
+
+class AsyncBackend(_BaseBackend):
+    """The asynchronous backend: greenlets over an async driver, or worker threads on SQLite."""
+
+    def __init__(self, source: Source, options: Options) -> None:
+        if isinstance(source, Engine) and resolve_url(source.url).backend != "sqlite":
+            raise ConfigurationError(
+                "AsyncSessionStore needs an AsyncEngine (or a URL); use SessionStore for an Engine"
+            )
+        super().__init__(source, options, "async")
+        self.arunner = AsyncRunner(self.runner, threads=options.pool_size)
+        self._lock: asyncio.Lock | None = None
+
+    async def ensure_schema(self) -> None:
+        """Check the schema once, upgrading it (under a lock) when it is missing or old."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self.ready:
+                return
+            revision = await self.arunner.call(_migrations.read_revision, self.options.table_prefix)
+            if _decide(revision, self.options, self.target):
+                await self._upgrade()
+            self.ready = True
+
+    async def _upgrade(self) -> None:
+        if self.target.backend == "sqlite":
+            await asyncio.get_running_loop().run_in_executor(None, self._upgrade_sync)
+            return
+        engine = _migration_engine(self.target, "async", self.options)
+        try:
+            async with engine.connect() as conn:
+                await conn.run_sync(_migrations.upgrade, self.options.table_prefix)
+                await conn.commit()
+        finally:
+            await engine.dispose()
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a core operation without blocking the event loop."""
+        if not self.ready:
+            await self.ensure_schema()
+        return await self.arunner.call(fn, *args)
+
+    async def close(self) -> None:
+        self.arunner.shutdown()
+        if self.owns_engine:
+            if isinstance(self.engine, AsyncEngine):
+                await self.engine.dispose()
+            else:
+                self.engine.dispose()

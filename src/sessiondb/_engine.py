@@ -1,0 +1,312 @@
+"""Connections: engines, one leased DBAPI connection per operation, and error translation.
+
+The hot path runs each operation's precompiled SQL straight on a pooled DBAPI connection (no
+Connection/Result objects, no pool ping, no reset round trip). Our own engines are in autocommit
+mode, so a one-statement operation is one round trip; operations that need several statements
+open an explicit transaction with :meth:`Cx.begin`.
+
+Async front ends call the very same sync-style operation: on PostgreSQL and MySQL inside
+SQLAlchemy's ``greenlet_spawn`` over a true async driver, on SQLite in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, create_engine
+from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.pool import PoolProxiedConnection
+
+from ._urls import Target, connect_args, engine_kwargs
+from .errors import DatabaseError, DatabaseUnavailableError, SessionDBError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from ._queries import Stmt
+
+__all__ = ["Cx", "Runner", "make_engine", "translate"]
+
+T = TypeVar("T")
+Durability = Literal["full", "fast"]
+
+_SQLITE_PRAGMAS: dict[str, tuple[str, ...]] = {
+    # every committed write is on disk *in the main file*: a plain copy of an idle database
+    # holds every session (wal_autocheckpoint=1 checkpoints after each commit).
+    "full": ("journal_mode=WAL", "synchronous=FULL", "wal_autocheckpoint=1"),
+    # WAL's usual trade: a power cut may lose the last commits; back up with `sessiondb backup`.
+    "fast": ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=1000"),
+}
+
+
+def sqlite_setup(dbapi_conn: Any, durability: Durability, busy_timeout: float) -> None:
+    """Per-connection SQLite settings: WAL, durability, foreign keys, busy timeout."""
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        for pragma in _SQLITE_PRAGMAS[durability]:
+            cur.execute(f"PRAGMA {pragma}")
+        cur.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cur.close()
+
+
+def make_engine(
+    target: Target,
+    side: Literal["sync", "async"],
+    *,
+    connect_timeout: float,
+    busy_timeout: float,
+    pool_size: int,
+    durability: Durability,
+    options: dict[str, Any] | None = None,
+) -> Engine | AsyncEngine:
+    """Create our own engine for ``target``: hot-path pool options, timeouts, SQLite pragmas."""
+    target.require_driver(side)
+    url = target.sync_url if side == "sync" else target.async_url
+    kw = engine_kwargs(target, connect_timeout=connect_timeout, pool_size=pool_size)
+    driver = url.get_driver_name()
+    kw["connect_args"] = connect_args(
+        target,
+        driver,
+        connect_timeout=busy_timeout if target.backend == "sqlite" else connect_timeout,
+    )
+    kw.update(options or {})
+    if side == "async" and target.backend != "sqlite":
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        return create_async_engine(url, **kw)
+    engine = create_engine(url, **kw)
+    if target.backend == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            sqlite_setup(dbapi_conn, durability, busy_timeout)
+
+    return engine
+
+
+def _message(exc: BaseException) -> str:
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
+
+
+def _is_unavailable(exc: BaseException, backend: str) -> bool:
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    if isinstance(orig, (OSError, TimeoutError, asyncio.TimeoutError)):
+        return True
+    if isinstance(orig, sqlite3.OperationalError):
+        return "unable to open" in str(orig) or "disk I/O" in str(orig)
+    name = type(orig).__name__
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if backend == "postgresql":
+        if sqlstate:
+            return str(sqlstate).startswith(("08", "57P"))
+        return name in ("OperationalError", "InterfaceError", "ConnectionDoesNotExistError")
+    if backend == "mysql":
+        args = getattr(orig, "args", ())
+        code = args[0] if args and isinstance(args[0], int) else None
+        return code is not None and 2000 <= code < 3000
+    return False
+
+
+def translate(exc: BaseException, target: Target) -> SessionDBError:
+    """Turn a driver or pool exception into a sessiondb error (the caller chains ``from exc``)."""
+    message = _message(exc)
+    password = target.sync_url.password
+    if password:
+        message = message.replace(str(password), "***")
+    if _is_unavailable(exc, target.backend):
+        what = "open the SQLite file" if target.backend == "sqlite" else "reach the database"
+        return DatabaseUnavailableError(
+            f"cannot {what} at {target.location} ({target.safe_url}): {message}"
+        )
+    return DatabaseError(f"{target.backend} error at {target.location}: {message}")
+
+
+class Cx:
+    """One operation's database access: a lazily leased DBAPI connection and its cursor.
+
+    Nothing is leased until the first statement runs, so argument errors never touch the pool.
+    """
+
+    __slots__ = ("_runner", "_raw", "_cur", "_in_tx", "backend", "dbapi")
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+        self._raw: PoolProxiedConnection | None = None
+        self._cur: Any = None
+        self._in_tx = False
+        self.backend = runner.target.backend
+        self.dbapi = runner.dbapi
+
+    def _cursor(self) -> Any:
+        cur = self._cur
+        if cur is None:
+            raw = self._raw = self._runner.engine.raw_connection()
+            if self._runner.foreign:
+                self._runner.adopt(raw)
+            cur = self._cur = raw.cursor()
+        return cur
+
+    def one(self, stmt: Stmt, params: dict[str, Any]) -> Any:
+        """Run ``stmt`` and return its first row, or ``None``."""
+        cur = self._cursor()
+        cur.execute(stmt.sql, stmt.bind(params))
+        return cur.fetchone()
+
+    def all(self, stmt: Stmt, params: dict[str, Any]) -> list[Any]:
+        """Run ``stmt`` and return every row."""
+        cur = self._cursor()
+        cur.execute(stmt.sql, stmt.bind(params))
+        return cur.fetchall()  # type: ignore[no-any-return]
+
+    def run(self, stmt: Stmt, params: dict[str, Any]) -> int:
+        """Run ``stmt`` and return the number of rows it changed."""
+        cur = self._cursor()
+        cur.execute(stmt.sql, stmt.bind(params))
+        return cur.rowcount  # type: ignore[no-any-return]
+
+    def run_many(self, stmt: Stmt, rows: list[dict[str, Any]]) -> None:
+        """Run ``stmt`` once per parameter set, batched by the driver."""
+        if rows:
+            self._cursor().executemany(stmt.sql, [stmt.bind(p) for p in rows])
+
+    @property
+    def lastrowid(self) -> int:
+        """The driver's ``lastrowid`` (on MySQL: the value set by ``LAST_INSERT_ID(expr)``)."""
+        return int(self._cur.lastrowid)
+
+    def begin(self) -> None:
+        """Open a transaction; on SQLite it takes the write lock at once (BEGIN IMMEDIATE)."""
+        self._cursor().execute("BEGIN IMMEDIATE" if self.backend == "sqlite" else "BEGIN")
+        self._in_tx = True
+
+    def commit(self) -> None:
+        """Commit the transaction opened by :meth:`begin`."""
+        self._in_tx = False
+        self._cur.execute("COMMIT")
+
+    def release(self, exc: BaseException | None) -> None:
+        """Return the connection to the pool; roll back or discard it after a failure."""
+        raw = self._raw
+        if raw is None:
+            return
+        self._raw = None
+        cur, self._cur = self._cur, None
+        try:
+            if exc is not None:
+                if self._runner.is_disconnect(exc, raw, cur):
+                    self._runner.invalidate(raw, exc)
+                    return
+                if self._in_tx:
+                    cur.execute("ROLLBACK")
+            cur.close()
+            if self._runner.foreign:
+                self._runner.dialect.reset_isolation_level(raw.dbapi_connection)
+            raw.close()
+        except Exception as cleanup_exc:  # the connection is unusable: drop it
+            raw.invalidate(cleanup_exc)
+
+
+class Runner:
+    """Runs core operations on leased connections of one engine, translating driver errors."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        target: Target,
+        *,
+        foreign: bool = False,
+        durability: Durability = "full",
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self.engine = engine
+        self.target = target
+        self.foreign = foreign
+        self._durability = durability
+        self._busy_timeout = busy_timeout
+        self.dialect = engine.dialect
+        self.dbapi = engine.dialect.loaded_dbapi
+        self._driver_errors: tuple[type[BaseException], ...] = (
+            self.dbapi.Error,
+            DBAPIError,
+            OSError,
+            asyncio.TimeoutError,
+        )
+
+    def adopt(self, raw: PoolProxiedConnection) -> None:
+        """Make a connection of a caller-built engine fit the hot path: autocommit, pragmas."""
+        dbapi_conn = raw.dbapi_connection
+        if self.target.backend == "sqlite" and "sessiondb" not in raw.info:
+            sqlite_setup(dbapi_conn, self._durability, self._busy_timeout)
+            raw.info["sessiondb"] = True
+        self.dialect.set_isolation_level(dbapi_conn, "AUTOCOMMIT")
+
+    def is_disconnect(self, exc: BaseException, raw: Any, cur: Any) -> bool:
+        if isinstance(exc, DBAPIError):
+            return bool(exc.connection_invalidated)
+        if isinstance(exc, (OSError, InterfaceError)):
+            return True
+        if isinstance(exc, self.dbapi.Error):
+            return bool(self.dialect.is_disconnect(exc, raw.dbapi_connection, cur))
+        return False
+
+    def invalidate(self, raw: PoolProxiedConnection, exc: BaseException) -> None:
+        """Drop ``raw`` and every connection pooled before it (the server likely restarted)."""
+        try:
+            raw.invalidate(exc)
+        finally:
+            self.engine.pool._invalidate(raw)  # type: ignore[arg-type]
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(cx, *args)`` with a fresh :class:`Cx`; driver errors become sessiondb errors."""
+        cx = Cx(self)
+        try:
+            result = fn(cx, *args)
+        except self._driver_errors as exc:
+            cx.release(exc)
+            raise translate(exc, self.target) from exc
+        except BaseException as exc:
+            cx.release(exc)
+            raise
+        cx.release(None)
+        return result
+
+
+class AsyncRunner:
+    """Awaitable :meth:`Runner.call`: greenlet over an async driver, or a worker thread (SQLite)."""
+
+    def __init__(self, runner: Runner, *, threads: int) -> None:
+        self.runner = runner
+        self._executor: ThreadPoolExecutor | None = None
+        self._threads = threads
+        self._lock = threading.Lock()
+        self._in_thread = runner.target.backend == "sqlite"
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="sessiondb")
+            return self._executor
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._in_thread:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor or self._pool(), self.runner.call, fn, *args)
+        from sqlalchemy.util import greenlet_spawn
+
+        return await greenlet_spawn(self.runner.call, fn, *args)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None

@@ -1,0 +1,67 @@
+"""sessiondb's Alembic environment, shipped inside the package.
+
+The schema is upgraded under a lock so that several processes may start at once: an advisory
+lock on PostgreSQL and MySQL/MariaDB, an exclusive transaction on SQLite. sessiondb keeps its own
+version table (``sessiondb_alembic_version``), apart from the host application's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from .._engine import Cx
+
+__all__ = ["HEAD", "REVISIONS", "read_revision", "upgrade"]
+
+#: Every revision this library knows, oldest first; the last is the head.
+REVISIONS = ("0001",)
+HEAD = REVISIONS[-1]
+
+
+def table_prefix() -> str:
+    """The table-name prefix of the running migration (for revision scripts)."""
+    from alembic import context
+
+    return str(context.config.attributes.get("table_prefix", ""))
+
+
+def read_revision(cx: Cx, prefix: str) -> str | None:
+    """The database's sessiondb revision, or None when it has no sessiondb schema yet."""
+    from .._schema import version_table_name
+    from .._queries import Stmt
+
+    stmt = Stmt(f"SELECT version_num FROM {version_table_name(prefix)}", ())
+    try:
+        row = cx.one(stmt, {})
+    except cx.dbapi.Error:
+        return None
+    return None if row is None else str(row[0])
+
+
+def upgrade(connection: Connection, prefix: str, revision: str = "head") -> None:
+    """Upgrade the schema reachable through ``connection`` (a sync SQLAlchemy Connection)."""
+    from importlib.resources import files
+
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(files("sessiondb") / "_migrations"))
+    cfg.attributes["connection"] = connection
+    cfg.attributes["table_prefix"] = prefix
+    command.upgrade(cfg, revision)
+
+
+def alembic_config(**attributes: Any) -> Any:
+    """An Alembic ``Config`` for sessiondb's scripts (for tooling and tests)."""
+    from importlib.resources import files
+
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(files("sessiondb") / "_migrations"))
+    cfg.attributes.update(attributes)
+    return cfg

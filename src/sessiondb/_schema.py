@@ -1,0 +1,91 @@
+"""Every table sessiondb owns, in one MetaData. The only place table names appear.
+
+Portable types are decided here once: JSONB on PostgreSQL, LONGTEXT on MySQL/MariaDB (no 64 KB
+TEXT limit), TEXT on SQLite; timestamps with microseconds, stored as naive UTC; keys as bounded
+VARCHARs with a binary, no-pad collation on MySQL/MariaDB so ``"abc"``, ``"ABC"`` and ``"abc "``
+are three different ids, as they are on PostgreSQL and SQLite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql
+
+from ._ids import MAX_ID_LENGTH
+
+__all__ = ["Tables", "tables", "version_table_name"]
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+}
+
+
+def Key() -> sa.types.TypeEngine[str]:  # noqa: N802 - reads like a type
+    """A bounded, exactly compared string key."""
+    return (
+        sa.String(MAX_ID_LENGTH)
+        .with_variant(mysql.VARCHAR(MAX_ID_LENGTH, charset="utf8mb4", collation="utf8mb4_bin"), "mysql")
+        .with_variant(
+            mysql.VARCHAR(MAX_ID_LENGTH, charset="utf8mb4", collation="utf8mb4_nopad_bin"), "mariadb"
+        )
+    )
+
+
+def JsonText() -> sa.types.TypeEngine[str]:  # noqa: N802
+    """A JSON document: JSONB, LONGTEXT or TEXT. sessiondb encodes and decodes it itself."""
+    return sa.Text().with_variant(postgresql.JSONB(), "postgresql").with_variant(
+        mysql.LONGTEXT(), "mysql", "mariadb"
+    )
+
+
+def Timestamp() -> sa.types.TypeEngine[object]:  # noqa: N802
+    """A naive UTC timestamp with microseconds."""
+    return (
+        sa.DateTime()
+        .with_variant(postgresql.TIMESTAMP(precision=6), "postgresql")
+        .with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+    )
+
+
+MYSQL_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The tables for one table-name prefix."""
+
+    metadata: sa.MetaData
+    sessions: sa.Table
+
+
+def version_table_name(prefix: str) -> str:
+    """sessiondb's own Alembic version table, apart from the host application's."""
+    return f"{prefix}sessiondb_alembic_version"
+
+
+@cache
+def tables(prefix: str = "") -> Tables:
+    """Build (once per prefix) the MetaData that Alembic migrates and the queries use."""
+    md = sa.MetaData(naming_convention=NAMING)
+    sessions = sa.Table(
+        f"{prefix}sessions",
+        md,
+        sa.Column("id", Key(), primary_key=True),
+        sa.Column("app_name", Key(), nullable=False),
+        sa.Column("user_id", Key(), nullable=False),
+        sa.Column("state", JsonText(), nullable=False),
+        sa.Column("created_at", Timestamp(), nullable=False),
+        sa.Column("updated_at", Timestamp(), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False, server_default=sa.text("1")),
+        sa.Index(f"ix_{prefix}sessions_user_updated", "app_name", "user_id", "updated_at", "id"),
+        sa.Index(f"ix_{prefix}sessions_app_updated", "app_name", "updated_at", "id"),
+        **MYSQL_OPTIONS,
+    )
+    return Tables(md, sessions)

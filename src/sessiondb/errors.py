@@ -1,0 +1,93 @@
+"""The exceptions sessiondb raises.
+
+Every error derives from :class:`SessionDBError`, so ``except SessionDBError`` catches anything
+the library raises on purpose. Errors that mean "bad argument" also derive from the matching
+built-in (``ValueError``, ``TypeError``, ``LookupError``), so code written against plain Python
+conventions keeps working::
+
+    SessionDBError
+    ├── ConfigurationError (ValueError)        bad URL, unknown database, bad option
+    │   └── DriverNotInstalledError (ImportError)   names the extra to install
+    ├── InvalidIdError (ValueError)            empty, overlong, non-str or unprintable id
+    ├── InvalidStateError (ValueError)         state JSON cannot hold (NaN, huge int, ...)
+    │   └── StateTypeError (TypeError)         sets, bytes, objects, non-str keys
+    ├── SessionNotFoundError (LookupError)     no such session (or not yours)
+    ├── SessionExistsError                     create_session with a session_id already taken
+    ├── StaleSessionError                      expected_version no longer matches
+    ├── SchemaError                            database schema missing, too old or too new
+    └── DatabaseError                          any other driver error, translated
+        └── DatabaseUnavailableError (ConnectionError)   cannot reach the server
+
+Driver exceptions are translated at one boundary (``sessiondb._engine.translate``); the original
+exception is kept as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DatabaseError",
+    "DatabaseUnavailableError",
+    "DriverNotInstalledError",
+    "InvalidIdError",
+    "InvalidStateError",
+    "SchemaError",
+    "SessionDBError",
+    "SessionExistsError",
+    "SessionNotFoundError",
+    "StaleSessionError",
+    "StateTypeError",
+]
+
+
+class SessionDBError(Exception):
+    """Base class of every error sessiondb raises."""
+
+
+class ConfigurationError(SessionDBError, ValueError):
+    """The URL or an option is wrong: the message shows the right form."""
+
+
+class DriverNotInstalledError(ConfigurationError, ImportError):
+    """The database driver for a URL is not installed; the message names the extra."""
+
+
+class InvalidIdError(SessionDBError, ValueError):
+    """An ``app_name``, ``user_id`` or ``session_id`` is empty, too long, not a str, or unprintable."""
+
+
+class InvalidStateError(SessionDBError, ValueError):
+    """State that JSON cannot hold faithfully; the message names the key path."""
+
+
+class StateTypeError(InvalidStateError, TypeError):
+    """State holding a value of a type JSON has no form for (set, bytes, object, non-str key)."""
+
+
+class SessionNotFoundError(SessionDBError, LookupError):
+    """No session with that id (or it belongs to another app or user)."""
+
+
+class SessionExistsError(SessionDBError):
+    """``create_session`` was given a ``session_id`` that is already taken."""
+
+
+class StaleSessionError(SessionDBError):
+    """The session changed since it was read: its version is no longer the expected one."""
+
+    def __init__(self, message: str, *, expected: int | None = None, actual: int | None = None):
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class SchemaError(SessionDBError):
+    """The database schema is missing, older than this library expects, or newer than it knows."""
+
+
+class DatabaseError(SessionDBError):
+    """A database error that has no more specific meaning; the driver's error is ``__cause__``."""
+
+
+class DatabaseUnavailableError(DatabaseError, ConnectionError):
+    """The database cannot be reached (server down, wrong host or port, timeout, unopenable file)."""

@@ -1,0 +1,71 @@
+"""Generate ``src/sessiondb/_store.py`` from ``src/sessiondb/_async_store.py``.
+
+The async front end is the one written by hand; the sync one is derived by an ordered table of
+substitutions (httpcore's "unasync" approach). ``--check`` fails if the generated file is stale,
+or if a substitution no longer matches anything.
+
+    python tools/unasync.py          # rewrite _store.py
+    python tools/unasync.py --check  # CI: is _store.py up to date?
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent / "src" / "sessiondb"
+SOURCE = ROOT / "_async_store.py"
+TARGET = ROOT / "_store.py"
+
+SUBS: list[tuple[str, str]] = [
+    (
+        r'"""``AsyncSessionStore``: the asynchronous front end\. ``_store\.py`` is generated from this file\."""',
+        '"""``SessionStore``: the synchronous front end.\n\nGenerated from ``_async_store.py`` by ``tools/unasync.py``: DO NOT EDIT."""',
+    ),
+    (
+        r'    """Sessions in a database, with awaitable calls that never block the event loop\.\n\n'
+        r"    PostgreSQL and MySQL use a native async driver \(asyncpg, aiomysql\); SQLite runs each call\n"
+        r"    in a worker thread\. Use one store per event loop \(open it in your app's lifespan\)\.",
+        '    """Sessions in a database, with blocking calls. Safe to share between threads.',
+    ),
+    (r"from sqlalchemy\.engine import URL\n    from sqlalchemy\.ext\.asyncio import AsyncEngine", "from sqlalchemy.engine import URL, Engine"),
+    (r"\bAsyncEngine\b", "Engine"),
+    (r"\bAsyncSessionStore\b", "SessionStore"),
+    (r"\bAsyncBackend\b", "Backend"),
+    (r"__aenter__", "__enter__"),
+    (r"__aexit__", "__exit__"),
+    (r"\basync def ", "def "),
+    (r"\bawait ", ""),
+]
+
+
+def generate() -> str:
+    text = SOURCE.read_text()
+    for pattern, replacement in SUBS:
+        text, count = re.subn(pattern, replacement, text)
+        if count == 0:
+            raise SystemExit(f"unasync: substitution {pattern!r} matched nothing")
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    done = subprocess.run(
+        [ruff, "format", "--stdin-filename", str(TARGET), "-"],
+        input=text, capture_output=True, text=True, check=True,
+    )
+    return done.stdout
+
+
+def main(argv: list[str]) -> int:
+    text = generate()
+    if "--check" in argv:
+        if TARGET.read_text() != text:
+            print(f"{TARGET} is stale: run python tools/unasync.py", file=sys.stderr)
+            return 1
+        return 0
+    TARGET.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
