@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.ext.compiler import compiles
 
 from ._ids import MAX_ID_LENGTH
 
@@ -27,15 +29,24 @@ NAMING = {
 }
 
 
+class KeyString(sa.String):
+    """A VARCHAR compared byte for byte, trailing spaces included, on every backend."""
+
+    cache_ok = True
+
+
+@compiles(KeyString, "mysql")
+@compiles(KeyString, "mariadb")
+def _key_string_mysql(type_: KeyString, compiler: Any, **kw: Any) -> str:
+    # MariaDB's utf8mb4_bin pads with spaces ("a" = "a "); its nopad variant does not.
+    # MySQL 8's utf8mb4_0900_bin is NO PAD already.
+    collation = "utf8mb4_nopad_bin" if compiler.dialect.is_mariadb else "utf8mb4_0900_bin"
+    return f"VARCHAR({type_.length}) CHARACTER SET utf8mb4 COLLATE {collation}"
+
+
 def Key() -> sa.types.TypeEngine[str]:  # noqa: N802 - reads like a type
     """A bounded, exactly compared string key."""
-    return (
-        sa.String(MAX_ID_LENGTH)
-        .with_variant(mysql.VARCHAR(MAX_ID_LENGTH, charset="utf8mb4", collation="utf8mb4_bin"), "mysql")
-        .with_variant(
-            mysql.VARCHAR(MAX_ID_LENGTH, charset="utf8mb4", collation="utf8mb4_nopad_bin"), "mariadb"
-        )
-    )
+    return KeyString(MAX_ID_LENGTH)
 
 
 def JsonText() -> sa.types.TypeEngine[str]:  # noqa: N802

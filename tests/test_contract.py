@@ -1,0 +1,203 @@
+"""The contract every backend and both front ends keep."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from sessiondb import (
+    AsyncSessionStore,
+    Session,
+    SessionExistsError,
+    SessionNotFoundError,
+    SessionStore,
+    StaleSessionError,
+)
+
+
+async def test_create_returns_session_with_fresh_random_id(store: Any) -> None:
+    a = await store.create_session("app", "u1", {"lang": "en"})
+    b = await store.create_session("app", "u1")
+    assert isinstance(a, Session)
+    assert a.id != b.id
+    assert uuid.UUID(a.id).version == 4  # 122 random bits
+    assert (a.app_name, a.user_id, a.state, a.version) == ("app", "u1", {"lang": "en"}, 1)
+    assert b.state == {}
+    assert a.created_at == a.updated_at
+
+
+async def test_created_session_is_stored(store: Any) -> None:
+    created = await store.create_session("app", "u1", {"n": 1, "nested": {"x": [1, 2]}})
+    got = await store.get_session("app", "u1", created.id)
+    assert got == created
+
+
+async def test_caller_chosen_id(store: Any) -> None:
+    s = await store.create_session("app", "u1", {}, session_id="my-id")
+    assert s.id == "my-id"
+    assert (await store.get_session("app", "u1", "my-id")) is not None
+    with pytest.raises(SessionExistsError):
+        await store.create_session("app", "u2", {"other": True}, session_id="my-id")
+    kept = await store.get_session("app", "u1", "my-id")
+    assert kept is not None and kept.state == {}
+
+
+async def test_ids_compare_exactly(store: Any) -> None:
+    await store.create_session("app", "u1", {"v": 1}, session_id="abc")
+    await store.create_session("app", "u1", {"v": 2}, session_id="ABC")
+    await store.create_session("app", "u1", {"v": 3}, session_id="abc ")
+    for sid, v in (("abc", 1), ("ABC", 2), ("abc ", 3)):
+        got = await store.get_session("app", "u1", sid)
+        assert got is not None and got.state == {"v": v}
+    assert await store.get_session("App", "u1", "abc") is None
+    assert await store.get_session("app", "U1", "abc") is None
+
+
+async def test_get_is_none_for_unknown_or_foreign(store: Any) -> None:
+    s = await store.create_session("app", "alice", {"secret": 1})
+    assert await store.get_session("app", "alice", "nope") is None
+    assert await store.get_session("app", "bob", s.id) is None
+    assert await store.get_session("other-app", "alice", s.id) is None
+
+
+async def test_list_most_recently_updated_first(store: Any) -> None:
+    a = await store.create_session("app", "u1", {"n": "a"})
+    b = await store.create_session("app", "u1", {"n": "b"})
+    c = await store.create_session("app", "u1", {"n": "c"})
+    await store.create_session("app", "u2", {"n": "other user"})
+    await store.create_session("app2", "u1", {"n": "other app"})
+    assert [s.id for s in await store.list_sessions("app", "u1")] == [c.id, b.id, a.id]
+    await store.update_session_state(a.id, {"n": "a2"})
+    listed = await store.list_sessions("app", "u1")
+    assert [s.id for s in listed] == [a.id, c.id, b.id]
+    assert listed[0].state == {"n": "a2"}
+    assert await store.list_sessions("app", "nobody") == []
+
+
+async def test_list_every_user_of_an_app(store: Any) -> None:
+    ids = {(await store.create_session("app", f"u{i}")).id for i in range(3)}
+    await store.create_session("app2", "u0")
+    everyone = await store.list_sessions("app", None)
+    assert {s.id for s in everyone} == ids
+    assert [s.updated_at for s in everyone] == sorted((s.updated_at for s in everyone), reverse=True)
+
+
+async def test_update_replaces_whole_state_and_advances(store: Any) -> None:
+    s = await store.create_session("app", "u1", {"a": 1, "b": 2})
+    version = await store.update_session_state(s.id, {"c": 3})
+    assert version == 2
+    got = await store.get_session("app", "u1", s.id)
+    assert got is not None
+    assert got.state == {"c": 3}
+    assert got.version == 2
+    assert got.updated_at > s.updated_at
+    assert got.created_at == s.created_at
+
+
+async def test_update_unknown_raises_lookup_error(store: Any) -> None:
+    with pytest.raises(SessionNotFoundError) as info:
+        await store.update_session_state("missing", {"a": 1})
+    assert isinstance(info.value, LookupError)
+
+
+async def test_expected_version(store: Any) -> None:
+    s = await store.create_session("app", "u1", {"n": 0})
+    assert await store.update_session_state(s.id, {"n": 1}, expected_version=1) == 2
+    with pytest.raises(StaleSessionError) as info:
+        await store.update_session_state(s.id, {"n": 99}, expected_version=1)
+    assert (info.value.expected, info.value.actual) == (1, 2)
+    got = await store.get_session("app", "u1", s.id)
+    assert got is not None and got.state == {"n": 1} and got.version == 2
+    with pytest.raises(SessionNotFoundError):
+        await store.update_session_state("missing", {}, expected_version=1)
+
+
+async def test_returned_sessions_are_detached(store: Any) -> None:
+    state = {"count": 1, "items": [1]}
+    s = await store.create_session("app", "u1", state)
+    state["count"] = 100
+    state["items"].append(2)
+    s.state["count"] = 5
+    got = await store.get_session("app", "u1", s.id)
+    assert got is not None and got.state == {"count": 1, "items": [1]}
+    got.state["count"] = 7
+    got.state["items"].append(3)
+    again = await store.get_session("app", "u1", s.id)
+    assert again is not None and again.state == {"count": 1, "items": [1]}
+    listed = (await store.list_sessions("app", "u1"))[0]
+    listed.state.clear()
+    assert (await store.get_session("app", "u1", s.id)).state == {"count": 1, "items": [1]}
+
+
+async def test_delete_session(store: Any) -> None:
+    s = await store.create_session("app", "u1")
+    keep = await store.create_session("app", "u1")
+    assert await store.delete_session(s.id) is True
+    assert await store.delete_session(s.id) is False
+    assert await store.get_session("app", "u1", s.id) is None
+    assert await store.get_session("app", "u1", keep.id) is not None
+
+
+async def test_delete_checks_owner_when_given(store: Any) -> None:
+    s = await store.create_session("app", "alice")
+    assert await store.delete_session(s.id, app_name="app", user_id="bob") is False
+    assert await store.get_session("app", "alice", s.id) is not None
+    assert await store.delete_session(s.id, app_name="app", user_id="alice") is True
+
+
+async def test_clear_sessions(store: Any) -> None:
+    for _ in range(3):
+        await store.create_session("app", "u1")
+    other = await store.create_session("app", "u2")
+    other_app = await store.create_session("app2", "u1")
+    assert await store.clear_sessions("app", "u1") == 3
+    assert await store.list_sessions("app", "u1") == []
+    assert [s.id for s in await store.list_sessions("app", "u2")] == [other.id]
+    assert await store.clear_sessions("app") == 1
+    assert [s.id for s in await store.list_sessions("app2", "u1")] == [other_app.id]
+
+
+async def test_timestamps_are_naive_local_and_comparable_with_now(store: Any) -> None:
+    before = datetime.now()
+    s = await store.create_session("app", "u1")
+    after = datetime.now()
+    got = await store.get_session("app", "u1", s.id)
+    assert got is not None
+    assert got.created_at.tzinfo is None
+    assert before - timedelta(seconds=1) <= got.created_at <= after + timedelta(seconds=1)
+    assert got.created_at < datetime.now() - timedelta(days=-1)  # the guide's cleanup comparison
+    assert got.created_at == s.created_at  # microseconds survive the database
+
+
+async def test_tz_aware_option(db_url: str) -> None:
+    with SessionStore(db_url, tz_aware=True) as store:
+        s = store.create_session("app", "u1")
+        got = store.get_session("app", "u1", s.id)
+        assert got is not None and got.created_at.tzinfo is not None
+        assert got.created_at.utcoffset() == timedelta(0)
+        assert abs(got.created_at - datetime.now(timezone.utc)) < timedelta(seconds=5)
+        assert got.created_at == s.created_at
+
+
+async def test_stores_see_each_others_writes(db_url: str) -> None:
+    with SessionStore(db_url) as sync_store:
+        async with AsyncSessionStore(db_url) as async_store:
+            s = sync_store.create_session("app", "u1", {"from": "sync"})
+            got = await async_store.get_session("app", "u1", s.id)
+            assert got is not None and got.state == {"from": "sync"}
+            await async_store.update_session_state(s.id, {"from": "async"})
+            again = sync_store.get_session("app", "u1", s.id)
+            assert again is not None and again.state == {"from": "async"}
+
+
+def test_session_survives_serialisation() -> None:
+    import pickle
+
+    now = datetime.now()
+    s = Session("id", "app", "u", now, now, {"a": [1, {"b": None}]}, 7)
+    assert pickle.loads(pickle.dumps(s)) == s
+    assert Session.from_dict(s.to_dict()) == s
+    assert s.to_dict()["version"] == 7
