@@ -82,7 +82,9 @@ async def test_list_every_user_of_an_app(store: Any) -> None:
     await store.create_session("app2", "u0")
     everyone = await store.list_sessions("app", None)
     assert {s.id for s in everyone} == ids
-    assert [s.updated_at for s in everyone] == sorted((s.updated_at for s in everyone), reverse=True)
+    assert [s.updated_at for s in everyone] == sorted(
+        (s.updated_at for s in everyone), reverse=True
+    )
 
 
 async def test_update_replaces_whole_state_and_advances(store: Any) -> None:

@@ -20,18 +20,27 @@ ROOT = Path(__file__).resolve().parent.parent / "src" / "sessiondb"
 SOURCE = ROOT / "_async_store.py"
 TARGET = ROOT / "_store.py"
 
+ASYNC_DOC = (
+    "Sessions in a database, with awaitable calls that never block the event loop.\n\n"
+    "    PostgreSQL and MySQL use a native async driver (asyncpg, aiomysql); SQLite runs each\n"
+    "    call in a worker thread. Use one store per event loop (open it in your app's lifespan)."
+)
+SYNC_DOC = "Sessions in a database, with blocking calls. Safe to share between threads."
+
+# Plain substitutions first (docstrings, imports), then the renaming rules.
+LITERAL: list[tuple[str, str]] = [
+    (
+        "``AsyncSessionStore``: the asynchronous front end. ``_store.py`` is generated from it.",
+        "``SessionStore``: the synchronous front end.\n\n"
+        "Generated from ``_async_store.py`` by ``tools/unasync.py``: DO NOT EDIT.",
+    ),
+    (ASYNC_DOC, SYNC_DOC),
+    (
+        "from sqlalchemy.engine import URL\n    from sqlalchemy.ext.asyncio import AsyncEngine",
+        "from sqlalchemy.engine import URL, Engine",
+    ),
+]
 SUBS: list[tuple[str, str]] = [
-    (
-        r'"""``AsyncSessionStore``: the asynchronous front end\. ``_store\.py`` is generated from this file\."""',
-        '"""``SessionStore``: the synchronous front end.\n\nGenerated from ``_async_store.py`` by ``tools/unasync.py``: DO NOT EDIT."""',
-    ),
-    (
-        r'    """Sessions in a database, with awaitable calls that never block the event loop\.\n\n'
-        r"    PostgreSQL and MySQL use a native async driver \(asyncpg, aiomysql\); SQLite runs each call\n"
-        r"    in a worker thread\. Use one store per event loop \(open it in your app's lifespan\)\.",
-        '    """Sessions in a database, with blocking calls. Safe to share between threads.',
-    ),
-    (r"from sqlalchemy\.engine import URL\n    from sqlalchemy\.ext\.asyncio import AsyncEngine", "from sqlalchemy.engine import URL, Engine"),
     (r"\bAsyncEngine\b", "Engine"),
     (r"\bAsyncSessionStore\b", "SessionStore"),
     (r"\bAsyncBackend\b", "Backend"),
@@ -44,6 +53,10 @@ SUBS: list[tuple[str, str]] = [
 
 def generate() -> str:
     text = SOURCE.read_text()
+    for old, new in LITERAL:
+        if old not in text:
+            raise SystemExit(f"unasync: {old[:40]!r}... is not in {SOURCE.name}")
+        text = text.replace(old, new)
     for pattern, replacement in SUBS:
         text, count = re.subn(pattern, replacement, text)
         if count == 0:
@@ -51,7 +64,10 @@ def generate() -> str:
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
     done = subprocess.run(
         [ruff, "format", "--stdin-filename", str(TARGET), "-"],
-        input=text, capture_output=True, text=True, check=True,
+        input=text,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return done.stdout
 

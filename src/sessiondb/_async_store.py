@@ -1,4 +1,4 @@
-"""``AsyncSessionStore``: the asynchronous front end. ``_store.py`` is generated from this file."""
+"""``AsyncSessionStore``: the asynchronous front end. ``_store.py`` is generated from it."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ __all__ = ["AsyncSessionStore"]
 class AsyncSessionStore:
     """Sessions in a database, with awaitable calls that never block the event loop.
 
-    PostgreSQL and MySQL use a native async driver (asyncpg, aiomysql); SQLite runs each call
-    in a worker thread. Use one store per event loop (open it in your app's lifespan).
+    PostgreSQL and MySQL use a native async driver (asyncpg, aiomysql); SQLite runs each
+    call in a worker thread. Use one store per event loop (open it in your app's lifespan).
 
     Args:
         url: a database URL (``sqlite:///./sessions.db``, ``postgresql://...``,
@@ -83,7 +83,7 @@ class AsyncSessionStore:
         return await self._call(self._core.get_session, app_name, user_id, session_id)
 
     async def list_sessions(self, app_name: str, user_id: str | None = None) -> list[Session]:
-        """Sessions of one user (every user's if ``user_id`` is None), most recently updated first."""
+        """One user's sessions (every user's if ``user_id`` is None), newest update first."""
         return await self._call(self._core.list_sessions, app_name, user_id)
 
     async def update_session_state(
@@ -95,7 +95,9 @@ class AsyncSessionStore:
         :class:`~sessiondb.errors.StaleSessionError` (writing nothing) if ``expected_version``
         is given and the stored version differs.
         """
-        return await self._call(self._core.update_session_state, session_id, state, expected_version)
+        return await self._call(
+            self._core.update_session_state, session_id, state, expected_version
+        )
 
     async def delete_session(
         self, session_id: str, *, app_name: str | None = None, user_id: str | None = None

@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 
 from . import _migrations
 from ._core import Core
-from ._engine import AsyncRunner, Durability, Runner, make_engine, sqlite_setup
+from ._engine import AsyncRunner, Durability, Runner, make_engine, sqlite_setup, translate
 from ._queries import Queries
 from ._schema import tables
 from ._urls import Target, resolve_url
@@ -167,7 +167,7 @@ class Backend(_BaseBackend):
                 return
             revision = self.runner.call(_migrations.read_revision, self.options.table_prefix)
             if _decide(revision, self.options, self.target):
-                self._upgrade_sync()
+                self.runner.translating(self._upgrade_sync)
             self.ready = True
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -178,7 +178,7 @@ class Backend(_BaseBackend):
 
     def close(self) -> None:
         if self.owns_engine:
-            self.engine.dispose()  # type: ignore[call-arg]
+            self.engine.dispose()
 
 
 class AsyncBackend(_BaseBackend):
@@ -202,7 +202,10 @@ class AsyncBackend(_BaseBackend):
                 return
             revision = await self.arunner.call(_migrations.read_revision, self.options.table_prefix)
             if _decide(revision, self.options, self.target):
-                await self._upgrade()
+                try:
+                    await self._upgrade()
+                except self.runner.driver_errors as exc:
+                    raise translate(exc, self.target) from exc
             self.ready = True
 
     async def _upgrade(self) -> None:

@@ -49,7 +49,7 @@ class Core:
         """A stored naive-UTC timestamp as the caller sees it: local naive, or aware UTC."""
         if type(value) is str:
             value = datetime.fromisoformat(value)
-        aware = value.replace(tzinfo=UTC)
+        aware: datetime = value.replace(tzinfo=UTC)
         return aware if self.tz_aware else aware.astimezone().replace(tzinfo=None)
 
     def encode(self, state: Any, root: str = "state") -> str:
@@ -89,7 +89,13 @@ class Core:
         try:
             cx.run(
                 self.q.insert_session,
-                {"sid": sid, "app": app_name, "user": user_id, "state": text, "now": self.q.ts_in(now)},
+                {
+                    "sid": sid,
+                    "app": app_name,
+                    "user": user_id,
+                    "state": text,
+                    "now": self.q.ts_in(now),
+                },
             )
         except cx.dbapi.IntegrityError as exc:
             raise SessionExistsError(f"a session with id {sid!r} already exists") from exc
@@ -137,7 +143,9 @@ class Core:
             return cx.run(self.q.delete_session, {"sid": session_id}) > 0
         check_id(app_name, "app_name")
         check_id(user_id, "user_id")
-        return cx.run(self.q.delete_owned, {"sid": session_id, "app": app_name, "user": user_id}) > 0
+        return (
+            cx.run(self.q.delete_owned, {"sid": session_id, "app": app_name, "user": user_id}) > 0
+        )
 
     def clear_sessions(self, cx: Cx, app_name: str, user_id: str | None) -> int:
         check_id(app_name, "app_name")

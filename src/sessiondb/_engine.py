@@ -137,7 +137,7 @@ class Cx:
     Nothing is leased until the first statement runs, so argument errors never touch the pool.
     """
 
-    __slots__ = ("_runner", "_raw", "_cur", "_in_tx", "backend", "dbapi")
+    __slots__ = ("_cur", "_in_tx", "_raw", "_runner", "backend", "dbapi")
 
     def __init__(self, runner: Runner) -> None:
         self._runner = runner
@@ -155,6 +155,10 @@ class Cx:
                 self._runner.adopt(raw)
             cur = self._cur = raw.cursor()
         return cur
+
+    def connect(self) -> None:
+        """Lease the connection now (so connection errors surface before a statement runs)."""
+        self._cursor()
 
     def one(self, stmt: Stmt, params: dict[str, Any]) -> Any:
         """Run ``stmt`` and return its first row, or ``None``."""
@@ -210,7 +214,8 @@ class Cx:
                     cur.execute("ROLLBACK")
             cur.close()
             if self._runner.foreign:
-                self._runner.dialect.reset_isolation_level(raw.dbapi_connection)
+                dbapi_conn: Any = raw.dbapi_connection
+                self._runner.dialect.reset_isolation_level(dbapi_conn)
             raw.close()
         except Exception as cleanup_exc:  # the connection is unusable: drop it
             raw.invalidate(cleanup_exc)
@@ -235,7 +240,7 @@ class Runner:
         self._busy_timeout = busy_timeout
         self.dialect = engine.dialect
         self.dbapi = engine.dialect.loaded_dbapi
-        self._driver_errors: tuple[type[BaseException], ...] = (
+        self.driver_errors: tuple[type[BaseException], ...] = (
             self.dbapi.Error,
             DBAPIError,
             OSError,
@@ -244,7 +249,7 @@ class Runner:
 
     def adopt(self, raw: PoolProxiedConnection) -> None:
         """Make a connection of a caller-built engine fit the hot path: autocommit, pragmas."""
-        dbapi_conn = raw.dbapi_connection
+        dbapi_conn: Any = raw.dbapi_connection
         if self.target.backend == "sqlite" and "sessiondb" not in raw.info:
             sqlite_setup(dbapi_conn, self._durability, self._busy_timeout)
             raw.info["sessiondb"] = True
@@ -264,14 +269,21 @@ class Runner:
         try:
             raw.invalidate(exc)
         finally:
-            self.engine.pool._invalidate(raw)  # type: ignore[arg-type]
+            self.engine.pool._invalidate(raw)
+
+    def translating(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` (no connection lease), translating driver errors."""
+        try:
+            return fn(*args)
+        except self.driver_errors as exc:
+            raise translate(exc, self.target) from exc
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(cx, *args)`` with a fresh :class:`Cx`; driver errors become sessiondb errors."""
         cx = Cx(self)
         try:
             result = fn(cx, *args)
-        except self._driver_errors as exc:
+        except self.driver_errors as exc:
             cx.release(exc)
             raise translate(exc, self.target) from exc
         except BaseException as exc:
@@ -300,7 +312,9 @@ class AsyncRunner:
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._in_thread:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor or self._pool(), self.runner.call, fn, *args)
+            return await loop.run_in_executor(
+                self._executor or self._pool(), self.runner.call, fn, *args
+            )
         from sqlalchemy.util import greenlet_spawn
 
         return await greenlet_spawn(self.runner.call, fn, *args)

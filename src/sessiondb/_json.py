@@ -17,6 +17,7 @@ from typing import Any
 
 from .errors import InvalidStateError, StateTypeError
 
+_orjson: Any
 try:  # optional speed-up: `pip install sessiondb[speed]`
     import orjson as _orjson
 except ImportError:  # pragma: no cover - exercised when orjson is absent
@@ -99,7 +100,7 @@ if _orjson is not None:
 
     def _dumps_fast(value: Any) -> str:
         try:
-            return _orjson_dumps(value).decode()
+            return str(_orjson_dumps(value).decode())
         except _orjson.JSONEncodeError:  # deeper than orjson's limit: the stdlib copes
             return _dumps_std(value)
 

@@ -52,7 +52,15 @@ class Queries:
         self.tables = tables
         s = tables.sessions
         c = s.c
-        cols = [c.id, c.app_name, c.user_id, self.json_out(c.state), c.created_at, c.updated_at, c.version]
+        cols = [
+            c.id,
+            c.app_name,
+            c.user_id,
+            self.json_out(c.state),
+            c.created_at,
+            c.updated_at,
+            c.version,
+        ]
 
         self.insert_session = self.compile(
             sa.insert(s).values(
@@ -71,10 +79,14 @@ class Queries:
         self.list_user = self.compile(
             sa.select(*cols).where(c.app_name == p("app"), c.user_id == p("user")).order_by(*order)
         )
-        self.list_app = self.compile(sa.select(*cols).where(c.app_name == p("app")).order_by(*order))
+        self.list_app = self.compile(
+            sa.select(*cols).where(c.app_name == p("app")).order_by(*order)
+        )
 
         set_state = {"state": self.json_in("state"), "updated_at": p("now", Timestamp())}
-        self.update_state = self.compile(self.bump(sa.update(s).where(c.id == p("sid")).values(**set_state)))
+        self.update_state = self.compile(
+            self.bump(sa.update(s).where(c.id == p("sid")).values(**set_state))
+        )
         self.update_state_expected = self.compile(
             self.bump(
                 sa.update(s).where(c.id == p("sid"), c.version == p("expected")).values(**set_state)
@@ -83,7 +95,9 @@ class Queries:
         self.get_version = self.compile(sa.select(c.version).where(c.id == p("sid")))
         self.delete_session = self.compile(sa.delete(s).where(c.id == p("sid")))
         self.delete_owned = self.compile(sa.delete(s).where(owned))
-        self.clear_user = self.compile(sa.delete(s).where(c.app_name == p("app"), c.user_id == p("user")))
+        self.clear_user = self.compile(
+            sa.delete(s).where(c.app_name == p("app"), c.user_id == p("user"))
+        )
         self.clear_app = self.compile(sa.delete(s).where(c.app_name == p("app")))
 
     # -- dialect differences ------------------------------------------------------------------
@@ -114,8 +128,12 @@ class Queries:
 
     def compile(self, construct: ClauseElement) -> Stmt:
         """Compile ``construct`` for this dialect into a :class:`Stmt`."""
-        compiled = construct.compile(dialect=self.dialect)
-        names = tuple(compiled.positiontup) if self.dialect.positional and compiled.positiontup else None
+        compiled: Any = construct.compile(dialect=self.dialect)
+        names = (
+            tuple(compiled.positiontup)
+            if self.dialect.positional and compiled.positiontup
+            else None
+        )
         if self.dialect.positional and names is None:
             names = ()
         return Stmt(compiled.string, names)

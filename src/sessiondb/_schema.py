@@ -51,12 +51,14 @@ def Key() -> sa.types.TypeEngine[str]:  # noqa: N802 - reads like a type
 
 def JsonText() -> sa.types.TypeEngine[str]:  # noqa: N802
     """A JSON document: JSONB, LONGTEXT or TEXT. sessiondb encodes and decodes it itself."""
-    return sa.Text().with_variant(postgresql.JSONB(), "postgresql").with_variant(
-        mysql.LONGTEXT(), "mysql", "mariadb"
+    return (
+        sa.Text()
+        .with_variant(postgresql.JSONB(), "postgresql")
+        .with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
     )
 
 
-def Timestamp() -> sa.types.TypeEngine[object]:  # noqa: N802
+def Timestamp() -> sa.types.TypeEngine[Any]:  # noqa: N802
     """A naive UTC timestamp with microseconds."""
     return (
         sa.DateTime()
@@ -65,7 +67,7 @@ def Timestamp() -> sa.types.TypeEngine[object]:  # noqa: N802
     )
 
 
-MYSQL_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+MYSQL_OPTIONS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ class SessionStore:
         return self._call(self._core.get_session, app_name, user_id, session_id)
 
     def list_sessions(self, app_name: str, user_id: str | None = None) -> list[Session]:
-        """Sessions of one user (every user's if ``user_id`` is None), most recently updated first."""
+        """One user's sessions (every user's if ``user_id`` is None), newest update first."""
         return self._call(self._core.list_sessions, app_name, user_id)
 
     def update_session_state(

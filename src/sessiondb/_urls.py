@@ -85,7 +85,7 @@ def _malformed(text: str, why: str) -> ConfigurationError:
 
 
 def resolve_url(url: str | URL) -> Target:
-    """Parse ``url`` and choose drivers, or raise :class:`ConfigurationError` saying what is wrong."""
+    """Parse ``url`` and choose drivers, or raise :class:`ConfigurationError` saying why not."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -126,9 +126,8 @@ def resolve_url(url: str | URL) -> Target:
         elif driver == "psycopg":
             async_driver = "psycopg_async"
     base = name  # keep "mariadb" so SQLAlchemy knows the server flavour
-    if backend != "sqlite":
-        if not parsed.database:
-            raise _malformed(text, "it names no database (add /database_name at the end)")
+    if backend != "sqlite" and not parsed.database:
+        raise _malformed(text, "it names no database (add /database_name at the end)")
     sync_url = parsed.set(drivername=f"{base}+{sync_driver}")
     async_url = parsed.set(drivername=f"{base}+{async_driver}")
     return Target(backend, sync_url, async_url, safe)

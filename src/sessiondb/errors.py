@@ -53,7 +53,7 @@ class DriverNotInstalledError(ConfigurationError, ImportError):
 
 
 class InvalidIdError(SessionDBError, ValueError):
-    """An ``app_name``, ``user_id`` or ``session_id`` is empty, too long, not a str, or unprintable."""
+    """An ``app_name``, ``user_id`` or ``session_id`` is empty, overlong, unprintable or no str."""
 
 
 class InvalidStateError(SessionDBError, ValueError):
@@ -90,4 +90,4 @@ class DatabaseError(SessionDBError):
 
 
 class DatabaseUnavailableError(DatabaseError, ConnectionError):
-    """The database cannot be reached (server down, wrong host or port, timeout, unopenable file)."""
+    """The database cannot be reached (server down, wrong host or port, timeout, bad file path)."""

@@ -30,10 +30,11 @@ def table_prefix() -> str:
 
 def read_revision(cx: Cx, prefix: str) -> str | None:
     """The database's sessiondb revision, or None when it has no sessiondb schema yet."""
-    from .._schema import version_table_name
     from .._queries import Stmt
+    from .._schema import version_table_name
 
     stmt = Stmt(f"SELECT version_num FROM {version_table_name(prefix)}", ())
+    cx.connect()
     try:
         row = cx.one(stmt, {})
     except cx.dbapi.Error:

@@ -1,0 +1,101 @@
+"""The same data comes back identically on every backend."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sessiondb import SessionStore
+
+TRICKY: dict[str, Any] = {
+    "unicode": "héllo wörld — 日本語 — Ελληνικά",
+    "emoji": "🚀👩‍💻🇯🇵",
+    "nul": "before\u0000after",
+    "nul key \u0000": 1,
+    "escape-char": "\ue000 private use \ue000e0",
+    "backslash": 'a\\u0000b \\ c " d',
+    "control": "\t\n\r\x01\x1f",
+    "int64": [2**63 - 1, -(2**63), 2**64 - 1, 0, -1],
+    "floats": [0.1, -2.5, 1e16, 1.5e300, 5e-324, 1e-7, 123456789.123456789, 2.0],
+    "bools": [True, False, None],
+    "empty": {"obj": {}, "list": [], "str": ""},
+    "tuple": (1, "two"),
+}
+
+
+async def test_tricky_values_round_trip(store: Any) -> None:
+    s = await store.create_session("app", "u1", TRICKY)
+    expected = json.loads(json.dumps(TRICKY))  # the tuple comes back as a list
+    assert s.state == expected
+    got = await store.get_session("app", "u1", s.id)
+    assert got is not None
+    assert got.state == expected
+    for key in ("floats", "int64"):
+        assert [type(v) for v in got.state[key]] == [type(v) for v in expected[key]]
+    await store.update_session_state(s.id, TRICKY)
+    listed = await store.list_sessions("app", "u1")
+    assert listed[0].state == expected
+
+
+async def test_deep_nesting(store: Any) -> None:
+    deep: Any = "bottom"
+    for i in range(200):
+        deep = {f"k{i}": [deep]}
+    s = await store.create_session("app", "u1", {"deep": deep})
+    got = await store.get_session("app", "u1", s.id)
+    assert got is not None and got.state == {"deep": deep}
+
+
+@pytest.mark.slow
+async def test_ten_megabyte_state(store: Any) -> None:
+    big = {"history": ["x" * 1000 + str(i) for i in range(10_000)], "tail": "é" * 100}
+    s = await store.create_session("app", "u1", big)
+    got = await store.get_session("app", "u1", s.id)
+    assert got is not None and got.state == big
+    big["history"].append("one more")
+    await store.update_session_state(s.id, big)
+    again = await store.get_session("app", "u1", s.id)
+    assert again is not None and len(again.state["history"]) == 10_001
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+states = st.dictionaries(st.text(max_size=12), json_values, max_size=6)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(state=states)
+def test_random_states_round_trip(db_url: str, state: dict[str, Any]) -> None:
+    with SessionStore(db_url) as store:
+        s = store.create_session("prop", "u", state)
+        got = store.get_session("prop", "u", s.id)
+        assert got is not None
+        assert got.state == state
+        assert typed(got.state) == typed(state)  # 1.0 stays a float, 1 an int, True a bool
+        store.delete_session(s.id)
+
+
+def typed(value: Any) -> Any:
+    """``value`` with each scalar paired with its type (-0.0 equals 0.0 but stays a float)."""
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [typed(v) for v in value]
+    return (type(value).__name__, value)
