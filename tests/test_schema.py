@@ -14,22 +14,13 @@ from sessiondb import AsyncSessionStore, SchemaError, SessionStore
 from sessiondb._migrations import HEAD
 from sessiondb._urls import resolve_url
 
+from .conftest import drop_tables
+
 
 def _table_names(url: str) -> set[str]:
     engine = sa.create_engine(resolve_url(url).sync_url, poolclass=sa.NullPool)
     try:
         return set(sa.inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
-
-
-def _drop(url: str, prefix: str) -> None:
-    engine = sa.create_engine(resolve_url(url).sync_url, poolclass=sa.NullPool)
-    try:
-        with engine.begin() as conn:
-            for name in sa.inspect(conn).get_table_names():
-                if name.startswith(prefix):
-                    conn.execute(sa.text(f"DROP TABLE {name}"))
     finally:
         engine.dispose()
 
@@ -61,7 +52,7 @@ def test_table_prefix(db_url: str) -> None:
         with SessionStore(db_url) as plain:  # the unprefixed tables are another store
             assert plain.get_session("app", "u", s.id) is None
     finally:
-        _drop(db_url, prefix)
+        drop_tables(db_url, prefix)
 
 
 @pytest.mark.parametrize("prefix", ["bad-prefix", "x;drop", "p" * 25])

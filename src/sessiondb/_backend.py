@@ -138,8 +138,13 @@ class _BaseBackend:
             busy_timeout=options.busy_timeout,
         )
         self.tables = tables(options.table_prefix)
-        self.core = Core(Queries(sync_engine.dialect, self.tables), tz_aware=options.tz_aware)
+        self.dialect = sync_engine.dialect
+        self.core = Core(tz_aware=options.tz_aware)
         self.ready = False
+
+    def _bind(self) -> None:
+        # after the first connection, so the dialect knows its server (MySQL or MariaDB)
+        self.core.bind(Queries(self.dialect, self.tables))
 
     def _upgrade_sync(self) -> None:
         engine = _migration_engine(self.target, "sync", self.options)
@@ -168,6 +173,7 @@ class Backend(_BaseBackend):
             revision = self.runner.call(_migrations.read_revision, self.options.table_prefix)
             if _decide(revision, self.options, self.target):
                 self.runner.translating(self._upgrade_sync)
+            self._bind()
             self.ready = True
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -206,6 +212,7 @@ class AsyncBackend(_BaseBackend):
                     await self._upgrade()
                 except self.runner.driver_errors as exc:
                     raise translate(exc, self.target) from exc
+            self._bind()
             self.ready = True
 
     async def _upgrade(self) -> None:

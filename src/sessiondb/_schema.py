@@ -76,6 +76,9 @@ class Tables:
 
     metadata: sa.MetaData
     sessions: sa.Table
+    events: sa.Table
+    app_states: sa.Table
+    user_states: sa.Table
 
 
 def version_table_name(prefix: str) -> str:
@@ -97,8 +100,48 @@ def tables(prefix: str = "") -> Tables:
         sa.Column("created_at", Timestamp(), nullable=False),
         sa.Column("updated_at", Timestamp(), nullable=False),
         sa.Column("version", sa.BigInteger(), nullable=False, server_default=sa.text("1")),
+        # event bookkeeping, kept in step with the events table (revision 0002)
+        sa.Column("last_seq", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
+        sa.Column("event_count", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
+        sa.Column("event_bytes", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
         sa.Index(f"ix_{prefix}sessions_user_updated", "app_name", "user_id", "updated_at", "id"),
         sa.Index(f"ix_{prefix}sessions_app_updated", "app_name", "updated_at", "id"),
         **MYSQL_OPTIONS,
     )
-    return Tables(md, sessions)
+    events = sa.Table(
+        f"{prefix}events",
+        md,
+        sa.Column(
+            "session_id",
+            Key(),
+            sa.ForeignKey(sessions.c.id, ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),
+        sa.Column("author", Key(), nullable=False),
+        sa.Column("content", JsonText(), nullable=False),
+        sa.Column("state_delta", JsonText(), nullable=True),
+        sa.Column("invocation_id", Key(), nullable=True),
+        sa.Column("meta", JsonText(), nullable=True),
+        sa.Column("created_at", Timestamp(), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        **MYSQL_OPTIONS,
+    )
+    app_states = sa.Table(
+        f"{prefix}app_states",
+        md,
+        sa.Column("app_name", Key(), primary_key=True),
+        sa.Column("state", JsonText(), nullable=False),
+        sa.Column("updated_at", Timestamp(), nullable=False),
+        **MYSQL_OPTIONS,
+    )
+    user_states = sa.Table(
+        f"{prefix}user_states",
+        md,
+        sa.Column("app_name", Key(), primary_key=True),
+        sa.Column("user_id", Key(), primary_key=True),
+        sa.Column("state", JsonText(), nullable=False),
+        sa.Column("updated_at", Timestamp(), nullable=False),
+        **MYSQL_OPTIONS,
+    )
+    return Tables(md, sessions, events, app_states, user_states)

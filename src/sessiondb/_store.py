@@ -4,6 +4,7 @@ Generated from ``_async_store.py`` by ``tools/unasync.py``: DO NOT EDIT."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
 
     from ._engine import Durability
-    from .models import Session
+    from .models import Event, Session
 
 __all__ = ["SessionStore"]
 
@@ -76,9 +77,14 @@ class SessionStore:
         """
         return self._call(self._core.create_session, app_name, user_id, state, session_id)
 
-    def get_session(self, app_name: str, user_id: str, session_id: str) -> Session | None:
-        """The session, or None if it does not exist or belongs to another app or user."""
-        return self._call(self._core.get_session, app_name, user_id, session_id)
+    def get_session(
+        self, app_name: str, user_id: str, session_id: str, *, recent_events: int = 0
+    ) -> Session | None:
+        """The session, or None if it does not exist or belongs to another app or user.
+
+        With ``recent_events=N`` its last N events come along in ``session.events``.
+        """
+        return self._call(self._core.get_session, app_name, user_id, session_id, recent_events)
 
     def list_sessions(self, app_name: str, user_id: str | None = None) -> list[Session]:
         """One user's sessions (every user's if ``user_id`` is None), newest update first."""
@@ -94,6 +100,109 @@ class SessionStore:
         is given and the stored version differs.
         """
         return self._call(self._core.update_session_state, session_id, state, expected_version)
+
+    def patch_state(
+        self,
+        session_id: str,
+        set: Mapping[str, Any] | None = None,
+        remove: Iterable[str] = (),
+        *,
+        increment: Mapping[str, int | float] | None = None,
+        expected_version: int | None = None,
+    ) -> int:
+        """Change some keys atomically in the database and return the new version.
+
+        Keys in ``remove`` are deleted, then ``set`` is merged in (``dict.update``), then each
+        ``increment`` key is added to (a missing key counts as 0). ``app:``/``user:`` keys go
+        to their scope, ``temp:`` keys are dropped. Concurrent patches never lose each other.
+        """
+        return self._call(
+            self._core.patch_state, session_id, set, remove, increment, expected_version
+        )
+
+    def transform_state(
+        self,
+        session_id: str,
+        fn: Callable[[dict[str, Any]], dict[str, Any] | None],
+        *,
+        attempts: int = 10,
+    ) -> int:
+        """Read-modify-write with retries: ``fn`` gets the state and returns (or edits) it.
+
+        The write is made with ``expected_version``; when another writer got there first,
+        the state is read again and ``fn`` runs again, up to ``attempts`` times (then
+        :class:`~sessiondb.errors.StaleSessionError`). Returns the new version.
+        """
+        return self._call(self._core.transform_state, session_id, fn, attempts)
+
+    def append_event(
+        self,
+        session_id: str,
+        author: str,
+        content: Any = None,
+        *,
+        state_delta: dict[str, Any] | None = None,
+        invocation_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        expected_version: int | None = None,
+    ) -> Event:
+        """Append one event to the session's history; its ``state_delta`` is applied with it."""
+        event = {
+            "author": author,
+            "content": content,
+            "state_delta": state_delta,
+            "invocation_id": invocation_id,
+            "metadata": metadata,
+        }
+        appended = self._call(self._core.append_events, session_id, [event], expected_version)
+        return appended[0]
+
+    def append_events(
+        self,
+        session_id: str,
+        events: Sequence[Mapping[str, Any]],
+        *,
+        expected_version: int | None = None,
+    ) -> list[Event]:
+        """Append several events in one transaction (each a mapping of append_event's fields)."""
+        return self._call(self._core.append_events, session_id, events, expected_version)
+
+    def list_events(
+        self,
+        session_id: str,
+        *,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Event]:
+        """A slice of the history: seq in (after_seq, before_seq), at most ``limit`` events."""
+        return self._call(
+            self._core.list_events, session_id, after_seq, before_seq, limit, newest_first
+        )
+
+    def get_app_state(self, app_name: str) -> dict[str, Any]:
+        """The ``app:`` state of an app (keys without the prefix)."""
+        return self._call(self._core.get_scoped_state, "app", app_name, None)
+
+    def get_user_state(self, app_name: str, user_id: str) -> dict[str, Any]:
+        """The ``user:`` state of one user in an app (keys without the prefix)."""
+        return self._call(self._core.get_scoped_state, "user", app_name, user_id)
+
+    def delete_app_state(self, app_name: str) -> bool:
+        """Delete the ``app:`` state of an app; True if there was one."""
+        return self._call(self._core.delete_scoped_state, "app", app_name, None)
+
+    def delete_user_state(self, app_name: str, user_id: str) -> bool:
+        """Delete the ``user:`` state of one user; True if there was one."""
+        return self._call(self._core.delete_scoped_state, "user", app_name, user_id)
+
+    def delete_user_data(self, app_name: str, user_id: str) -> int:
+        """Delete all of a user's data in an app: sessions, their events, and ``user:`` state.
+
+        Returns the number of sessions deleted.
+        """
+        return self._call(self._core.delete_user_data, app_name, user_id)
 
     def delete_session(
         self, session_id: str, *, app_name: str | None = None, user_id: str | None = None

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Session"]
+__all__ = ["Event", "Session"]
 
 
 @dataclass(slots=True, eq=True)
@@ -24,6 +24,12 @@ class Session:
     updated_at: datetime
     state: dict[str, Any] = field(default_factory=dict)
     version: int = 1
+    event_count: int = 0
+    """How many events the session's history holds (read without loading them)."""
+    event_bytes: int = 0
+    """The total size of those events' JSON payloads, in bytes."""
+    events: list[Event] | None = None
+    """The last events, oldest first, when asked for with ``recent_events=N``; else None."""
 
     def to_dict(self) -> dict[str, Any]:
         """The session as a dict of plain values (datetimes stay datetimes)."""
@@ -32,4 +38,29 @@ class Session:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Session:
         """Rebuild a session from :meth:`to_dict` output."""
+        data = dict(data)
+        if data.get("events") is not None:
+            data["events"] = [Event(**e) if isinstance(e, dict) else e for e in data["events"]]
         return cls(**data)
+
+
+@dataclass(slots=True, eq=True)
+class Event:
+    """One entry of a session's append-only history."""
+
+    session_id: str
+    seq: int
+    """Position in the session's history: strictly increasing, from 1."""
+    author: str
+    """Who wrote it: "user", "assistant", "tool", an agent's name..."""
+    content: Any
+    """Any JSON value."""
+    created_at: datetime
+    state_delta: dict[str, Any] | None = None
+    """State keys this event set, applied atomically with the append."""
+    invocation_id: str | None = None
+    metadata: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as a dict of plain values."""
+        return asdict(self)
