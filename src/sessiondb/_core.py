@@ -154,7 +154,7 @@ class Core:
     ) -> dict[str, Any]:
         params = self._scope_params(app_name, user_id)
         row = cx.one(self.q.scopes[scope]["get"], params)
-        return {} if row is None else self.loads(row[0])  # type: ignore[no-any-return]
+        return {} if row is None else self.loads(row[0])
 
     def delete_scoped_state(self, cx: Cx, scope: str, app_name: str, user_id: str | None) -> bool:
         return cx.run(self.q.scopes[scope]["delete"], self._scope_params(app_name, user_id)) > 0
@@ -445,13 +445,9 @@ class Core:
         events = events or []
         stamp = self.q.ts_in(now)
         rows = [
-            {
-                "sid": session_id, "seq": last_seq + i, "author": e["author"], "content": e["content"],
-                "delta": e["delta"], "invocation": e["invocation"], "meta": e["meta"], "now": stamp,
-                "size": e["size"],
-            }
+            {**e, "sid": session_id, "seq": last_seq + i, "now": stamp}
             for i, e in enumerate(events, 1)
-        ]  # fmt: skip
+        ]
         cx.run(
             self.q.write_session,
             {
@@ -468,10 +464,11 @@ class Core:
         cx.commit()
         if out is not None:
             shown = self.present(now)
+            loads = self.loads
             out.extend(
-                Event(session_id, r["seq"], e["author"], self.loads(e["content"]), shown,
-                      self.loads(e["delta"]), e["invocation"], self.loads(e["meta"]))
-                for r, e in zip(rows, events)
+                Event(session_id, r["seq"], r["author"], loads(r["content"]), shown,
+                      loads(r["delta"]), r["invocation"], loads(r["meta"]))
+                for r in rows
             )  # fmt: skip
         return int(version) + 1
 

@@ -42,7 +42,7 @@ def p(name: str, type_: Any = None) -> sa.BindParameter[Any]:
     return sa.bindparam(name, type_=type_)
 
 
-ONE = sa.literal_column("1")
+ONE: sa.ColumnElement[Any] = sa.literal_column("1")
 
 
 class Queries:
@@ -133,6 +133,7 @@ class Queries:
         )
         self.get_version = self.compile(sa.select(c.version).where(c.id == p("sid")))
         # partial update in one statement where the database's merge equals dict.update
+        merged: sa.ColumnElement[Any]
         if self.pg:
             merged = sa.type_coerce(c.state, postgresql.JSONB()).op("||")(
                 sa.cast(p("set", sa.Text()), postgresql.JSONB())
@@ -195,7 +196,7 @@ class Queries:
                             "updated_at": now,
                         },
                     )
-                ),  # fmt: skip
+                ),
                 "lock": self.compile(
                     sa.select(self.json_out(table.c.state)).where(*where).with_for_update()
                 ),
