@@ -25,7 +25,7 @@ from .errors import (
     StaleSessionError,
     StateTypeError,
 )
-from .models import Session
+from .models import Event, Session
 
 __version__ = "0.1.0"
 
@@ -36,6 +36,7 @@ __all__ = [
     "DatabaseSessionService",
     "DatabaseUnavailableError",
     "DriverNotInstalledError",
+    "Event",
     "InvalidIdError",
     "InvalidStateError",
     "SchemaError",

@@ -298,8 +298,8 @@ class Core:
         if not prepared:
             return []
         delta: dict[str, Any] = {}
-        for item in prepared:
-            delta.update(item["delta_value"] or {})
+        for event in events:
+            delta.update(event.get("state_delta") or {})
         own, app, user = _scopes.split(delta)
         appended: list[Event] = []
         self._general(
@@ -326,7 +326,7 @@ class Core:
         size = sum(len(t.encode()) for t in (content, delta_text, meta_text) if t is not None)
         return {
             "author": author, "content": content, "delta": delta_text, "meta": meta_text,
-            "invocation": invocation, "size": size, "delta_value": delta,
+            "invocation": invocation, "size": size,
         }  # fmt: skip
 
     def transform_state(

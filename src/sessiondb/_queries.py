@@ -28,9 +28,12 @@ class Stmt:
 
     sql: str
     names: tuple[str, ...] | None
+    fixed: dict[str, Any] | None = None  # values SQLAlchemy bound itself (e.g. SQLite's OFFSET 0)
 
     def bind(self, params: dict[str, Any]) -> Any:
         """The parameters in the form the driver wants (a tuple, or the dict itself)."""
+        if self.fixed:
+            params = self.fixed | params
         names = self.names
         if names is None:
             return params
@@ -249,7 +252,8 @@ class Queries:
         names = None
         if self.dialect.positional:
             names = tuple(compiled.positiontup or ())
-        return Stmt(compiled.string, names)
+        fixed = {name: value for name, value in compiled.params.items() if value is not None}
+        return Stmt(compiled.string, names, fixed or None)
 
     def list_events(self, after: bool, before: bool, limit: bool, newest_first: bool) -> Stmt:
         """The event slice query for this combination of bounds (compiled once, cached)."""
