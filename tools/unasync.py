@@ -42,6 +42,8 @@ LITERAL: list[tuple[str, str]] = [
 ]
 SUBS: list[tuple[str, str]] = [
     (r"\bAsyncEngine\b", "Engine"),
+    (r"\bAsyncIterator\b", "Iterator"),
+    (r"\basync for\b", "for"),
     (r"\bAsyncSessionStore\b", "SessionStore"),
     (r"\bAsyncBackend\b", "Backend"),
     (r"__aenter__", "__enter__"),

@@ -16,7 +16,9 @@ from .errors import (
     DatabaseError,
     DatabaseUnavailableError,
     DriverNotInstalledError,
+    InvalidCursorError,
     InvalidIdError,
+    InvalidRecordError,
     InvalidStateError,
     SchemaError,
     SessionDBError,
@@ -25,11 +27,13 @@ from .errors import (
     StaleSessionError,
     StateTypeError,
 )
-from .models import Event, Session
+from ._migrations import HEAD as SCHEMA_HEAD
+from .models import AppStats, Event, ImportResult, Session, SessionList
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AppStats",
     "AsyncSessionStore",
     "ConfigurationError",
     "DatabaseError",
@@ -37,12 +41,17 @@ __all__ = [
     "DatabaseUnavailableError",
     "DriverNotInstalledError",
     "Event",
+    "ImportResult",
+    "InvalidCursorError",
     "InvalidIdError",
+    "InvalidRecordError",
     "InvalidStateError",
+    "SCHEMA_HEAD",
     "SchemaError",
     "Session",
     "SessionDBError",
     "SessionExistsError",
+    "SessionList",
     "SessionNotFoundError",
     "SessionStore",
     "StaleSessionError",

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from dataclasses import astuple
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from ._checksum import Checksum
+from .models import ImportResult
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from ._engine import Durability
-    from .models import Event, Session
+    from .models import AppStats, Event, Session, SessionList
 
 __all__ = ["AsyncSessionStore"]
+
+
+def _add(a: ImportResult, b: ImportResult) -> ImportResult:
+    return ImportResult(*(x + y for x, y in zip(astuple(a), astuple(b), strict=True)))
 
 
 class AsyncSessionStore:
@@ -34,6 +43,8 @@ class AsyncSessionStore:
         pool_size: connections kept open (more are opened under load, up to three times this).
         sqlite_durability: ``"full"`` (default: every commit is on disk in the main file, so a
             plain file copy is a backup) or ``"fast"`` (WAL's ``synchronous=NORMAL``).
+        ttl: default time to live of new sessions (None: they never expire).
+        sliding_ttl: if True, every write renews a session's expiry (else it is absolute).
         engine_options: extra keyword arguments for SQLAlchemy's ``create_engine``.
     """
 
@@ -48,13 +59,15 @@ class AsyncSessionStore:
         busy_timeout: float = 30.0,
         pool_size: int = 5,
         sqlite_durability: Durability = "full",
+        ttl: timedelta | float | None = None,
+        sliding_ttl: bool = False,
         engine_options: dict[str, Any] | None = None,
     ) -> None:
         from ._backend import AsyncBackend, Options
 
         options = Options(
             table_prefix, tz_aware, auto_migrate, connect_timeout, busy_timeout, pool_size,
-            sqlite_durability, engine_options,
+            sqlite_durability, engine_options, ttl, sliding_ttl,
         )  # fmt: skip
         self._backend = AsyncBackend(url, options)
         self._core = self._backend.core
@@ -72,12 +85,21 @@ class AsyncSessionStore:
         state: dict[str, Any] | None = None,
         *,
         session_id: str | None = None,
+        ttl: timedelta | float | None = None,
+        sliding: bool | None = None,
+        title: str | None = None,
+        labels: Iterable[str] | None = None,
     ) -> Session:
         """Create and store a session; its id is random unless ``session_id`` is given.
 
+        ``ttl`` makes it expire (``sliding=True``: renewed by every write); ``title`` and
+        ``labels`` are free metadata, and ``list_sessions(label=...)`` filters on labels.
         Raises :class:`~sessiondb.errors.SessionExistsError` if ``session_id`` is taken.
         """
-        return await self._call(self._core.create_session, app_name, user_id, state, session_id)
+        return await self._call(
+            self._core.create_session, app_name, user_id, state, session_id, ttl, sliding,
+            title, labels,
+        )  # fmt: skip
 
     async def get_session(
         self, app_name: str, user_id: str, session_id: str, *, recent_events: int = 0
@@ -90,9 +112,51 @@ class AsyncSessionStore:
             self._core.get_session, app_name, user_id, session_id, recent_events
         )
 
-    async def list_sessions(self, app_name: str, user_id: str | None = None) -> list[Session]:
-        """One user's sessions (every user's if ``user_id`` is None), newest update first."""
-        return await self._call(self._core.list_sessions, app_name, user_id)
+    async def list_sessions(
+        self,
+        app_name: str | None,
+        user_id: str | None = None,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        order: str = "updated",
+        label: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        include_state: bool = True,
+    ) -> SessionList:
+        """One user's sessions (every user's if ``user_id`` is None), newest update first.
+
+        With ``limit``, one page: pass the result's ``next_cursor`` back as ``cursor`` for the
+        next (keyset pagination). ``order="created"`` walks oldest first by creation, which
+        rows never leave; ``include_state=False`` skips the state for a light listing.
+        ``app_name=None`` lists every app. Expired sessions are never listed.
+        """
+        bounds = {
+            "created_after": created_after, "created_before": created_before,
+            "updated_after": updated_after, "updated_before": updated_before,
+        }  # fmt: skip
+        if (
+            app_name is not None and limit is None and cursor is None and order == "updated"
+            and label is None and include_state and not any(bounds.values())
+        ):  # fmt: skip
+            return await self._call(self._core.list_sessions, app_name, user_id)
+        return await self._call(
+            self._core.list_page, app_name, user_id, limit, cursor, order, label,
+            include_state, bounds,
+        )  # fmt: skip
+
+    async def count_sessions(
+        self, app_name: str | None = None, user_id: str | None = None, *, label: str | None = None
+    ) -> int:
+        """How many live sessions an app (a user, a label; everything if None) has."""
+        return await self._call(self._core.count_sessions, app_name, user_id, label)
+
+    async def get_session_by_id(self, session_id: str, *, recent_events: int = 0) -> Session | None:
+        """A session by id alone, whoever owns it (for administration)."""
+        return await self._call(self._core.get_session_by_id, session_id, recent_events)
 
     async def update_session_state(
         self, session_id: str, state: dict[str, Any], *, expected_version: int | None = None
@@ -209,6 +273,108 @@ class AsyncSessionStore:
         Returns the number of sessions deleted.
         """
         return await self._call(self._core.delete_user_data, app_name, user_id)
+
+    async def set_metadata(self, session_id: str, **changes: Any) -> int:
+        """Change ``title``, ``labels`` or ``ttl`` (None: never expire; with ``sliding``).
+
+        Only the keywords given change. Returns the new version.
+        """
+        return await self._call(self._core.set_metadata, session_id, changes)
+
+    async def purge_expired(self, *, batch_size: int = 1000, dry_run: bool = False) -> int:
+        """Delete expired sessions (by the database's clock) in batches; return how many.
+
+        Their events and labels go with them. ``dry_run=True`` only counts.
+        """
+        return await self._call(self._core.purge_expired, batch_size, dry_run)
+
+    async def delete_sessions(
+        self,
+        app_name: str | None = None,
+        user_id: str | None = None,
+        *,
+        older_than: timedelta | float | None = None,
+        created_before: datetime | None = None,
+        updated_before: datetime | None = None,
+        batch_size: int = 1000,
+        dry_run: bool = False,
+    ) -> int:
+        """The guide's cleanup job in one call: delete matching sessions in batches.
+
+        ``older_than`` counts from creation (``created_at < now - older_than``).
+        Returns how many were deleted (or, with ``dry_run``, would be).
+        """
+        return await self._call(
+            self._core.delete_sessions, app_name, user_id, older_than, created_before,
+            updated_before, batch_size, dry_run,
+        )  # fmt: skip
+
+    async def stats(self) -> list[AppStats]:
+        """Per app: sessions, users, events, bytes, oldest creation and newest update."""
+        return await self._call(self._core.stats)
+
+    async def export_records(
+        self, app_name: str | None = None, *, batch_size: int = 500
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every session (with its events) and scoped state, as JSON-ready dicts.
+
+        Streams page by page (``batch_size`` sessions at a time), in creation order;
+        ``import_records`` takes them back.
+        """
+        after: tuple[str, str] | None = None
+        while True:
+            page, after = await self._call(self._core.export_page, app_name, after, batch_size)
+            for record in page:
+                yield record
+            if after is None or len(page) < batch_size:
+                break
+        for record in await self._call(self._core.export_scopes, app_name):
+            yield record
+
+    async def import_records(
+        self, records: Iterable[dict[str, Any]], *, batch_size: int = 500
+    ) -> ImportResult:
+        """Write exported records. Idempotent: a session already stored at the same or a
+        newer version is skipped, and events already present are kept, so importing twice
+        changes nothing."""
+        total = ImportResult()
+        batch: list[dict[str, Any]] = []
+        for record in records:
+            batch.append(record)
+            if len(batch) >= batch_size:
+                total = _add(total, await self._call(self._core.import_batch, batch))
+                batch = []
+        if batch:
+            total = _add(total, await self._call(self._core.import_batch, batch))
+        return total
+
+    async def checksum(self, app_name: str | None = None) -> str:
+        """A digest of every session (id, owner, version, state, history) and scoped state.
+
+        Equal on two databases holding the same data, whatever the backends.
+        """
+        digest = Checksum()
+        async for record in self.export_records(app_name):
+            digest.add(record)
+        return digest.hexdigest()
+
+    async def backup(self, path: str) -> None:
+        """Copy a SQLite database to ``path`` with SQLite's online backup (consistent while
+        others write). Other backends: use pg_dump or mysqldump."""
+        self._backend.require_sqlite("backup")
+        await self._call(self._core.backup, str(path))
+
+    async def current_revision(self) -> str | None:
+        """The database's sessiondb schema revision (None: no schema yet). Never migrates."""
+        return await self._backend.current_revision()
+
+    async def migrate(self) -> str:
+        """Create or upgrade the schema now; returns the revision it is at."""
+        return await self._backend.migrate()
+
+    async def doctor(self) -> dict[str, Any]:
+        """Health facts and advice: revision, indexes, SQLite pragmas, driver versions."""
+        return await self._backend.doctor()
 
     async def delete_session(
         self, session_id: str, *, app_name: str | None = None, user_id: str | None = None

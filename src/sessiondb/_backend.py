@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import timedelta
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
 from . import _migrations
-from ._core import Core
+from ._core import Core, seconds
 from ._engine import AsyncRunner, Durability, Runner, make_engine, sqlite_setup, translate
 from ._queries import Queries
 from ._schema import tables
@@ -43,6 +44,8 @@ class Options:
     pool_size: int = 5
     sqlite_durability: Durability = "full"
     engine_options: dict[str, Any] | None = None
+    ttl: timedelta | float | None = None
+    sliding_ttl: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.table_prefix, str) or not all(
@@ -57,6 +60,11 @@ class Options:
             raise ConfigurationError("sqlite_durability must be 'full' or 'fast'")
         if self.pool_size < 1:
             raise ConfigurationError("pool_size must be at least 1")
+        if self.ttl is not None:
+            try:
+                seconds(self.ttl, "ttl")
+            except ValueError as exc:
+                raise ConfigurationError(str(exc)) from exc
 
 
 def _target_of(source: Source) -> tuple[Target, Engine | AsyncEngine | None]:
@@ -139,12 +147,73 @@ class _BaseBackend:
         )
         self.tables = tables(options.table_prefix)
         self.dialect = sync_engine.dialect
-        self.core = Core(tz_aware=options.tz_aware)
+        self.core = Core(
+            tz_aware=options.tz_aware,
+            ttl=None if options.ttl is None else seconds(options.ttl, "ttl"),
+            sliding=options.sliding_ttl,
+        )
         self.ready = False
 
     def _bind(self) -> None:
         # after the first connection, so the dialect knows its server (MySQL or MariaDB)
         self.core.bind(Queries(self.dialect, self.tables))
+
+    def require_sqlite(self, what: str) -> None:
+        if self.target.backend != "sqlite":
+            raise ConfigurationError(
+                f"{what} is SQLite's online backup; for {self.target.backend} use "
+                + ("pg_dump" if self.target.backend == "postgresql" else "mysqldump")
+            )
+
+    def _doctor(self, conn: Any, revision: str | None) -> dict[str, Any]:
+        """Facts and advice, gathered on a sync SQLAlchemy connection."""
+        import importlib.metadata as md
+
+        from sqlalchemy import inspect, text
+
+        inspector = inspect(conn)
+        names = set(inspector.get_table_names())
+        indexes = sorted(
+            ix["name"]
+            for table in self.tables.metadata.sorted_tables
+            if table.name in names
+            for ix in inspector.get_indexes(table.name)
+            if ix["name"]
+        )
+        pragmas: dict[str, Any] = {}
+        if self.target.backend == "sqlite":
+            for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout",
+                         "wal_autocheckpoint", "page_size", "freelist_count"):  # fmt: skip
+                pragmas[name] = conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+        drivers = {}
+        for dist in ("sqlalchemy", "alembic", "psycopg", "asyncpg", "pymysql", "aiomysql",
+                     "orjson"):  # fmt: skip
+            try:
+                drivers[dist] = md.version(dist)
+            except md.PackageNotFoundError:
+                pass
+        server = None
+        if self.target.backend != "sqlite":
+            server = conn.execute(text("SELECT VERSION()")).scalar()
+        advice = []
+        expected = {
+            ix.name for t in self.tables.metadata.sorted_tables for ix in t.indexes if ix.name
+        }
+        missing = sorted(expected - set(indexes))
+        if revision != _migrations.HEAD:
+            advice.append(f"schema at {revision!r}, library needs {_migrations.HEAD!r}: run "
+                          "`sessiondb migrate`")  # fmt: skip
+        if missing:
+            advice.append(f"missing indexes {missing}: run `sessiondb migrate`")
+        if pragmas.get("journal_mode") not in (None, "wal"):
+            advice.append("SQLite is not in WAL mode: readers will block writers")
+        if "orjson" not in drivers:
+            advice.append("pip install 'sessiondb[speed]' for faster JSON (orjson)")
+        return {
+            "backend": self.target.backend, "url": self.target.safe_url, "server": server,
+            "revision": revision, "head": _migrations.HEAD, "indexes": indexes,
+            "pragmas": pragmas, "drivers": drivers, "advice": advice,
+        }  # fmt: skip
 
     def _upgrade_sync(self) -> None:
         engine = _migration_engine(self.target, "sync", self.options)
@@ -175,6 +244,26 @@ class Backend(_BaseBackend):
                 self.runner.translating(self._upgrade_sync)
             self._bind()
             self.ready = True
+
+    def current_revision(self) -> str | None:
+        return self.runner.call(_migrations.read_revision, self.options.table_prefix)
+
+    def migrate(self) -> str:
+        with self._lock:
+            self.runner.translating(self._upgrade_sync)
+            self._bind()
+            self.ready = True
+        return _migrations.HEAD
+
+    def doctor(self) -> dict[str, Any]:
+        revision = self.current_revision()
+        sync_engine: Any = self.engine
+
+        def gather() -> dict[str, Any]:
+            with sync_engine.connect() as conn:
+                return self._doctor(conn, revision)
+
+        return self.runner.translating(gather)
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a core operation."""
@@ -226,6 +315,31 @@ class AsyncBackend(_BaseBackend):
                 await conn.commit()
         finally:
             await engine.dispose()
+
+    async def current_revision(self) -> str | None:
+        return await self.arunner.call(_migrations.read_revision, self.options.table_prefix)
+
+    async def migrate(self) -> str:
+        try:
+            await self._upgrade()
+        except self.runner.driver_errors as exc:
+            raise translate(exc, self.target) from exc
+        self._bind()
+        self.ready = True
+        return _migrations.HEAD
+
+    async def doctor(self) -> dict[str, Any]:
+        revision = await self.current_revision()
+        engine = self.engine
+        if isinstance(engine, AsyncEngine):
+            async with engine.connect() as conn:
+                return await conn.run_sync(self._doctor, revision)
+
+        def gather() -> dict[str, Any]:
+            with engine.connect() as conn:
+                return self._doctor(conn, revision)
+
+        return await asyncio.get_running_loop().run_in_executor(None, gather)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a core operation without blocking the event loop."""

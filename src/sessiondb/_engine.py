@@ -160,6 +160,11 @@ class Cx:
         """Lease the connection now (so connection errors surface before a statement runs)."""
         self._cursor()
 
+    def driver_connection(self) -> Any:
+        """The driver's own connection object (for SQLite's backup API)."""
+        self._cursor()
+        return self._raw.driver_connection  # type: ignore[union-attr]
+
     def one(self, stmt: Stmt, params: dict[str, Any]) -> Any:
         """Run ``stmt`` and return its first row, or ``None``."""
         cur = self._cursor()

@@ -8,6 +8,7 @@ insert-if-absent) are decided here and nowhere else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -69,21 +70,32 @@ class Queries:
         user_state = sa.select(self.json_out(users.c.state, label=False)).where(
             users.c.app_name == c.app_name, users.c.user_id == c.user_id
         )
-        cols = [
+        self.cols = [
             c.id, c.app_name, c.user_id, self.json_out(c.state), c.created_at, c.updated_at,
             c.version, c.event_count, c.event_bytes,
             app_state.scalar_subquery().label("app_state"),
             user_state.scalar_subquery().label("user_state"),
+            c.title, self.json_out(c.labels), c.expires_at,
         ]  # fmt: skip
+        self.light_cols = [
+            *self.cols[:3], sa.literal_column("'{}'").label("state"), *self.cols[4:9],
+            sa.null().label("app_state"), sa.null().label("user_state"), *self.cols[11:],
+        ]  # fmt: skip
+        cols = self.cols
+        # an expired session is invisible to every read and write, purged or not
+        self.live = sa.or_(c.expires_at.is_(None), c.expires_at > now)
+        live = self.live
         owned = sa.and_(c.id == p("sid"), c.app_name == p("app"), c.user_id == p("user"))
-        self.get_session = self.compile(sa.select(*cols).where(owned))
-        self.get_by_id = self.compile(sa.select(*cols).where(c.id == p("sid")))
+        self.get_session = self.compile(sa.select(*cols).where(owned, live))
+        self.get_by_id = self.compile(sa.select(*cols).where(c.id == p("sid"), live))
         order = (c.updated_at.desc(), c.id.desc())
         self.list_user = self.compile(
-            sa.select(*cols).where(c.app_name == p("app"), c.user_id == p("user")).order_by(*order)
+            sa.select(*cols)
+            .where(c.app_name == p("app"), c.user_id == p("user"), live)
+            .order_by(*order)
         )
         self.list_app = self.compile(
-            sa.select(*cols).where(c.app_name == p("app")).order_by(*order)
+            sa.select(*cols).where(c.app_name == p("app"), live).order_by(*order)
         )
 
         # -- sessions: create, one round trip with the scoped state read back ----------------
@@ -95,6 +107,10 @@ class Queries:
             created_at=now,
             updated_at=now,
             version=ONE,
+            expires_at=p("expires", Timestamp()),
+            ttl_seconds=p("ttl", sa.Float()),
+            title=p("title"),
+            labels=self.json_in("labels"),
         )
         app_sub = sa.select(self.json_out(apps.c.state, label=False)).where(
             apps.c.app_name == p("app")
@@ -111,15 +127,23 @@ class Queries:
         self.insert_plain = self.compile(insert)
 
         # -- sessions: write -----------------------------------------------------------------
-        set_state = {"state": self.json_in("state"), "updated_at": now}
-        self.update_state = self.compile(self.bump(sa.update(s).where(c.id == p("sid")), set_state))
+        # a sliding expiry moves on with every write
+        renew = sa.case(
+            (c.ttl_seconds.is_(None), c.expires_at), else_=self.plus_seconds(now, c.ttl_seconds)
+        )
+        set_state = {"state": self.json_in("state"), "updated_at": now, "expires_at": renew}
+        self.update_state = self.compile(
+            self.bump(sa.update(s).where(c.id == p("sid"), live), set_state)
+        )
         self.update_state_expected = self.compile(
-            self.bump(sa.update(s).where(c.id == p("sid"), c.version == p("expected")), set_state)
+            self.bump(
+                sa.update(s).where(c.id == p("sid"), live, c.version == p("expected")), set_state
+            )
         )
         # the general write path: under the row lock taken by lock_session
         self.lock_session = self.compile(
             sa.select(c.app_name, c.user_id, self.json_out(c.state), c.version, c.last_seq)
-            .where(c.id == p("sid"))
+            .where(c.id == p("sid"), live)
             .with_for_update()
         )
         self.write_session = self.compile(
@@ -132,9 +156,21 @@ class Queries:
                 last_seq=p("last_seq"),
                 event_count=c.event_count + p("n_events"),
                 event_bytes=c.event_bytes + p("n_bytes"),
+                expires_at=renew,
             )
         )
-        self.get_version = self.compile(sa.select(c.version).where(c.id == p("sid")))
+        self.write_info = self.compile(
+            sa.update(s)
+            .where(c.id == p("sid"))
+            .values(title=p("title"), labels=self.json_in("labels"), expires_at=p("expires", Timestamp()),
+                    ttl_seconds=p("ttl", sa.Float()), updated_at=now, version=p("version"))
+        )  # fmt: skip
+        self.lock_info = self.compile(
+            sa.select(c.version, c.title, self.json_out(c.labels), c.expires_at, c.ttl_seconds)
+            .where(c.id == p("sid"), live)
+            .with_for_update()
+        )
+        self.get_version = self.compile(sa.select(c.version).where(c.id == p("sid"), live))
         # partial update in one statement where the database's merge equals dict.update
         merged: sa.ColumnElement[Any]
         if self.pg:
@@ -145,16 +181,19 @@ class Queries:
             merged = sa.func.json_merge_patch(c.state, p("set", sa.Text()))
         else:
             merged = sa.func.json_patch(c.state, p("set", sa.Text()))
-        patch_where = [c.id == p("sid")]
+        patch_where = [c.id == p("sid"), live]
         if self.backend == "mysql":  # MariaDB's JSON functions give NULL past 32 levels
             patch_where.append(merged.is_not(None))
         self.patch_fast = self.compile(
-            self.bump(sa.update(s).where(*patch_where), {"state": merged, "updated_at": now})
+            self.bump(
+                sa.update(s).where(*patch_where),
+                {"state": merged, "updated_at": now, "expires_at": renew},
+            )
         )
         self.patch_fast_expected = self.compile(
             self.bump(
                 sa.update(s).where(*patch_where, c.version == p("expected")),
-                {"state": merged, "updated_at": now},
+                {"state": merged, "updated_at": now, "expires_at": renew},
             )
         )
 
@@ -212,6 +251,65 @@ class Queries:
             }
         self.delete_user_sessions = self.clear_user
 
+        # -- labels ----------------------------------------------------------------------------
+        lb = tables.labels
+        self.insert_label = self.compile(
+            sa.insert(lb).values(session_id=p("sid"), label=p("label"))
+        )
+        self.delete_labels = self.compile(sa.delete(lb).where(lb.c.session_id == p("sid")))
+
+        # -- administration --------------------------------------------------------------------
+        self.stats = self.compile(
+            sa.select(
+                c.app_name, sa.func.count(), sa.func.count(sa.distinct(c.user_id)),
+                sa.func.coalesce(sa.func.sum(c.event_count), 0),
+                sa.func.coalesce(sa.func.sum(self.byte_length(c.state)), 0),
+                sa.func.coalesce(sa.func.sum(c.event_bytes), 0),
+                sa.func.min(c.created_at), sa.func.max(c.updated_at),
+            ).where(live).group_by(c.app_name).order_by(c.app_name)
+        )  # fmt: skip
+        self.export_cols = [
+            c.id, c.app_name, c.user_id, self.json_out(c.state), c.created_at, c.updated_at,
+            c.version, c.expires_at, c.ttl_seconds, c.title, self.json_out(c.labels),
+        ]  # fmt: skip
+        full = {
+            "app_name": p("app"), "user_id": p("user"), "state": self.json_in("state"),
+            "created_at": p("created", Timestamp()), "updated_at": p("updated", Timestamp()),
+            "version": p("version"), "expires_at": p("expires", Timestamp()),
+            "ttl_seconds": p("ttl", sa.Float()), "title": p("title"), "labels": self.json_in("labels"),
+        }  # fmt: skip
+        self.get_any_version = self.compile(sa.select(c.version).where(c.id == p("sid")))
+        self.import_session = self.compile(sa.insert(s).values(id=p("sid"), **full))
+        self.import_update = self.compile(sa.update(s).where(c.id == p("sid")).values(**full))
+        self.import_event = self.compile(
+            self.insert_if_absent(
+                ev,
+                {"session_id": p("sid"), "seq": p("seq"), "author": p("author"),
+                 "content": self.json_in("content"), "state_delta": self.json_in("delta"),
+                 "invocation_id": p("invocation"), "meta": self.json_in("meta"),
+                 "created_at": now, "size": p("size")},
+            )
+        )  # fmt: skip
+        e = ev.c
+        of_session = e.session_id == c.id
+        self.recount = self.compile(
+            sa.update(s).where(c.id == p("sid")).values(
+                last_seq=sa.select(sa.func.coalesce(sa.func.max(e.seq), 0)).where(of_session)
+                .scalar_subquery(),
+                event_count=sa.select(sa.func.count()).where(of_session).scalar_subquery(),
+                event_bytes=sa.select(sa.func.coalesce(sa.func.sum(e.size), 0)).where(of_session)
+                .scalar_subquery(),
+            )
+        )  # fmt: skip
+        self.all_app_states = self.compile(
+            sa.select(apps.c.app_name, self.json_out(apps.c.state)).order_by(apps.c.app_name)
+        )
+        self.all_user_states = self.compile(
+            sa.select(users.c.app_name, users.c.user_id, self.json_out(users.c.state)).order_by(
+                users.c.app_name, users.c.user_id
+            )
+        )
+
     # -- dialect differences ------------------------------------------------------------------
 
     def json_in(self, name: str) -> sa.ColumnElement[Any]:
@@ -237,6 +335,149 @@ class Queries:
         if self.returning:
             return stmt.values(**values, version=version + ONE).returning(version)
         return stmt.values(**values, version=sa.func.last_insert_id(version + ONE))
+
+    def plus_seconds(self, when: Any, seconds: Any) -> sa.ColumnElement[Any]:
+        """``when`` plus a number of seconds, in this dialect's date arithmetic."""
+        if self.pg:
+            zero: sa.ColumnElement[Any] = sa.literal_column("0")
+            interval = sa.func.make_interval(zero, zero, zero, zero, zero, zero, seconds)
+            return sa.cast(when, postgresql.TIMESTAMP()).op("+")(interval)
+        if self.backend == "mysql":
+            micro = sa.cast(seconds * sa.literal_column("1000000"), sa.BigInteger())
+            return sa.func.timestampadd(sa.literal_column("MICROSECOND"), micro, when)
+        modifier = (
+            sa.literal_column("'+'").op("||")(seconds).op("||")(sa.literal_column("' seconds'"))
+        )
+        return sa.func.strftime(sa.literal_column("'%Y-%m-%d %H:%M:%f'"), when, modifier)
+
+    def db_now(self) -> sa.ColumnElement[Any]:
+        """The database server's clock, as naive UTC."""
+        if self.pg:
+            return sa.func.timezone(sa.literal_column("'UTC'"), sa.func.now())
+        if self.backend == "mysql":
+            return sa.func.utc_timestamp(sa.literal_column("6"))
+        return sa.func.strftime(
+            sa.literal_column("'%Y-%m-%d %H:%M:%f'"), sa.literal_column("'now'")
+        )
+
+    def byte_length(self, col: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """The size in bytes of a JSON column's text."""
+        if self.pg:
+            return sa.func.octet_length(sa.cast(col, sa.Text()))
+        if self.backend == "mysql":
+            return sa.func.length(col)
+        return sa.func.length(sa.cast(col, sa.LargeBinary()))
+
+    def cached(self, key: Any, build: Callable[[], ClauseElement]) -> Stmt:
+        """Compile ``build()`` once for ``key`` (statements whose shape depends on arguments)."""
+        stmt = self._cache.get(key)
+        if stmt is None:
+            stmt = self._cache[key] = self.compile(build())
+        return stmt
+
+    def filters(self, f: frozenset[str]) -> list[sa.ColumnElement[bool]]:
+        """WHERE terms for the named session filters (their values are bound by name)."""
+        c = self.tables.sessions.c
+        lb = self.tables.labels.c
+        ts = Timestamp()
+        terms: dict[str, Any] = {
+            "app": c.app_name == p("app"),
+            "user": c.user_id == p("user"),
+            "label": sa.exists().where(lb.session_id == c.id, lb.label == p("label")),
+            "created_after": c.created_at > p("created_after", ts),
+            "created_before": c.created_at < p("created_before", ts),
+            "updated_after": c.updated_at > p("updated_after", ts),
+            "updated_before": c.updated_at < p("updated_before", ts),
+            "live": self.live,
+            "expired": sa.and_(c.expires_at.is_not(None), c.expires_at <= self.db_now()),
+        }
+        return [terms[name] for name in sorted(f)]
+
+    def list_page(
+        self, f: frozenset[str], order: str, cursor: bool, limit: bool, light: bool
+    ) -> Stmt:
+        """A listing with filters, keyset cursor and limit (compiled once per shape)."""
+
+        def build() -> ClauseElement:
+            c = self.tables.sessions.c
+            query = sa.select(*(self.light_cols if light else self.cols)).where(*self.filters(f))
+            key = c.updated_at if order == "updated" else c.created_at
+            desc = order == "updated"
+            if cursor:
+                at, sid = p("cursor_at", Timestamp()), p("cursor_id")
+                query = query.where(
+                    sa.or_(key < at, sa.and_(key == at, c.id < sid))
+                    if desc
+                    else sa.or_(key > at, sa.and_(key == at, c.id > sid))
+                )
+            query = query.order_by(*((key.desc(), c.id.desc()) if desc else (key, c.id)))
+            if limit:
+                query = query.limit(p("limit", sa.Integer()))
+            return query
+
+        return self.cached(("list", f, order, cursor, limit, light), build)
+
+    def count(self, f: frozenset[str]) -> Stmt:
+        """COUNT(*) of sessions matching the filters."""
+        s = self.tables.sessions
+        return self.cached(
+            ("count", f), lambda: sa.select(sa.func.count()).select_from(s).where(*self.filters(f))
+        )
+
+    def pick_ids(self, f: frozenset[str]) -> Stmt:
+        """Up to :limit ids of sessions matching the filters (for batched deletes)."""
+        c = self.tables.sessions.c
+        return self.cached(
+            ("pick", f),
+            lambda: sa.select(c.id).where(*self.filters(f)).limit(p("limit", sa.Integer())),
+        )
+
+    def delete_ids(self, n: int) -> Stmt:
+        """DELETE of ``n`` sessions by id (:id0 ... :id{n-1})."""
+        s = self.tables.sessions
+        return self.cached(
+            ("delete", n), lambda: sa.delete(s).where(s.c.id.in_([p(f"id{i}") for i in range(n)]))
+        )
+
+    def export_page(self, by_app: bool, cursor: bool) -> Stmt:
+        """Sessions in creation order, expired ones included, for export."""
+
+        def build() -> ClauseElement:
+            c = self.tables.sessions.c
+            query = sa.select(*self.export_cols)
+            if by_app:
+                query = query.where(c.app_name == p("app"))
+            if cursor:
+                at, sid = p("cursor_at", Timestamp()), p("cursor_id")
+                query = query.where(
+                    sa.or_(c.created_at > at, sa.and_(c.created_at == at, c.id > sid))
+                )
+            return query.order_by(c.created_at, c.id).limit(p("limit", sa.Integer()))
+
+        return self.cached(("export", by_app, cursor), build)
+
+    def events_of(self, n: int) -> Stmt:
+        """Every event of ``n`` sessions (:id0 ...), by session and seq."""
+
+        def build() -> ClauseElement:
+            c = self.tables.events.c
+            return (
+                sa.select(
+                    c.session_id,
+                    c.seq,
+                    c.author,
+                    self.json_out(c.content),
+                    c.created_at,
+                    self.json_out(c.state_delta),
+                    c.invocation_id,
+                    self.json_out(c.meta),
+                    c.size,
+                )  # fmt: skip
+                .where(c.session_id.in_([p(f"id{i}") for i in range(n)]))
+                .order_by(c.session_id, c.seq)
+            )
+
+        return self.cached(("events_of", n), build)
 
     def insert_if_absent(self, table: sa.Table, values: dict[str, Any]) -> ClauseElement:
         """INSERT that does nothing when the primary key exists."""

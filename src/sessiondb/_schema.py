@@ -79,6 +79,7 @@ class Tables:
     events: sa.Table
     app_states: sa.Table
     user_states: sa.Table
+    labels: sa.Table
 
 
 def version_table_name(prefix: str) -> str:
@@ -104,8 +105,15 @@ def tables(prefix: str = "") -> Tables:
         sa.Column("last_seq", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
         sa.Column("event_count", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
         sa.Column("event_bytes", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
+        # lifecycle and metadata (revision 0003)
+        sa.Column("expires_at", Timestamp(), nullable=True),
+        sa.Column("ttl_seconds", sa.Float(), nullable=True),  # set: sliding expiry
+        sa.Column("title", sa.String(256), nullable=True),
+        sa.Column("labels", JsonText(), nullable=True),
         sa.Index(f"ix_{prefix}sessions_user_updated", "app_name", "user_id", "updated_at", "id"),
         sa.Index(f"ix_{prefix}sessions_app_updated", "app_name", "updated_at", "id"),
+        sa.Index(f"ix_{prefix}sessions_created", "created_at", "id"),
+        sa.Index(f"ix_{prefix}sessions_expires", "expires_at"),
         **MYSQL_OPTIONS,
     )
     events = sa.Table(
@@ -144,4 +152,14 @@ def tables(prefix: str = "") -> Tables:
         sa.Column("updated_at", Timestamp(), nullable=False),
         **MYSQL_OPTIONS,
     )
-    return Tables(md, sessions, events, app_states, user_states)
+    labels = sa.Table(
+        f"{prefix}session_labels",
+        md,
+        sa.Column(
+            "session_id", Key(), sa.ForeignKey(sessions.c.id, ondelete="CASCADE"), primary_key=True
+        ),
+        sa.Column("label", Key(), primary_key=True),
+        sa.Index(f"ix_{prefix}session_labels_label", "label", "session_id"),
+        **MYSQL_OPTIONS,
+    )
+    return Tables(md, sessions, events, app_states, user_states, labels)

@@ -11,6 +11,8 @@ conventions keeps working::
     ├── InvalidIdError (ValueError)            empty, overlong, non-str or unprintable id
     ├── InvalidStateError (ValueError)         state JSON cannot hold (NaN, huge int, ...)
     │   └── StateTypeError (TypeError)         sets, bytes, objects, non-str keys
+    ├── InvalidCursorError (ValueError)        a list_sessions cursor that is not ours
+    ├── InvalidRecordError (ValueError)        an import record that is not sessiondb's format
     ├── SessionNotFoundError (LookupError)     no such session (or not yours)
     ├── SessionExistsError                     create_session with a session_id already taken
     ├── StaleSessionError                      expected_version no longer matches
@@ -26,6 +28,8 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "InvalidCursorError",
+    "InvalidRecordError",
     "DatabaseError",
     "DatabaseUnavailableError",
     "DriverNotInstalledError",
@@ -62,6 +66,14 @@ class InvalidStateError(SessionDBError, ValueError):
 
 class StateTypeError(InvalidStateError, TypeError):
     """State holding a value of a type JSON has no form for (set, bytes, object, non-str key)."""
+
+
+class InvalidCursorError(SessionDBError, ValueError):
+    """A ``list_sessions`` cursor that is malformed or belongs to a listing in another order."""
+
+
+class InvalidRecordError(SessionDBError, ValueError):
+    """An import record that does not have sessiondb's export format."""
 
 
 class SessionNotFoundError(SessionDBError, LookupError):

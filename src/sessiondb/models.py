@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Event", "Session"]
+__all__ = ["AppStats", "Event", "ImportResult", "Session", "SessionList"]
 
 
 @dataclass(slots=True, eq=True)
@@ -28,6 +28,10 @@ class Session:
     """How many events the session's history holds (read without loading them)."""
     event_bytes: int = 0
     """The total size of those events' JSON payloads, in bytes."""
+    title: str | None = None
+    labels: list[str] = field(default_factory=list)
+    expires_at: datetime | None = None
+    """When the session stops being visible (None: never). Sliding expiry moves it on writes."""
     events: list[Event] | None = None
     """The last events, oldest first, when asked for with ``recent_events=N``; else None."""
 
@@ -64,3 +68,38 @@ class Event:
     def to_dict(self) -> dict[str, Any]:
         """The event as a dict of plain values."""
         return asdict(self)
+
+
+class SessionList(list[Session]):
+    """A page of sessions: a plain list, plus the cursor of the next page (None at the end)."""
+
+    next_cursor: str | None = None
+
+    def __init__(self, sessions: list[Session] = (), next_cursor: str | None = None) -> None:  # type: ignore[assignment]
+        super().__init__(sessions)
+        self.next_cursor = next_cursor
+
+
+@dataclass(slots=True, frozen=True)
+class AppStats:
+    """Totals for one app, from ``stats()``."""
+
+    app_name: str
+    sessions: int
+    users: int
+    events: int
+    state_bytes: int
+    event_bytes: int
+    oldest_created_at: datetime | None
+    newest_updated_at: datetime | None
+
+
+@dataclass(slots=True)
+class ImportResult:
+    """What ``import_records`` did: rows written, and records skipped as already present."""
+
+    sessions: int = 0
+    events: int = 0
+    app_states: int = 0
+    user_states: int = 0
+    skipped: int = 0
