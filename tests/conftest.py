@@ -8,6 +8,7 @@ tests fail. ``-m "not mysql"`` drops a backend.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -120,6 +121,13 @@ class SyncAsAsync:
         attr = getattr(self.sync, name)
         if not callable(attr):
             return attr
+        if inspect.isgeneratorfunction(attr):
+
+            async def agen(*args: Any, **kwargs: Any) -> Any:
+                for item in attr(*args, **kwargs):
+                    yield item
+
+            return agen
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             return attr(*args, **kwargs)

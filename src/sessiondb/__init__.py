@@ -9,6 +9,7 @@ when the first store is created.
 from __future__ import annotations
 
 from ._async_store import AsyncSessionStore
+from ._migrations import HEAD as SCHEMA_HEAD
 from ._service import DatabaseSessionService
 from ._store import SessionStore
 from .errors import (
@@ -27,7 +28,6 @@ from .errors import (
     StaleSessionError,
     StateTypeError,
 )
-from ._migrations import HEAD as SCHEMA_HEAD
 from .models import AppStats, Event, ImportResult, Session, SessionList
 
 __version__ = "0.1.0"

@@ -8,10 +8,11 @@ differ only in how they wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from datetime import timedelta
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy.engine import URL, Engine
@@ -188,10 +189,8 @@ class _BaseBackend:
         drivers = {}
         for dist in ("sqlalchemy", "alembic", "psycopg", "asyncpg", "pymysql", "aiomysql",
                      "orjson"):  # fmt: skip
-            try:
+            with contextlib.suppress(md.PackageNotFoundError):
                 drivers[dist] = md.version(dist)
-            except md.PackageNotFoundError:
-                pass
         server = None
         if self.target.backend != "sqlite":
             server = conn.execute(text("SELECT VERSION()")).scalar()

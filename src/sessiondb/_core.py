@@ -637,7 +637,8 @@ class Core:
         present = self.present
         return [
             AppStats(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]),
-                     None if r[6] is None else present(r[6]), None if r[7] is None else present(r[7]))
+                     None if r[6] is None else present(r[6]),
+                     None if r[7] is None else present(r[7]))
             for r in rows
         ]  # fmt: skip
 
@@ -649,7 +650,8 @@ class Core:
         if app_name is not None:
             params["app"] = check_id(app_name, "app_name")
         if after is not None:
-            params["cursor_at"] = self.q.ts_in(datetime.fromisoformat(after[0]))
+            at = datetime.fromisoformat(after[0]).astimezone(UTC).replace(tzinfo=None)
+            params["cursor_at"] = self.q.ts_in(at)
             params["cursor_id"] = after[1]
         rows = cx.all(self.q.export_page(app_name is not None, after is not None), params)
         if not rows:

@@ -162,8 +162,9 @@ class Queries:
         self.write_info = self.compile(
             sa.update(s)
             .where(c.id == p("sid"))
-            .values(title=p("title"), labels=self.json_in("labels"), expires_at=p("expires", Timestamp()),
-                    ttl_seconds=p("ttl", sa.Float()), updated_at=now, version=p("version"))
+            .values(title=p("title"), labels=self.json_in("labels"),
+                    expires_at=p("expires", Timestamp()), ttl_seconds=p("ttl", sa.Float()),
+                    updated_at=now, version=p("version"))
         )  # fmt: skip
         self.lock_info = self.compile(
             sa.select(c.version, c.title, self.json_out(c.labels), c.expires_at, c.ttl_seconds)
@@ -276,7 +277,8 @@ class Queries:
             "app_name": p("app"), "user_id": p("user"), "state": self.json_in("state"),
             "created_at": p("created", Timestamp()), "updated_at": p("updated", Timestamp()),
             "version": p("version"), "expires_at": p("expires", Timestamp()),
-            "ttl_seconds": p("ttl", sa.Float()), "title": p("title"), "labels": self.json_in("labels"),
+            "ttl_seconds": p("ttl", sa.Float()), "title": p("title"),
+            "labels": self.json_in("labels"),
         }  # fmt: skip
         self.get_any_version = self.compile(sa.select(c.version).where(c.id == p("sid")))
         self.import_session = self.compile(sa.insert(s).values(id=p("sid"), **full))
@@ -472,7 +474,7 @@ class Queries:
                     c.invocation_id,
                     self.json_out(c.meta),
                     c.size,
-                )  # fmt: skip
+                )
                 .where(c.session_id.in_([p(f"id{i}") for i in range(n)]))
                 .order_by(c.session_id, c.seq)
             )

@@ -4,9 +4,9 @@ Generated from ``_async_store.py`` by ``tools/unasync.py``: DO NOT EDIT."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import astuple
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
