@@ -145,6 +145,7 @@ class _BaseBackend:
             foreign=not self.owns_engine,
             durability=options.sqlite_durability,
             busy_timeout=options.busy_timeout,
+            keep=options.pool_size,
         )
         self.tables = tables(options.table_prefix)
         self.dialect = sync_engine.dialect
@@ -271,6 +272,7 @@ class Backend(_BaseBackend):
         return self.runner.call(fn, *args)
 
     def close(self) -> None:
+        self.runner.drain()
         if self.owns_engine:
             self.engine.dispose()
 
@@ -348,8 +350,13 @@ class AsyncBackend(_BaseBackend):
 
     async def close(self) -> None:
         self.arunner.shutdown()
-        if self.owns_engine:
-            if isinstance(self.engine, AsyncEngine):
+        if isinstance(self.engine, AsyncEngine):
+            from sqlalchemy.util import greenlet_spawn
+
+            await greenlet_spawn(self.runner.drain)
+            if self.owns_engine:
                 await self.engine.dispose()
-            else:
+        else:
+            self.runner.drain()
+            if self.owns_engine:
                 self.engine.dispose()

@@ -12,6 +12,7 @@ events, route ``app:``/``user:`` keys to their tables. Both are atomic.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,8 @@ __all__ = ["Core"]
 
 UTC = timezone.utc
 _TICK = timedelta(microseconds=1)
+# local time = UTC + this, when the process's time zone never changes its offset
+_FIXED_OFFSET = None if time.daylight else timedelta(seconds=-time.timezone)
 _EVENT_KEYS = frozenset({"author", "content", "state_delta", "invocation_id", "metadata"})
 
 
@@ -112,8 +115,12 @@ class Core:
         """A stored naive-UTC timestamp as the caller sees it: local naive, or aware UTC."""
         if type(value) is str:
             value = datetime.fromisoformat(value)
+        if self.tz_aware:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        if _FIXED_OFFSET is not None:  # the local zone has no DST: a fixed shift is exact
+            return value + _FIXED_OFFSET  # type: ignore[no-any-return]
         aware: datetime = value.replace(tzinfo=UTC)
-        return aware if self.tz_aware else aware.astimezone().replace(tzinfo=None)
+        return aware.astimezone().replace(tzinfo=None)
 
     def dumps(self, value: Any, root: str) -> str:
         return _json.dumps(value, pg=self.pg, root=root)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -35,6 +36,10 @@ __all__ = ["Cx", "Runner", "make_engine", "translate"]
 
 T = TypeVar("T")
 Durability = Literal["full", "fast"]
+
+#: Seconds a connection may sit in the free list before it goes back to SQLAlchemy's pool.
+IDLE_RECYCLE = 300.0
+_GENERATION = "sessiondb_generation"
 
 _SQLITE_PRAGMAS: dict[str, tuple[str, ...]] = {
     # every committed write is on disk *in the main file*: a plain copy of an idle database
@@ -150,10 +155,8 @@ class Cx:
     def _cursor(self) -> Any:
         cur = self._cur
         if cur is None:
-            raw = self._raw = self._runner.engine.raw_connection()
-            if self._runner.foreign:
-                self._runner.adopt(raw)
-            cur = self._cur = raw.cursor()
+            self._raw, cur = self._runner.lease()
+            self._cur = cur
         return cur
 
     def connect(self) -> None:
@@ -169,7 +172,8 @@ class Cx:
         """Run ``stmt`` and return its first row, or ``None``."""
         cur = self._cursor()
         cur.execute(stmt.sql, stmt.bind(params))
-        return cur.fetchone()
+        rows = cur.fetchall()  # drained, so SQLite ends the statement (and its read snapshot)
+        return rows[0] if rows else None
 
     def all(self, stmt: Stmt, params: dict[str, Any]) -> list[Any]:
         """Run ``stmt`` and return every row."""
@@ -210,20 +214,18 @@ class Cx:
             return
         self._raw = None
         cur, self._cur = self._cur, None
+        runner = self._runner
         try:
             if exc is not None:
-                if self._runner.is_disconnect(exc, raw, cur):
-                    self._runner.invalidate(raw, exc)
+                if runner.is_disconnect(exc, raw, cur):
+                    runner.invalidate(raw, exc)
                     return
                 if self._in_tx:
                     cur.execute("ROLLBACK")
-            cur.close()
-            if self._runner.foreign:
-                dbapi_conn: Any = raw.dbapi_connection
-                self._runner.dialect.reset_isolation_level(dbapi_conn)
-            raw.close()
         except Exception as cleanup_exc:  # the connection is unusable: drop it
             raw.invalidate(cleanup_exc)
+            return
+        runner.give_back(raw, cur)
 
 
 class Runner:
@@ -237,10 +239,14 @@ class Runner:
         foreign: bool = False,
         durability: Durability = "full",
         busy_timeout: float = 30.0,
+        keep: int = 5,
     ) -> None:
         self.engine = engine
         self.target = target
         self.foreign = foreign
+        self._idle: list[tuple[PoolProxiedConnection, Any, float]] = []
+        self._keep = keep
+        self._generation = 0
         self._durability = durability
         self._busy_timeout = busy_timeout
         self.dialect = engine.dialect
@@ -251,6 +257,54 @@ class Runner:
             OSError,
             asyncio.TimeoutError,
         )
+
+    # A small free list in front of SQLAlchemy's pool: an operation takes a connection (with
+    # its cursor) from it and puts it back, with no pool checkout/checkin events, reset or
+    # cursor creation on the hot path. SQLAlchemy still creates, recycles and disposes of the
+    # connections: one idle too long goes back to it, and a disconnect empties the list.
+
+    def lease(self) -> tuple[PoolProxiedConnection, Any]:
+        """A connection and its cursor, from the free list or from SQLAlchemy's pool."""
+        idle = self._idle
+        while idle:
+            try:
+                raw, cur, since = idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if time.monotonic() - since < IDLE_RECYCLE:
+                return raw, cur
+            self._return_to_pool(raw, cur)
+        raw = self.engine.raw_connection()
+        raw.info[_GENERATION] = self._generation
+        if self.foreign:
+            self.adopt(raw)
+        return raw, raw.cursor()
+
+    def give_back(self, raw: PoolProxiedConnection, cur: Any) -> None:
+        """Keep a healthy connection for the next operation (or return it to the pool)."""
+        if len(self._idle) < self._keep and self._generation == raw.info.get(_GENERATION, 0):
+            self._idle.append((raw, cur, time.monotonic()))
+        else:
+            self._return_to_pool(raw, cur)
+
+    def _return_to_pool(self, raw: PoolProxiedConnection, cur: Any) -> None:
+        try:
+            cur.close()
+            if self.foreign:
+                dbapi_conn: Any = raw.dbapi_connection
+                self.dialect.reset_isolation_level(dbapi_conn)
+            raw.close()
+        except Exception as exc:  # an unusable connection is just dropped
+            raw.invalidate(exc)
+
+    def drain(self) -> None:
+        """Return every idle connection to the pool (before dispose, or after a disconnect)."""
+        while self._idle:
+            try:
+                raw, cur, _ = self._idle.pop()
+            except IndexError:
+                break
+            self._return_to_pool(raw, cur)
 
     def adopt(self, raw: PoolProxiedConnection) -> None:
         """Make a connection of a caller-built engine fit the hot path: autocommit, pragmas."""
@@ -271,10 +325,12 @@ class Runner:
 
     def invalidate(self, raw: PoolProxiedConnection, exc: BaseException) -> None:
         """Drop ``raw`` and every connection pooled before it (the server likely restarted)."""
+        self._generation += 1
         try:
             raw.invalidate(exc)
         finally:
             self.engine.pool._invalidate(raw)
+            self.drain()
 
     def translating(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` (no connection lease), translating driver errors."""
