@@ -606,12 +606,7 @@ class Core:
             raise TypeError(f"unknown metadata {sorted(unknown)}")
         title = check_title(changes.get("title")) if "title" in changes else None
         labels = check_labels(changes.get("labels")) if "labels" in changes else None
-        now = self.now()
-        stamp = self.q.ts_in(now)
-        cx.begin()
-        row = cx.one(self.q.lock_info, {"sid": session_id, "now": stamp})
-        if row is None:
-            raise SessionNotFoundError(f"no session with id {session_id!r}")
+        now, stamp, row = self._lock(cx, self.q.lock_info, session_id)
         version, old_title, old_labels, expires, ttl = row
         if "title" in changes:
             old_title = title
@@ -811,12 +806,7 @@ class Core:
         out: list[Event] | None = None,
     ) -> int:
         """The general write path: one transaction under the session's row lock."""
-        now = self.now()
-        stamp = self.q.ts_in(now)
-        cx.begin()
-        row = cx.one(self.q.lock_session, {"sid": session_id, "now": stamp})
-        if row is None:
-            raise SessionNotFoundError(f"no session with id {session_id!r}")
+        now, stamp, row = self._lock(cx, self.q.lock_session, session_id)
         app_name, user_id, text, version, last_seq = row
         if expected is not None and int(expected) != version:
             raise StaleSessionError(
@@ -856,6 +846,16 @@ class Core:
                 for r in rows
             )  # fmt: skip
         return int(version) + 1
+
+    def _lock(self, cx: Cx, stmt: Stmt, session_id: str) -> tuple[datetime, Any, Any]:
+        """Open a transaction and lock the (live) session's row: (now, its driver form, row)."""
+        now = self.now()
+        stamp = self.q.ts_in(now)
+        cx.begin()
+        row = cx.one(stmt, {"sid": session_id, "now": stamp})
+        if row is None:
+            raise SessionNotFoundError(f"no session with id {session_id!r}")
+        return now, stamp, row
 
     def _scope_write(
         self, cx: Cx, scope: str, params: dict[str, Any], change: Change, now: datetime
