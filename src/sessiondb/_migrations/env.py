@@ -23,6 +23,9 @@ context.configure(
     version_table=version_table_name(prefix),
     render_as_batch=True,
     transaction_per_migration=False,
+    # SQLite's DDL is transactional: run every revision inside the one BEGIN EXCLUSIVE, so a
+    # process that waited for the lock re-reads the revision and finds nothing left to do
+    transactional_ddl=True if backend == "sqlite" else None,
 )
 
 if backend in ("mysql", "mariadb"):
