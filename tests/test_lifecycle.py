@@ -203,3 +203,47 @@ async def test_bad_records_are_refused_and_nothing_written(store: Any) -> None:
         with pytest.raises(InvalidRecordError):
             await store.import_records([good, bad])
     assert await store.get_session_by_id("good") is None
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.delete_sessions(older_than=0),
+        lambda s: s.purge_expired(batch_size=0),
+        lambda s: s.list_sessions(None, limit=-1),
+        lambda s: s.list_sessions(None, order="sideways"),
+        lambda s: s.count_sessions(None, "u"),
+        lambda s: s.create_session("app", "u", ttl=-5),
+        lambda s: s.create_session("app", "u", title="x" * 300),
+        lambda s: s.list_events("sid", limit=-1),
+        lambda s: s.import_records([], batch_size=0),
+    ],
+)
+async def test_bad_arguments_are_library_errors(store: Any, call: Any) -> None:
+    from sessiondb import InvalidArgumentError, SessionDBError
+
+    with pytest.raises(InvalidArgumentError) as info:
+        await call(store)
+    assert isinstance(info.value, (SessionDBError, ValueError))
+    assert await store.count_sessions() == 0
+
+
+async def test_export_batch_size_must_be_positive(store: Any) -> None:
+    from sessiondb import InvalidArgumentError
+
+    await store.create_session("app", "u")
+    with pytest.raises(InvalidArgumentError):
+        [r async for r in store.export_records(batch_size=0)]
+
+
+def test_backup_to_a_bad_path_names_that_path(tmp_path: Any) -> None:
+    from sessiondb import InvalidArgumentError, SessionStore
+
+    with SessionStore(f"sqlite:///{tmp_path}/src.db") as store:
+        store.create_session("app", "u")
+        with pytest.raises(InvalidArgumentError) as info:
+            store.backup(str(tmp_path / "no" / "such" / "dir" / "b.db"))
+        assert "no/such/dir" in str(info.value)
+        store.backup(str(tmp_path / "b.db"))
+    with SessionStore(f"sqlite:///{tmp_path}/b.db") as copy:
+        assert copy.count_sessions() == 1

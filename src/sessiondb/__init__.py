@@ -13,10 +13,12 @@ from ._migrations import HEAD as SCHEMA_HEAD
 from ._service import DatabaseSessionService
 from ._store import SessionStore
 from .errors import (
+    ArgumentTypeError,
     ConfigurationError,
     DatabaseError,
     DatabaseUnavailableError,
     DriverNotInstalledError,
+    InvalidArgumentError,
     InvalidCursorError,
     InvalidIdError,
     InvalidRecordError,
@@ -34,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AppStats",
+    "ArgumentTypeError",
     "AsyncSessionStore",
     "ConfigurationError",
     "DatabaseError",
@@ -42,6 +45,7 @@ __all__ = [
     "DriverNotInstalledError",
     "Event",
     "ImportResult",
+    "InvalidArgumentError",
     "InvalidCursorError",
     "InvalidIdError",
     "InvalidRecordError",

@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._checksum import Checksum
+from .errors import InvalidArgumentError
 from .models import ImportResult
 
 if TYPE_CHECKING:
@@ -321,6 +322,8 @@ class AsyncSessionStore:
         Streams page by page (``batch_size`` sessions at a time), in creation order;
         ``import_records`` takes them back.
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidArgumentError(f"batch_size must be a positive int, not {batch_size!r}")
         after: tuple[str, str] | None = None
         while True:
             page, after = await self._call(self._core.export_page, app_name, after, batch_size)
@@ -337,6 +340,8 @@ class AsyncSessionStore:
         """Write exported records. Idempotent: a session already stored at the same or a
         newer version is skipped, and events already present are kept, so importing twice
         changes nothing."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidArgumentError(f"batch_size must be a positive int, not {batch_size!r}")
         total = ImportResult()
         batch: list[dict[str, Any]] = []
         for record in records:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard, TypeVar, Union
 
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
 from . import _migrations
@@ -27,10 +27,20 @@ from ._schema import tables
 from ._urls import Target, resolve_url
 from .errors import ConfigurationError, SchemaError
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
 __all__ = ["AsyncBackend", "Backend", "Options"]
 
 T = TypeVar("T")
-Source = str | URL | Engine | AsyncEngine
+Source = Union[str, URL, Engine, "AsyncEngine"]
+
+
+def is_async_engine(obj: object) -> TypeGuard[AsyncEngine]:
+    """True for a SQLAlchemy AsyncEngine, without importing the asyncio extension (an
+    AsyncEngine cannot exist unless its module was imported)."""
+    module = sys.modules.get("sqlalchemy.ext.asyncio")
+    return module is not None and isinstance(obj, module.AsyncEngine)
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,7 @@ class Options:
 
 
 def _target_of(source: Source) -> tuple[Target, Engine | AsyncEngine | None]:
-    if isinstance(source, (Engine, AsyncEngine)):
+    if isinstance(source, Engine) or is_async_engine(source):
         return resolve_url(source.url), source
     if isinstance(source, (str, URL)):
         return resolve_url(source), None
@@ -90,8 +100,9 @@ def _decide(revision: str | None, options: Options, target: Target) -> bool:
     if not options.auto_migrate:
         raise SchemaError(
             f"the database at {target.safe_url} is at sessiondb schema revision {revision!r}, "
-            f"this library needs {_migrations.HEAD!r}: run `sessiondb migrate --url URL` "
-            "(or open the store with auto_migrate=True)"
+            f"this library needs {_migrations.HEAD!r}: run `sessiondb migrate --url URL"
+            + (f" --table-prefix {options.table_prefix}" if options.table_prefix else "")
+            + "` (or open the store with auto_migrate=True)"
         )
     return True
 
@@ -99,7 +110,6 @@ def _decide(revision: str | None, options: Options, target: Target) -> bool:
 def _migration_engine(target: Target, side: Literal["sync", "async"], options: Options) -> Any:
     """A short-lived engine for schema upgrades: transactional, unpooled, locked on SQLite."""
     from sqlalchemy import create_engine, event
-    from sqlalchemy.ext.asyncio import create_async_engine
 
     if target.backend == "sqlite":
         engine = create_engine(
@@ -117,9 +127,11 @@ def _migration_engine(target: Target, side: Literal["sync", "async"], options: O
             conn.exec_driver_sql("BEGIN EXCLUSIVE")
 
         return engine
-    url = target.sync_url if side == "sync" else target.async_url
-    factory = create_engine if side == "sync" else create_async_engine
-    return factory(url, poolclass=NullPool)
+    if side == "sync":
+        return create_engine(target.sync_url, poolclass=NullPool)
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    return create_async_engine(target.async_url, poolclass=NullPool)
 
 
 class _BaseBackend:
@@ -138,7 +150,7 @@ class _BaseBackend:
                 options=options.engine_options,
             )
         self.engine = engine
-        sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        sync_engine: Engine = engine.sync_engine if is_async_engine(engine) else engine  # type: ignore[assignment]
         self.runner = Runner(
             sync_engine,
             self.target,
@@ -229,7 +241,7 @@ class Backend(_BaseBackend):
     """The synchronous backend: calls run on the caller's thread."""
 
     def __init__(self, source: Source, options: Options) -> None:
-        if isinstance(source, AsyncEngine):
+        if is_async_engine(source):
             raise ConfigurationError("SessionStore needs a sync Engine; use AsyncSessionStore")
         super().__init__(source, options, "sync")
         self._lock = threading.Lock()
@@ -332,12 +344,13 @@ class AsyncBackend(_BaseBackend):
     async def doctor(self) -> dict[str, Any]:
         revision = await self.current_revision()
         engine = self.engine
-        if isinstance(engine, AsyncEngine):
+        if is_async_engine(engine):
             async with engine.connect() as conn:
                 return await conn.run_sync(self._doctor, revision)
+        sync_engine: Engine = engine  # type: ignore[assignment]
 
         def gather() -> dict[str, Any]:
-            with engine.connect() as conn:
+            with sync_engine.connect() as conn:
                 return self._doctor(conn, revision)
 
         return await asyncio.get_running_loop().run_in_executor(None, gather)
@@ -350,7 +363,7 @@ class AsyncBackend(_BaseBackend):
 
     async def close(self) -> None:
         self.arunner.shutdown()
-        if isinstance(self.engine, AsyncEngine):
+        if is_async_engine(self.engine):
             from sqlalchemy.util import greenlet_spawn
 
             await greenlet_spawn(self.runner.drain)

@@ -21,6 +21,8 @@ from . import _cursors, _json, _records, _scopes
 from ._ids import check_id, new_session_id
 from ._scopes import Change
 from .errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
     SessionExistsError,
     SessionNotFoundError,
     StaleSessionError,
@@ -56,7 +58,9 @@ def seconds(value: Any, what: str) -> float:
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{what} must be a positive timedelta or number of seconds, not {value!r}")
+        raise InvalidArgumentError(
+            f"{what} must be a positive timedelta or number of seconds, not {value!r}"
+        )
     return float(value)
 
 
@@ -64,7 +68,7 @@ def check_title(title: Any) -> str | None:
     if title is None:
         return None
     if not isinstance(title, str) or len(title) > 256:
-        raise ValueError("title must be a str of at most 256 characters")
+        raise InvalidArgumentError("title must be a str of at most 256 characters")
     return title
 
 
@@ -72,10 +76,10 @@ def check_labels(labels: Any) -> list[str]:
     if labels is None:
         return []
     if isinstance(labels, str) or not isinstance(labels, Iterable):
-        raise TypeError("labels must be an iterable of str, not a single str")
+        raise ArgumentTypeError("labels must be an iterable of str, not a single str")
     result = sorted({check_id(label, "label") for label in labels})
     if len(result) > MAX_LABELS:
-        raise ValueError(f"at most {MAX_LABELS} labels per session")
+        raise InvalidArgumentError(f"at most {MAX_LABELS} labels per session")
     return result
 
 
@@ -204,7 +208,7 @@ class Core:
         for name, value in (("after", after_seq), ("before", before_seq), ("limit", limit)):
             if value is not None:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ValueError(f"{name} must be a non-negative int, not {value!r}")
+                    raise InvalidArgumentError(f"{name} must be a non-negative int, not {value!r}")
                 params[name] = value
         if limit == 0:
             return []
@@ -371,7 +375,7 @@ class Core:
     ) -> list[Event]:
         check_id(session_id, "session_id")
         if isinstance(events, Mapping) or not isinstance(events, Sequence):
-            raise TypeError("events must be a sequence of mappings")
+            raise ArgumentTypeError("events must be a sequence of mappings")
         prepared = [self._prepare_event(i, e) for i, e in enumerate(events)]
         if not prepared:
             return []
@@ -391,7 +395,9 @@ class Core:
             raise StateTypeError(f"{root} must be a mapping, not {type(event).__name__}")
         unknown = set(event) - _EVENT_KEYS
         if unknown:
-            raise TypeError(f"{root} has unknown keys {sorted(unknown)}; use {sorted(_EVENT_KEYS)}")
+            raise ArgumentTypeError(
+                f"{root} has unknown keys {sorted(unknown)}; use {sorted(_EVENT_KEYS)}"
+            )
         author = check_id(event.get("author"), f"{root}['author']")
         content = self.dumps(event.get("content"), f"{root}['content']")
         delta = event.get("state_delta")
@@ -429,7 +435,7 @@ class Core:
                 if attempt == attempts - 1:
                     raise
                 # another writer won: re-read its result and apply fn to that
-        raise ValueError("attempts must be at least 1")
+        raise InvalidArgumentError("attempts must be at least 1")
 
     # -- deletes -------------------------------------------------------------------------------
 
@@ -472,7 +478,7 @@ class Core:
             params["app"] = check_id(app_name, "app_name")
         if user_id is not None:
             if app_name is None:
-                raise ValueError("user_id needs app_name: users belong to an app")
+                raise InvalidArgumentError("user_id needs app_name: users belong to an app")
             names.add("user")
             params["user"] = check_id(user_id, "user_id")
         if label is not None:
@@ -481,7 +487,9 @@ class Core:
         for name, value in bounds.items():
             if value is not None:
                 if not isinstance(value, datetime):
-                    raise TypeError(f"{name} must be a datetime, not {type(value).__name__}")
+                    raise ArgumentTypeError(
+                        f"{name} must be a datetime, not {type(value).__name__}"
+                    )
                 names.add(name)
                 params[name] = self.q.ts_in(self.to_utc(value))
         return names, params
@@ -505,13 +513,13 @@ class Core:
         bounds: dict[str, datetime | None],
     ) -> SessionList:
         if order not in ("updated", "created"):
-            raise ValueError("order must be 'updated' or 'created'")
+            raise InvalidArgumentError("order must be 'updated' or 'created'")
         names, params = self._filter_params(app_name, user_id, label, **bounds)
         names.add("live")
         params["now"] = self.read_now()
         if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-                raise ValueError(f"limit must be a positive int, not {limit!r}")
+                raise InvalidArgumentError(f"limit must be a positive int, not {limit!r}")
             params["limit"] = limit + 1  # one more tells whether another page follows
         if cursor is not None:
             params["cursor_at"], params["cursor_id"] = self.q_cursor(cursor, order)
@@ -553,7 +561,7 @@ class Core:
     ) -> int:
         """Delete (or count) the sessions matching the filters, in bounded batches."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
+            raise InvalidArgumentError(f"batch_size must be a positive int, not {batch_size!r}")
         f = frozenset(names)
         if dry_run:
             return int(cx.one(self.q.count(f), params)[0])
@@ -588,7 +596,7 @@ class Core:
             if created_before is None or cutoff < created_before.astimezone(UTC):
                 created_before = cutoff
         if created_before is None and updated_before is None and app_name is None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "delete_sessions needs app_name, older_than, created_before or updated_before "
                 "(to delete everything, say so with app_name)"
             )
@@ -603,7 +611,7 @@ class Core:
         check_id(session_id, "session_id")
         unknown = set(changes) - {"title", "labels", "ttl", "sliding"}
         if unknown:
-            raise TypeError(f"unknown metadata {sorted(unknown)}")
+            raise ArgumentTypeError(f"unknown metadata {sorted(unknown)}")
         title = check_title(changes.get("title")) if "title" in changes else None
         labels = check_labels(changes.get("labels")) if "labels" in changes else None
         now, stamp, row = self._lock(cx, self.q.lock_info, session_id)
@@ -756,9 +764,16 @@ class Core:
         import sqlite3
 
         cx.connect()
-        target = sqlite3.connect(path)
+        try:
+            target = sqlite3.connect(path)
+        except sqlite3.Error as exc:
+            raise InvalidArgumentError(f"cannot write a backup to {path!r}: {exc}") from exc
         try:
             cx.driver_connection().backup(target)
+        except sqlite3.OperationalError as exc:
+            if "backup" in str(exc) or not str(exc):
+                raise
+            raise InvalidArgumentError(f"cannot write a backup to {path!r}: {exc}") from exc
         finally:
             target.close()
 

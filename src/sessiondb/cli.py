@@ -300,7 +300,7 @@ def _confirm(question: str, yes: bool) -> None:
     sys.stderr.write(f"{question} [y/N] ")
     sys.stderr.flush()
     answer = sys.stdin.readline()
-    if not answer.endswith("\n"):
+    if not answer.endswith("\n") or not sys.stdin.isatty():  # no echo of the answer
         sys.stderr.write("\n")
     if answer.strip().lower() not in ("y", "yes"):
         raise CliError("aborted: nothing was deleted (pass --yes to skip the question)")
@@ -809,6 +809,8 @@ def import_command(
     Idempotent: sessions that already exist are skipped, so an interrupted import can simply
     be run again. Streams: memory use does not grow with the file.
     """
+    if file is None and sys.stdin.isatty():
+        raise CliError("no FILE given and stdin is a terminal: name a file or pipe one in", 2)
     with ExitStack() as stack:
         if file is None or str(file) == "-":
             source: IO[bytes] = sys.stdin.buffer
@@ -976,6 +978,8 @@ def doctor_command(
     table.add_column(overflow="fold")
     table.add_row("backend", escape(str(report.get("backend"))))
     table.add_row("url", escape(str(report.get("url"))))
+    if report.get("server"):
+        table.add_row("server", escape(str(report["server"])))
     table.add_row("schema", escape(schema))
     indexes = report.get("indexes") or []
     table.add_row("indexes", escape(", ".join(map(str, indexes)) or "none"))

@@ -8,11 +8,13 @@ conventions keeps working::
     SessionDBError
     ├── ConfigurationError (ValueError)        bad URL, unknown database, bad option
     │   └── DriverNotInstalledError (ImportError)   names the extra to install
-    ├── InvalidIdError (ValueError)            empty, overlong, non-str or unprintable id
-    ├── InvalidStateError (ValueError)         state JSON cannot hold (NaN, huge int, ...)
-    │   └── StateTypeError (TypeError)         sets, bytes, objects, non-str keys
-    ├── InvalidCursorError (ValueError)        a list_sessions cursor that is not ours
-    ├── InvalidRecordError (ValueError)        an import record that is not sessiondb's format
+    ├── InvalidArgumentError (ValueError)      a bad argument (limit, order, batch size, ttl...)
+    │   ├── ArgumentTypeError (TypeError)      an argument of the wrong type
+    │   ├── InvalidIdError                     empty, overlong, non-str or unprintable id
+    │   ├── InvalidCursorError                 a list_sessions cursor that is not ours
+    │   ├── InvalidRecordError                 an import record not in sessiondb's format
+    │   └── InvalidStateError                  state JSON cannot hold (NaN, huge int, ...)
+    │       └── StateTypeError (TypeError)     sets, bytes, objects, non-str keys
     ├── SessionNotFoundError (LookupError)     no such session (or not yours)
     ├── SessionExistsError                     create_session with a session_id already taken
     ├── StaleSessionError                      expected_version no longer matches
@@ -27,7 +29,9 @@ exception is kept as ``__cause__``.
 from __future__ import annotations
 
 __all__ = [
+    "ArgumentTypeError",
     "ConfigurationError",
+    "InvalidArgumentError",
     "InvalidCursorError",
     "InvalidRecordError",
     "DatabaseError",
@@ -56,11 +60,19 @@ class DriverNotInstalledError(ConfigurationError, ImportError):
     """The database driver for a URL is not installed; the message names the extra."""
 
 
-class InvalidIdError(SessionDBError, ValueError):
+class InvalidArgumentError(SessionDBError, ValueError):
+    """An argument sessiondb cannot use; the message says what it accepts."""
+
+
+class ArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument of the wrong type."""
+
+
+class InvalidIdError(InvalidArgumentError):
     """An ``app_name``, ``user_id`` or ``session_id`` is empty, overlong, unprintable or no str."""
 
 
-class InvalidStateError(SessionDBError, ValueError):
+class InvalidStateError(InvalidArgumentError):
     """State that JSON cannot hold faithfully; the message names the key path."""
 
 
@@ -68,11 +80,11 @@ class StateTypeError(InvalidStateError, TypeError):
     """State holding a value of a type JSON has no form for (set, bytes, object, non-str key)."""
 
 
-class InvalidCursorError(SessionDBError, ValueError):
+class InvalidCursorError(InvalidArgumentError):
     """A ``list_sessions`` cursor that is malformed or belongs to a listing in another order."""
 
 
-class InvalidRecordError(SessionDBError, ValueError):
+class InvalidRecordError(InvalidArgumentError):
     """An import record that does not have sessiondb's export format."""
 
 

@@ -1,0 +1,834 @@
+"""The ``sessiondb`` command, end to end.
+
+Every test runs the real command (``python -m sessiondb``) in a subprocess against a real
+database (SQLite, PostgreSQL, MariaDB), and checks what a user would see: stdout, stderr and the
+exit status. Data is seeded and checked with the public library API. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sessiondb
+from sessiondb import SessionDBError, SessionStore
+
+from .conftest import BACKENDS, SERVER_URLS, drop_tables
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "cli.md"
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nowhere"
+HEAD = sessiondb.SCHEMA_HEAD
+
+# The detailed tests run on SQLite, and on the servers only with the slow ones: the command is
+# the same thin shell on every backend (test_every_command_on_every_backend, the round trips
+# and copies run everywhere always).
+servers_slow = pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param(
+            b,
+            marks=[getattr(pytest.mark, b)] + ([] if b == "sqlite" else [pytest.mark.slow]),
+            id=b,
+        )
+        for b in BACKENDS
+    ],
+    indirect=True,
+)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SESSIONDB_URL", "SESSIONDB_TABLE_PREFIX", "SESSIONDB_DEBUG", "COLUMNS")
+    }
+    env.update(extra or {})
+    return env
+
+
+def sdb(
+    *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m sessiondb ARGS`` and return what happened."""
+    return subprocess.run(
+        [sys.executable, "-m", "sessiondb", *args],
+        input=input if input is not None else "",
+        capture_output=True,
+        text=True,
+        env=_env(env),
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def ok(*args: str, **kw: Any) -> str:
+    """Run a command that must succeed; return its stdout."""
+    done = sdb(*args, **kw)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    return done.stdout
+
+
+def fails(*args: str, status: int | None = None, **kw: Any) -> str:
+    """Run a command that must fail with a one-line error; return that line."""
+    done = sdb(*args, **kw)
+    assert done.returncode != 0, (args, done.stdout, done.stderr)
+    if status is not None:
+        assert done.returncode == status, (args, done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr + done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, (args, done.stderr)
+    assert lines[0].startswith("sessiondb: error: "), lines[0]
+    return lines[0]
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def seed(
+    url: str,
+    prefix: str = "",
+    *,
+    apps: Sequence[str] = ("chat", "support"),
+    per_app: int = 3,
+    events: int = 4,
+) -> list[str]:
+    """Sessions with events, labels, titles, app and user state; returns their ids."""
+    ids = []
+    with SessionStore(url, table_prefix=prefix) as store:
+        for app in apps:
+            for i in range(per_app):
+                state = {"n": i, "nested": {"k": [1, 2.5, None]}, "app:theme": "dark"}
+                state["user:lang"] = f"fr-{i % 2}"
+                s = store.create_session(
+                    app,
+                    f"user{i % 2}",
+                    state,
+                    title=f"{app} #{i}",
+                    labels=["vip"] if i == 0 else ["free", "trial"],
+                )
+                store.append_events(
+                    s.id,
+                    [
+                        {"author": "user", "content": {"text": f"hello {j} é"}}
+                        for j in range(events)
+                    ],
+                )
+                ids.append(s.id)
+    return ids
+
+
+def records_like(tmp_path: Path, n: int, *, app: str, **overrides: Any) -> Iterator[dict[str, Any]]:
+    """``n`` export records of fresh sessions of ``app``, with some fields overridden.
+
+    Made the way an operator would: sessions created through the API in a scratch database,
+    exported, edited (e.g. to be created in 2020).
+    """
+    scratch = f"sqlite:///{tmp_path / f'scratch-{uuid.uuid4().hex}.db'}"
+    with SessionStore(scratch) as store:
+        for i in range(n):
+            s = store.create_session(app, f"old{i}", {"i": i})
+            store.append_event(s.id, "user", {"text": "old"})
+        records = [r for r in store.export_records() if r["type"] == "session"]
+    for record in records:
+        record.update(overrides)
+        yield record
+
+
+def checksum(url: str, prefix: str = "") -> tuple[int, str]:
+    with SessionStore(url, table_prefix=prefix, auto_migrate=False) as store:
+        return store.count_sessions(), store.checksum()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'source.db'}"
+
+
+def cli_commands() -> dict[str, Any]:
+    """The Typer app's commands, by name (as Click commands)."""
+    import typer.main
+
+    from sessiondb.cli import app
+
+    group: Any = typer.main.get_command(app)
+    return dict(group.commands)
+
+
+# -- documentation and help -------------------------------------------------------------------
+
+
+def doc_sections() -> dict[str, str]:
+    sections: dict[str, str] = {}
+    current = None
+    for line in DOCS.read_text().splitlines():
+        if line.startswith("## "):
+            current = line[3:].strip()
+            sections[current] = ""
+        elif current is not None:
+            sections[current] += line + "\n"
+    return sections
+
+
+def test_docs_have_a_section_for_exactly_the_commands_that_exist() -> None:
+    assert sorted(doc_sections()) == sorted(cli_commands())
+
+
+def test_docs_mention_every_option_of_every_command() -> None:
+    sections = doc_sections()
+    for name, command in cli_commands().items():
+        for param in command.params:
+            if param.param_type_name != "option":
+                continue
+            for flag in [*param.opts, *param.secondary_opts]:
+                if flag.startswith("--"):
+                    assert f"`{flag}" in sections[name], f"docs/cli.md: {name} lacks {flag}"
+
+
+@pytest.mark.parametrize("command", sorted(cli_commands()))
+def test_every_command_has_help(command: str) -> None:
+    assert (cli_commands()[command].help or "").strip()
+    out = ok(command, "--help")
+    assert "Usage" in out and len(out.strip().splitlines()) > 3
+
+
+def test_no_command_prints_help_and_version() -> None:
+    out = ok()
+    for name in cli_commands():
+        assert name in out
+    assert ok("--version").strip() == f"sessiondb {sessiondb.__version__}"
+
+
+def test_the_sessiondb_script_is_declared() -> None:
+    from importlib.metadata import entry_points
+
+    from sessiondb.cli import main
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "sessiondb"]
+    assert script.value == "sessiondb.cli:main" and script.load() is main
+
+
+def test_importing_the_library_does_not_import_the_cli() -> None:
+    code = "import sys, sessiondb; print(sorted(m for m in ('typer', 'rich') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# -- bad input: one line on stderr, non-zero status, no traceback ------------------------------
+
+COMMANDS_WITH_A_URL = [
+    ["migrate"],
+    ["current"],
+    ["ls"],
+    ["show", "some-id"],
+    ["rm", "--yes", "some-id"],
+    ["clear", "--app", "a", "--yes"],
+    ["purge"],
+    ["stats"],
+    ["export"],
+    ["import", "-"],
+    ["backup", "never-written.db"],
+    ["doctor"],
+]
+
+
+@pytest.mark.parametrize("args", COMMANDS_WITH_A_URL, ids=lambda a: a[0])
+def test_bad_url_and_missing_url(args: list[str]) -> None:
+    line = fails(*args, "--url", "oracle://scott@db/x")
+    assert "oracle" in line and "sqlite" in line  # names the right forms
+    assert "SESSIONDB_URL" in fails(*args, status=2)  # no --url and no environment variable
+
+
+def test_url_comes_from_the_environment(sqlite_url: str) -> None:
+    seed(sqlite_url)
+    assert "chat" in ok("stats", env={"SESSIONDB_URL": sqlite_url})
+
+
+@pytest.mark.parametrize("args", [["ls"], ["stats"], ["doctor"], ["migrate"]], ids=lambda a: a[0])
+def test_unreachable_server(args: list[str]) -> None:
+    assert "127.0.0.1:1" in fails(*args, "--url", UNREACHABLE)
+
+
+def test_missing_sqlite_directory(tmp_path: Path) -> None:
+    fails("ls", "--url", f"sqlite:///{tmp_path}/no/such/dir/x.db")
+
+
+@pytest.mark.parametrize("value", ["30", "30x", "d", "-1d", "1.5h", "0s", ""])
+def test_bad_duration(value: str, sqlite_url: str) -> None:
+    line = fails("ls", "--url", sqlite_url, "--older-than", value, status=2)
+    assert "--older-than" in line
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2024-13-01", "31/05/2024"])
+def test_bad_time(value: str, sqlite_url: str) -> None:
+    assert "--updated-before" in fails("ls", "--url", sqlite_url, "--updated-before", value)
+
+
+def test_usage_errors_are_one_line(sqlite_url: str) -> None:
+    assert "bogus" in fails("bogus", status=2)
+    assert "--app" in fails("clear", "--url", sqlite_url, status=2)
+    assert "--nope" in fails("ls", "--url", sqlite_url, "--nope", status=2)
+    assert "--limit" in fails("ls", "--url", sqlite_url, "--limit", "-1", status=2)
+    assert "ID" in fails("show", "--url", sqlite_url, status=2)
+
+
+# -- every command on every backend -----------------------------------------------------------
+
+
+def test_every_command_on_every_backend(db_url: str, backend: str, tmp_path: Path) -> None:
+    """The happy path of each database command, briefly, on SQLite, PostgreSQL and MariaDB."""
+    ids = seed(db_url, per_app=2)
+    url = ["--url", db_url]
+    assert "already" in ok("migrate", *url)
+    assert ok("current", *url, "--check").strip() == f"{HEAD} (head)"
+    listed = json_lines(ok("ls", *url, "--json", "--label", "vip", "--updated-after", "1d"))
+    assert {r["id"] for r in listed} == {ids[0], ids[2]}
+    shown = json.loads(ok("show", ids[0], *url, "--json", "--events", "2"))
+    assert shown["title"] == "chat #0" and [e["seq"] for e in shown["events"]] == [3, 4]
+    stats = {r["app_name"]: r["sessions"] for r in json_lines(ok("stats", *url, "--json"))}
+    assert stats == {"chat": 2, "support": 2}
+    report = json.loads(ok("doctor", *url, "--json"))
+    assert report["backend"] == backend and report["revision"] == HEAD
+    assert "would delete 0 expired sessions" in ok("purge", *url, "--dry-run")
+    assert "would delete 0 sessions" in ok("purge", *url, "--older-than", "1d", "--dry-run")
+    assert "deleted 1 session" in ok("rm", ids[0], *url, "--yes")
+    assert "deleted 2 sessions" in ok("clear", "--app", "support", *url, "--yes")
+    with SessionStore(db_url) as store:
+        assert [s.id for s in store.list_sessions(None)] == [ids[1]]
+
+
+# -- migrate, current -------------------------------------------------------------------------
+
+
+@servers_slow
+def test_migrate_and_current(db_url: str) -> None:
+    prefix = "cli_mig_"
+    url = ["--url", db_url, "--table-prefix", prefix]
+    head = sessiondb.SCHEMA_HEAD
+    try:
+        assert "no schema" in ok("current", *url)
+        assert sdb("current", *url, "--check").returncode == 1
+        assert "sessiondb migrate" in fails("ls", *url)  # never migrates behind your back
+        assert ok("migrate", *url).strip() == f"created the schema at revision {head}"
+        assert ok("current", *url).strip() == f"{head} (head)"
+        ok("current", *url, "--check")
+        assert "already" in ok("migrate", *url)
+        assert "no sessions" in ok("ls", *url)
+    finally:
+        drop_tables(db_url, prefix)
+
+
+# -- ls ---------------------------------------------------------------------------------------
+
+
+@servers_slow
+def test_ls_table_filters_and_json(db_url: str) -> None:
+    ids = seed(db_url)
+    url = ["--url", db_url]
+    table = ok("ls", *url)
+    for sid in ids:
+        assert sid in table
+    assert "chat #0" in table and "vip" in table and "next cursor" not in table
+
+    rows = json_lines(ok("ls", *url, "--json"))
+    assert {r["id"] for r in rows} == set(ids)
+    assert all("state" not in r for r in rows)
+    first = next(r for r in rows if r["id"] == ids[0])
+    assert first["app_name"] == "chat" and first["user_id"] == "user0"
+    assert first["labels"] == ["vip"] and first["title"] == "chat #0"
+    assert first["event_count"] == 4 and first["version"] >= 1
+
+    def listed(*args: str) -> set[str]:
+        return {r["id"] for r in json_lines(ok("ls", *url, "--json", *args))}
+
+    assert listed("--app", "chat") == set(ids[:3])
+    assert listed("--app", "chat", "--user", "user0") == {ids[0], ids[2]}
+    assert listed("--label", "vip") == {ids[0], ids[3]}
+    assert listed("--older-than", "30d") == set()
+    assert listed("--updated-after", "1h") == set(ids)
+    assert listed("--updated-before", "1h") == set()
+    assert listed("--updated-before", "2999-01-01") == set(ids)
+    assert listed("--updated-after", "2999-01-01T00:00:00Z") == set()
+    assert "no sessions" in ok("ls", *url, "--app", "nope")
+
+
+@servers_slow
+def test_ls_pages_with_a_cursor(db_url: str) -> None:
+    ids = seed(db_url, per_app=3)
+    url = ["--url", db_url]
+    seen: list[str] = []
+    cursor: list[str] = []
+    for _ in range(10):
+        done = sdb("ls", *url, "--json", "--limit", "2", "--order", "created", *cursor)
+        assert done.returncode == 0, done.stderr
+        page = [r["id"] for r in json_lines(done.stdout)]
+        assert len(page) <= 2
+        seen += page
+        found = re.search(r"next cursor: (\S+)", done.stderr)
+        if not found:
+            break
+        cursor = ["--cursor", found.group(1)]
+    assert seen == ids  # oldest first by creation, each exactly once
+    table = ok("ls", *url, "--limit", "4")
+    assert re.search(r"next cursor: \S+", table)
+    assert "cursor" in fails("ls", *url, "--cursor", "garbage")
+
+
+# -- show -------------------------------------------------------------------------------------
+
+
+@servers_slow
+def test_show(db_url: str) -> None:
+    sid = seed(db_url, apps=["chat"], per_app=1, events=5)[0]
+    url = ["--url", db_url]
+    out = ok("show", sid, *url, "--events", "2")
+    for text in (sid, "chat", "user0", "chat #0", "vip", "version", '"nested"', "hello 4"):
+        assert text in out, text
+    assert "hello 2" not in out  # only the last two events
+    assert "last 2 of 5" in out
+
+    data = json.loads(ok("show", sid, *url, "--json", "--events", "3"))
+    assert data["id"] == sid and data["event_count"] == 5 and data["labels"] == ["vip"]
+    assert data["state"]["nested"] == {"k": [1, 2.5, None]}
+    assert [e["seq"] for e in data["events"]] == [3, 4, 5]
+    assert data["events"][-1]["content"] == {"text": "hello 4 é"}
+    assert json.loads(ok("show", sid, *url, "--json", "--events", "0"))["events"] == []
+
+    assert "nope" in fails("show", "nope", *url, status=1)
+
+
+# -- rm, clear --------------------------------------------------------------------------------
+
+
+@servers_slow
+def test_rm_asks_first(db_url: str) -> None:
+    a, b, c = seed(db_url, apps=["chat"], per_app=3)
+    url = ["--url", db_url]
+    done = sdb("rm", a, *url, input="n\n")
+    assert done.returncode == 1 and "aborted" in done.stderr and "Traceback" not in done.stderr
+    assert sdb("rm", a, *url).returncode == 1  # end of input: no
+    assert "deleted 1 session" in ok("rm", a, *url, input="y\n")
+    assert "deleted 2 sessions" in ok("rm", b, c, *url, "--yes")
+    with SessionStore(db_url) as store:
+        assert store.count_sessions() == 0
+
+
+@servers_slow
+def test_rm_a_missing_session_deletes_nothing(db_url: str) -> None:
+    (sid,) = seed(db_url, apps=["chat"], per_app=1)
+    assert "nope" in fails("rm", sid, "nope", "--yes", "--url", db_url)
+    with SessionStore(db_url) as store:
+        assert store.get_session_by_id(sid) is not None
+
+
+@servers_slow
+def test_clear(db_url: str) -> None:
+    seed(db_url, per_app=3)
+    url = ["--url", db_url]
+    assert "aborted" in sdb("clear", "--app", "chat", *url, input="no\n").stderr
+    assert "deleted 2 sessions" in ok("clear", "--app", "chat", "--user", "user0", *url, "-y")
+    assert "deleted 1 session" in ok("clear", "--app", "chat", *url, input="yes\n")
+    assert "no sessions" in ok("clear", "--app", "chat", *url)
+    with SessionStore(db_url) as store:
+        assert store.count_sessions("support") == 3
+
+
+# -- purge ------------------------------------------------------------------------------------
+
+
+@servers_slow
+def test_purge_dry_run_then_real(db_url: str, tmp_path: Path) -> None:
+    url = ["--url", db_url]
+    fresh = seed(db_url, apps=["chat"], per_app=2)
+    old = {"created_at": "2020-01-01T00:00:00+00:00", "updated_at": "2020-01-02T00:00:00+00:00"}
+    with SessionStore(db_url) as store:
+        store.import_records(records_like(tmp_path, 3, app="chat", **old))
+        store.import_records(records_like(tmp_path, 1, app="other", **old))
+        store.import_records(
+            records_like(tmp_path, 2, app="chat", expires_at="2021-01-01T00:00:00+00:00")
+        )
+        assert store.count_sessions() == 6  # the expired ones are not counted
+
+    def count(output: str) -> int:
+        found = re.search(r"(\d+) (expired )?sessions?", output)
+        assert found, output
+        return int(found.group(1))
+
+    assert count(ok("purge", *url, "--dry-run")) == 2
+    assert "dry run" in ok("purge", *url, "--dry-run")
+    assert count(ok("purge", *url)) == 2
+    assert count(ok("purge", *url, "--dry-run")) == 0
+
+    assert count(ok("purge", *url, "--older-than", "30d", "--app", "chat", "--dry-run")) == 3
+    assert count(ok("purge", *url, "--older-than", "30d", "--dry-run")) == 4
+    assert count(ok("purge", *url, "--older-than", "4w", "--app", "chat")) == 3
+    assert count(ok("purge", *url, "--older-than", "30d", "--batch-size", "1")) == 1
+    assert count(ok("purge", *url, "--older-than", "1d")) == 0
+    with SessionStore(db_url) as store:
+        assert {s.id for s in store.list_sessions(None)} == set(fresh)
+
+    assert "--older-than" in fails("purge", *url, "--app", "chat", status=2)
+    assert "--older-than" in fails("purge", *url, "--older-than", "soon", status=2)
+
+
+# -- stats ------------------------------------------------------------------------------------
+
+
+@servers_slow
+def test_stats(db_url: str) -> None:
+    url = ["--url", db_url]
+    ok("migrate", *url)
+    assert "no sessions" in ok("stats", *url)
+    seed(db_url, apps=["chat", "support"], per_app=3, events=4)
+    rows = {r["app_name"]: r for r in json_lines(ok("stats", *url, "--json"))}
+    assert set(rows) == {"chat", "support"}
+    chat = rows["chat"]
+    assert (chat["sessions"], chat["users"], chat["events"]) == (3, 2, 12)
+    assert chat["event_bytes"] > 0 and chat["state_bytes"] > 0
+    assert chat["oldest_created_at"] <= chat["newest_updated_at"]
+    table = ok("stats", *url)
+    assert "chat" in table and "support" in table and "total" in table and "24" in table
+
+
+# -- export, import ---------------------------------------------------------------------------
+
+
+def test_export_import_round_trip(db_url: str, tmp_path: Path) -> None:
+    seed(db_url)
+    with SessionStore(db_url) as store:
+        store.patch_state(store.list_sessions("chat")[0].id, set={"app:flag": True})
+    dump = tmp_path / "dump.jsonl"
+    copy = f"sqlite:///{tmp_path / 'copy.db'}"
+    done = sdb("export", "--url", db_url, "--output", str(dump))
+    assert done.returncode == 0 and done.stdout == "" and "exported 6 sessions" in done.stderr
+    assert not dump.with_name("dump.jsonl.part").exists()
+    records = json_lines(dump.read_text())
+    assert {r["type"] for r in records} == {"session", "app_state", "user_state"}
+
+    first = ok("import", str(dump), "--url", copy)
+    assert "imported 6 sessions (24 events)" in first
+    second = ok("import", str(dump), "--url", copy)
+    assert "imported 0 sessions" in second and "skipped 6" in second
+    assert checksum(copy) == checksum(db_url)
+
+    # export to stdout | import from stdin, into other tables of the same database
+    prefix = "cli_rt_"
+    try:
+        exported = ok("export", "--url", copy)
+        assert json_lines(exported) == records
+        ok("import", "--url", db_url, "--table-prefix", prefix, input=exported)
+        ok("import", "-", "--url", db_url, "--table-prefix", prefix, input=exported)
+        assert checksum(db_url, prefix) == checksum(db_url)
+        with SessionStore(db_url, table_prefix=prefix) as store:
+            assert store.get_app_state("chat") == {"theme": "dark", "flag": True}
+            assert store.get_user_state("chat", "user1") == {"lang": "fr-1"}
+    finally:
+        drop_tables(db_url, prefix)
+
+    only_chat = json_lines(ok("export", "--url", db_url, "--app", "chat"))
+    assert {r["app_name"] for r in only_chat} == {"chat"}
+
+
+def test_export_streams_through_a_pipe(sqlite_url: str) -> None:
+    """``export | head -1`` ends quietly: no traceback when the reader goes away."""
+    seed(sqlite_url, per_app=30)
+    pipeline = subprocess.run(
+        f"{sys.executable} -m sessiondb export --batch-size 5 --url {sqlite_url} | head -n 1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+    )
+    assert json.loads(pipeline.stdout)["type"] == "session"
+    assert "Traceback" not in pipeline.stderr
+
+
+def test_import_bad_files(sqlite_url: str, tmp_path: Path) -> None:
+    url = ["--url", sqlite_url]
+    seed(sqlite_url, apps=["chat"], per_app=1)
+    good = json_lines(ok("export", *url))
+    line = json.dumps(good[0])
+
+    def bad(text: str) -> str:
+        path = tmp_path / "bad.jsonl"
+        path.write_text(text)
+        return fails("import", str(path), *url)
+
+    assert "line 3 is not JSON" in bad(f"{line}\n\nnot json\n")
+    assert "line 2 is not a sessiondb record" in bad(f"{line}\n[1, 2]\n")
+    assert "line 1 is not a sessiondb record" in bad('{"no": "type"}\n')
+    assert "line 1" in bad('{"type": "spaceship"}\n')
+    assert "line 1" in bad('{"type": "session", "id": "x"}\n')
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"type": "app_state", "app_name": "caf\xe9"}\n')
+    assert "line 1 is not UTF-8" in fails("import", str(path), *url)
+    assert "line 2 is not JSON" in fails("import", *url, input=f"{line}\n{{oops\n")
+    assert "no-such-file" in fails("import", str(tmp_path / "no-such-file.jsonl"), *url)
+    assert "imported 0 sessions" in ok("import", *url, input="")
+
+
+# -- copy -------------------------------------------------------------------------------------
+
+
+def test_copy_sqlite_to_every_backend(db_url: str, sqlite_url: str, tmp_path: Path) -> None:
+    """SQLite to SQLite, PostgreSQL and MariaDB (the target's tables get their own prefix)."""
+    seed(sqlite_url)
+    prefix = "cli_copy_"
+    args = ["copy", "--from", sqlite_url, "--to", db_url, "--to-table-prefix", prefix]
+    try:
+        out = ok(*args)
+        assert "copied 6 sessions (24 events)" in out and "verified: 6 sessions" in out
+        assert checksum(db_url, prefix) == checksum(sqlite_url)
+        again = ok(*args, "--batch-size", "2")
+        assert "copied 0 sessions" in again and "skipped 6" in again and "verified" in again
+        with SessionStore(db_url, table_prefix=prefix) as store:
+            assert store.count_sessions("chat") == 3
+            assert store.get_app_state("support") == {"theme": "dark"}
+
+        # copy back, with the source URL from the environment
+        back = f"sqlite:///{tmp_path / 'back.db'}"
+        env = {"SESSIONDB_URL": db_url}
+        ok("copy", "--to", back, "--from-table-prefix", prefix, env=env)
+        assert checksum(back) == checksum(sqlite_url)
+    finally:
+        drop_tables(db_url, prefix)
+
+
+@servers_slow
+def test_copy_resumes_after_an_interruption(db_url: str, sqlite_url: str) -> None:
+    """Half the records are already in the target (as after a crash): copy finishes the job."""
+    seed(sqlite_url, per_app=5)
+    prefix = "cli_resume_"
+    try:
+        with SessionStore(sqlite_url) as src, SessionStore(db_url, table_prefix=prefix) as dst:
+            sessions = [r for r in src.export_records() if r["type"] == "session"]
+            dst.import_records(sessions[: len(sessions) // 2])
+            assert dst.count_sessions() == 5
+        out = ok("copy", "--from", sqlite_url, "--to", db_url, "--to-table-prefix", prefix)
+        assert "copied 5 sessions" in out and "skipped 5" in out and "verified" in out
+        assert checksum(db_url, prefix) == checksum(sqlite_url)
+    finally:
+        drop_tables(db_url, prefix)
+
+
+def test_copy_fails_verification_when_the_target_differs(sqlite_url: str, tmp_path: Path) -> None:
+    seed(sqlite_url, per_app=2)
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    seed(target, apps=["elsewhere"], per_app=1)
+    line = fails("copy", "--from", sqlite_url, "--to", target)
+    assert "verification failed" in line and "4 sessions" in line
+
+
+def test_copy_bad_input(sqlite_url: str, tmp_path: Path) -> None:
+    seed(sqlite_url, per_app=1)
+    assert "--to" in fails("copy", "--from", sqlite_url, status=2)
+    assert "--from" in fails("copy", "--to", sqlite_url, status=2)
+    assert "same" in fails("copy", "--from", sqlite_url, "--to", sqlite_url, status=2)
+    target = f"sqlite:///{tmp_path / 't.db'}"
+    assert "127.0.0.1:1" in fails("copy", "--from", UNREACHABLE, "--to", target)
+    assert "127.0.0.1:1" in fails("copy", "--from", sqlite_url, "--to", UNREACHABLE)
+
+
+@pytest.mark.slow
+def test_copy_killed_midway_then_run_again(db_url: str, tmp_path: Path) -> None:
+    source = f"sqlite:///{tmp_path / 'big.db'}"
+    with SessionStore(source) as store:
+        store.import_records(records_like(tmp_path, 1500, app="big"))
+    prefix = "cli_kill_"
+    args = ["copy", "--from", source, "--to", db_url, "--to-table-prefix", prefix]
+    cmd = [sys.executable, "-m", "sessiondb", *args, "--batch-size", "20"]
+    try:
+        proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        with SessionStore(db_url, table_prefix=prefix, auto_migrate=False) as probe:
+            while proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    if probe.count_sessions() > 0:
+                        break
+                except SessionDBError:
+                    pass  # the schema is not there yet
+                time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        with SessionStore(db_url, table_prefix=prefix, auto_migrate=False) as probe:
+            partial = probe.count_sessions()
+        out = ok(*args)
+        assert "verified: 1500 sessions" in out
+        assert 0 < partial < 1500  # killed midway, as the loop above waited for
+        assert f"skipped {partial} already present" in out
+        assert checksum(db_url, prefix) == checksum(source)
+    finally:
+        drop_tables(db_url, prefix)
+
+
+# -- progress bars ----------------------------------------------------------------------------
+
+
+def run_on_a_terminal(*args: str) -> tuple[int, str]:
+    """Run the command with stdout on a pseudo-terminal; return its status and output."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sessiondb", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env=_env({"TERM": "xterm-256color", "COLUMNS": "120"}),
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err.decode()
+    return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal_only(sqlite_url: str, tmp_path: Path) -> None:
+    seed(sqlite_url)
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    status, screen = run_on_a_terminal("copy", "--from", sqlite_url, "--to", target)
+    assert status == 0 and "copying" in screen and "6/6" in screen and "verified" in screen
+    piped = ok("copy", "--from", sqlite_url, "--to", f"sqlite:///{tmp_path / 'piped.db'}")
+    assert "copying" not in piped and "\x1b" not in piped
+
+    dump = tmp_path / "dump.jsonl"
+    status, screen = run_on_a_terminal("export", "--url", sqlite_url, "-o", str(dump))
+    assert status == 0 and "exporting" in screen
+    status, screen = run_on_a_terminal("import", str(dump), "--url", target)
+    assert status == 0 and "importing" in screen and "skipped 6" in screen
+
+
+# -- backup -----------------------------------------------------------------------------------
+
+WRITER = """
+import sys, time
+from sessiondb import SessionStore
+store = SessionStore(sys.argv[1])
+session = store.create_session("writer", "w")
+print("ready", flush=True)
+n = 0
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    n += 1
+    store.append_event(session.id, "user", {"n": n, "pad": "x" * 500}, state_delta={"n": n})
+    if n % 20 == 0:
+        extra = store.create_session("writer", f"u{n}", {"n": n})
+        store.append_events(extra.id, [{"author": "a", "content": i} for i in range(5)])
+print(n, flush=True)
+"""
+
+
+def assert_consistent_copy(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    with SessionStore(f"sqlite:///{path}", auto_migrate=False) as store:
+        sessions = store.list_sessions("writer")
+        assert sessions
+        for s in sessions:
+            seqs = [e.seq for e in store.list_events(s.id)]
+            assert seqs == list(range(1, s.event_count + 1))
+            if s.user_id == "w" and seqs:  # the state went with the events, atomically
+                assert s.state["n"] == seqs[-1]
+
+
+def test_backup(sqlite_url: str, tmp_path: Path) -> None:
+    seed(sqlite_url, apps=["writer"])
+    copy = tmp_path / "copy.db"
+    assert "backed up to" in ok("backup", str(copy), "--url", sqlite_url)
+    assert_consistent_copy(copy)
+    assert checksum(f"sqlite:///{copy}") == checksum(sqlite_url)
+    assert "--force" in fails("backup", str(copy), "--url", sqlite_url)
+    ok("backup", str(copy), "--url", sqlite_url, "--force")
+    assert "no directory" in fails("backup", str(tmp_path / "no" / "x.db"), "--url", sqlite_url)
+
+
+@pytest.mark.parametrize(
+    ("backend_name", "tool"), [("postgresql", "pg_dump"), ("mysql", "mysqldump")]
+)
+def test_backup_refuses_servers(backend_name: str, tool: str, tmp_path: Path) -> None:
+    line = fails("backup", str(tmp_path / "x.db"), "--url", SERVER_URLS[backend_name])
+    assert tool in line
+    assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.slow
+def test_backup_while_another_process_writes(sqlite_url: str, tmp_path: Path) -> None:
+    with SessionStore(sqlite_url):
+        pass  # create the schema before the writer starts
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, sqlite_url, "4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "ready"
+        copies = []
+        for i in range(3):
+            copy = tmp_path / f"during-{i}.db"
+            ok("backup", str(copy), "--url", sqlite_url)
+            copies.append(copy)
+        out, err = writer.communicate(timeout=60)
+        assert writer.returncode == 0, err
+        assert int(out.split()[-1]) > 0
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+    for copy in copies:
+        assert_consistent_copy(copy)
+    events_in = [checksum(f"sqlite:///{c}")[0] for c in copies]
+    assert events_in == sorted(events_in)  # later copies hold at least as much
+    assert json_lines(ok("ls", "--url", f"sqlite:///{copies[-1]}", "--json", "--limit", "0"))
+
+
+# -- doctor -----------------------------------------------------------------------------------
+
+
+@servers_slow
+def test_doctor(db_url: str, backend: str) -> None:
+    seed(db_url, per_app=1)
+    head = HEAD
+    out = ok("doctor", "--url", db_url)
+    assert backend in out and f"{head} (head)" in out and "sqlalchemy" in out
+    report = json.loads(ok("doctor", "--url", db_url, "--json"))
+    assert report["backend"] == backend and report["revision"] == report["head"] == head
+    assert report["indexes"] and isinstance(report["advice"], list)
+    if backend == "sqlite":
+        assert report["pragmas"]["journal_mode"] == "wal"
+        assert "journal_mode" in out
+    else:
+        assert report["server"]
+
+
+def test_doctor_advises_migrating(tmp_path: Path) -> None:
+    out = ok("doctor", "--url", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert "none (head is" in out and "migrate" in out
