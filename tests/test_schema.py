@@ -138,3 +138,39 @@ def test_list_uses_an_index(db_url: str, backend: str) -> None:
                 assert "ix_sessions_" in plan
     finally:
         engine.dispose()
+
+
+async def test_stores_in_one_process_first_used_at_once(db_url: str) -> None:
+    """Alembic's context is process-wide: concurrent first uses must take turns."""
+    import asyncio
+    import threading
+    import uuid
+
+    from sessiondb import AsyncSessionStore
+
+    prefix = f"p{uuid.uuid4().hex[:6]}_"
+    try:
+        stores = [AsyncSessionStore(db_url, table_prefix=prefix) for _ in range(3)]
+        await asyncio.gather(*(s.list_sessions("a", "u") for s in stores))
+        for s in stores:
+            await s.close()
+        errors: list[BaseException] = []
+
+        def first_use() -> None:
+            try:
+                with SessionStore(db_url, table_prefix=prefix + "t") as s:
+                    s.create_session("a", "u")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=first_use) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        with SessionStore(db_url, table_prefix=prefix + "t") as s:
+            assert s.count_sessions() == 4
+    finally:
+        drop_tables(db_url, prefix)
+        drop_tables(db_url, prefix + "t")

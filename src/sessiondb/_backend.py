@@ -228,13 +228,14 @@ class _BaseBackend:
         }  # fmt: skip
 
     def _upgrade_sync(self) -> None:
-        engine = _migration_engine(self.target, "sync", self.options)
-        try:
-            with engine.connect() as conn:
-                _migrations.upgrade(conn, self.options.table_prefix)
-                conn.commit()
-        finally:
-            engine.dispose()
+        with _migrations.UPGRADE_LOCK:
+            engine = _migration_engine(self.target, "sync", self.options)
+            try:
+                with engine.connect() as conn:
+                    _migrations.upgrade(conn, self.options.table_prefix)
+                    conn.commit()
+            finally:
+                engine.dispose()
 
 
 class Backend(_BaseBackend):
@@ -321,13 +322,19 @@ class AsyncBackend(_BaseBackend):
         if self.target.backend == "sqlite":
             await asyncio.get_running_loop().run_in_executor(None, self._upgrade_sync)
             return
-        engine = _migration_engine(self.target, "async", self.options)
+        # Alembic's context is process-wide: one upgrade at a time in this process. The lock
+        # is taken in a worker thread, so waiting for it never blocks the event loop.
+        await asyncio.get_running_loop().run_in_executor(None, _migrations.UPGRADE_LOCK.acquire)
         try:
-            async with engine.connect() as conn:
-                await conn.run_sync(_migrations.upgrade, self.options.table_prefix)
-                await conn.commit()
+            engine = _migration_engine(self.target, "async", self.options)
+            try:
+                async with engine.connect() as conn:
+                    await conn.run_sync(_migrations.upgrade, self.options.table_prefix)
+                    await conn.commit()
+            finally:
+                await engine.dispose()
         finally:
-            await engine.dispose()
+            _migrations.UPGRADE_LOCK.release()
 
     async def current_revision(self) -> str | None:
         return await self.arunner.call(_migrations.read_revision, self.options.table_prefix)

@@ -7,6 +7,7 @@ version table (``sessiondb_alembic_version``), apart from the host application's
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,6 +20,9 @@ __all__ = ["HEAD", "REVISIONS", "read_revision", "upgrade"]
 #: Every revision this library knows, oldest first; the last is the head.
 REVISIONS = ("0001", "0002", "0003")
 HEAD = REVISIONS[-1]
+
+#: Alembic keeps its migration context in module globals: upgrades in one process take turns.
+UPGRADE_LOCK = threading.Lock()
 
 
 def table_prefix() -> str:
