@@ -1,0 +1,1 @@
+"""A FastAPI chat API on sessiondb: see README.md beside this file."""
