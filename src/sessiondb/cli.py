@@ -955,6 +955,54 @@ def backup_command(
     typer.echo(f"backed up to {file} ({_size(file.stat().st_size)})")
 
 
+@app.command("import-adk")
+def import_adk_command(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from", metavar="URL", help="The database Google ADK's DatabaseSessionService used."
+        ),
+    ],
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--to", envvar=ENV_URL, show_envvar=True, metavar="URL", help="The sessiondb database."
+        ),
+    ] = None,
+    table_prefix: TablePrefix = "",
+    skip_unreadable: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unreadable",
+            help="Count and skip events that cannot be read safely instead of stopping.",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move sessions, events and app/user state from Google ADK's own tables into sessiondb.
+
+    Reads ADK's current (JSON) and legacy (pickled) schemas; legacy pickles are unpickled with
+    an allow-list, never as arbitrary classes. Running it twice imports nothing twice.
+    """
+    if url is None:
+        raise CliError("no target database: pass --to URL or set SESSIONDB_URL")
+    try:
+        from .adk_import import import_adk
+    except ImportError as exc:
+        raise CliError(f"{exc}") from exc
+    counts = import_adk(source, url, table_prefix=table_prefix, skip_unreadable=skip_unreadable)
+    if as_json:
+        typer.echo(_dumps(counts))
+        return
+    typer.echo(
+        f"imported {_plural(counts.get('sessions', 0), 'session')}, "
+        f"{_plural(counts.get('events', 0), 'event')}, "
+        f"{counts.get('app_states', 0)} app and {counts.get('user_states', 0)} user states "
+        f"({counts.get('skipped_sessions', 0)} already there, "
+        f"{counts.get('unreadable_events', 0)} unreadable events)"
+    )
+
+
 @app.command("doctor")
 def doctor_command(
     url: Url = None, table_prefix: TablePrefix = "", as_json: JsonOpt = False

@@ -1,0 +1,419 @@
+"""Google ADK integration: :class:`SessiondbSessionService`, an ADK session service on sessiondb.
+
+Use it wherever ADK takes a ``BaseSessionService``::
+
+    from google.adk.runners import Runner
+    from sessiondb.adk import SessiondbSessionService
+
+    runner = Runner(
+        agent=agent,
+        app_name="my_app",
+        session_service=SessiondbSessionService("sqlite:///./sessions.db"),
+    )
+
+Every sessiondb URL works (SQLite, PostgreSQL, MySQL/MariaDB). ADK's semantics are kept:
+``app:`` and ``user:`` keys are shared between sessions, ``temp:`` keys live only in the
+in-memory session of the running invocation, partial events are not stored, and a writer
+holding an out-of-date session gets ADK's ``StaleSessionError``.
+
+This module needs google-adk (``pip install 'sessiondb[adk]'``); ``import sessiondb`` never
+imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from collections.abc import AsyncGenerator, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+try:
+    from google.adk.errors import StaleSessionError as AdkStaleSessionError
+    from google.adk.errors.already_exists_error import AlreadyExistsError
+    from google.adk.errors.session_not_found_error import (
+        SessionNotFoundError as AdkSessionNotFoundError,
+    )
+    from google.adk.events.event import Event as AdkEvent
+    from google.adk.events.event_actions import EventActions
+    from google.adk.sessions.base_session_service import (
+        BaseSessionService,
+        GetSessionConfig,
+        ListSessionsResponse,
+    )
+    from google.adk.sessions.session import Session as AdkSession
+    from google.genai import types as genai_types
+    from pydantic_core import to_jsonable_python
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    raise ImportError(
+        "sessiondb.adk needs Google's Agent Development Kit: pip install 'sessiondb[adk]'"
+    ) from exc
+
+from ._async_store import AsyncSessionStore
+from ._ids import MAX_ID_LENGTH
+from ._urls import resolve_url
+from .errors import SessionExistsError, SessionNotFoundError, StaleSessionError
+from .models import Event as StoredEvent
+from .models import Session as StoredSession
+
+__all__ = ["SessiondbSessionService", "event_record", "to_adk_event"]
+
+logger = logging.getLogger(__name__)
+
+STALE_MESSAGE = (
+    "The session has been modified in storage since it was loaded. "
+    "Please reload the session before appending more events."
+)
+"""The message of ADK's ``StaleSessionError`` (the same as ADK's DatabaseSessionService)."""
+
+_MARKER = "sessiondb:"
+
+
+def _json_safe_state(state: dict[str, Any]) -> dict[str, Any]:
+    """State as JSON values, the way ADK's database service stores it.
+
+    Rich values (datetimes, pydantic models) are converted faithfully; a value JSON has no
+    form for (a callable) is stored as its ``repr``, with a warning.
+    """
+    try:
+        safe: dict[str, Any] = to_jsonable_python(state)
+    except Exception:
+        logger.warning(
+            "session state holds values that are not JSON-serializable; they are stored as "
+            "their string representation",
+            exc_info=True,
+        )
+        safe = to_jsonable_python(state, serialize_unknown=True)
+    return safe
+
+
+def _column_id(value: str | None) -> str | None:
+    """``value`` if sessiondb can store it in an id column (1-128 printable chars), else None.
+
+    The event's full JSON keeps the exact value either way; the column is for queries.
+    """
+    if value and len(value) <= MAX_ID_LENGTH and value.isprintable():
+        return value
+    return None
+
+
+def _epoch(when: datetime) -> float:
+    """Seconds since the epoch; a naive datetime is local time (sessiondb's default)."""
+    return when.timestamp()
+
+
+def event_record(event: AdkEvent) -> dict[str, Any]:
+    """The sessiondb event fields (for ``append_events``/``import_records``) of an ADK event.
+
+    ``content`` is the whole event as JSON, so :func:`to_adk_event` rebuilds an equal one;
+    ``state_delta`` is the event's (JSON-safe) state delta, applied atomically with the append.
+    """
+    content = event.model_dump(mode="json", exclude_none=True)
+    actions = content.get("actions")
+    delta = actions.get("state_delta") if isinstance(actions, dict) else None
+    return {
+        "author": _column_id(event.author) or "unknown",
+        "content": content,
+        "state_delta": delta or None,
+        "invocation_id": _column_id(event.invocation_id),
+    }
+
+
+def to_adk_event(stored: StoredEvent) -> AdkEvent:
+    """Rebuild an ADK ``Event`` from a stored sessiondb event.
+
+    Events written by this module (or imported from ADK) come back equal to the original.
+    An event another program wrote with the plain sessiondb API is shown as a text message.
+    """
+    content = stored.content
+    if isinstance(content, dict) and "id" in content and "author" in content:
+        return AdkEvent.model_validate(content)
+    if content is None or isinstance(content, str):
+        text = content or ""
+    else:
+        text = json.dumps(content, ensure_ascii=False, default=str)
+    role = "user" if stored.author == "user" else "model"
+    return AdkEvent(
+        id=f"sessiondb-{stored.session_id}-{stored.seq}",
+        author=stored.author,
+        invocation_id=stored.invocation_id or "",
+        timestamp=_epoch(stored.created_at),
+        content=genai_types.Content(role=role, parts=[genai_types.Part(text=text)]),
+        actions=EventActions(state_delta=dict(stored.state_delta or {})),
+    )
+
+
+class _LoopStore:
+    """A store used by one event loop, closed on that loop when the loop shuts down.
+
+    ``asyncio.run`` closes every unfinished async generator before it closes its loop; a
+    generator suspended inside ``try/finally`` is how the store learns that its loop ends,
+    so its connections are closed by the loop they belong to.
+    """
+
+    def __init__(self, store: AsyncSessionStore) -> None:
+        self.store = store
+        self._guard: AsyncGenerator[None, None] | None = None
+
+    async def _until_loop_ends(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await self.store.close()
+
+    async def close_with_loop(self) -> None:
+        if self._guard is None:
+            self._guard = self._until_loop_ends()
+            await self._guard.__anext__()
+
+    async def close(self) -> None:
+        if self._guard is not None:
+            await self._guard.aclose()  # runs its finally: closes the store
+        else:
+            await self.store.close()
+
+
+class SessiondbSessionService(BaseSessionService):
+    """An ADK session service that keeps sessions in a sessiondb database.
+
+    Args:
+        url: a sessiondb database URL: ``sqlite:///./sessions.db``,
+            ``postgresql://user:password@host/db``, ``mysql://user:password@host/db`` (ADK's
+            async forms such as ``sqlite+aiosqlite:///...`` and ``postgresql+asyncpg://...``
+            work too).
+        store: instead of ``url``, an :class:`~sessiondb.AsyncSessionStore` you opened (and
+            close yourself).
+        **store_options: options of :class:`~sessiondb.AsyncSessionStore` (``table_prefix``,
+            ``pool_size``, ``ttl``, ...) when a URL is given.
+
+    A service opened from a URL works across event loops (ADK's synchronous ``Runner.run``
+    starts a new loop for every call): on PostgreSQL and MySQL it keeps one store per loop,
+    as asyncio database connections cannot move between loops. A ``store`` you pass in is
+    used as it is, so use it on the loop it belongs to.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        store: AsyncSessionStore | None = None,
+        **store_options: Any,
+    ) -> None:
+        if (url is None) == (store is None):
+            raise ValueError("SessiondbSessionService needs a database URL or store=, not both")
+        if store is not None and store_options:
+            raise ValueError("store options go to the AsyncSessionStore you pass as store=")
+        self._given = store
+        self._url = url
+        self._options: dict[str, Any] = {"tz_aware": True, **store_options}
+        self._sqlite = store is None and resolve_url(url or "").backend == "sqlite"
+        self._single: AsyncSessionStore | None = None
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopStore]
+        self._per_loop = weakref.WeakKeyDictionary()
+
+    # -- the store ---------------------------------------------------------------------------
+
+    @property
+    def store(self) -> AsyncSessionStore:
+        """The sessiondb store underneath, for everything beyond ADK's API.
+
+        On PostgreSQL and MySQL, read it inside the event loop that will use it.
+        """
+        if self._given is not None:
+            return self._given
+        if self._sqlite:
+            if self._single is None:
+                self._single = AsyncSessionStore(self._url or "", **self._options)
+            return self._single
+        loop = asyncio.get_running_loop()  # RuntimeError outside a loop: no store fits
+        entry = self._per_loop.get(loop)
+        if entry is None:
+            entry = _LoopStore(AsyncSessionStore(self._url or "", **self._options))
+            self._per_loop[loop] = entry
+        return entry.store
+
+    async def _store(self) -> AsyncSessionStore:
+        store = self.store
+        if self._given is None and not self._sqlite:
+            await self._per_loop[asyncio.get_running_loop()].close_with_loop()
+        return store
+
+    # -- conversions ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _to_adk(stored: StoredSession, events: list[AdkEvent]) -> AdkSession:
+        session = AdkSession(
+            id=stored.id,
+            app_name=stored.app_name,
+            user_id=stored.user_id,
+            state=stored.state,
+            events=events,
+            last_update_time=_epoch(stored.updated_at),
+        )
+        session._storage_update_marker = f"{_MARKER}{stored.version}"
+        return session
+
+    @staticmethod
+    def _version_of(session: AdkSession) -> int | None:
+        marker = session._storage_update_marker
+        if marker is not None and marker.startswith(_MARKER):
+            try:
+                return int(marker[len(_MARKER) :])
+            except ValueError:
+                return None
+        return None
+
+    # -- BaseSessionService --------------------------------------------------------------------
+
+    async def create_session(
+        self,
+        *,
+        app_name: str,
+        user_id: str,
+        state: dict[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> AdkSession:
+        """Create a session; ``app:``/``user:`` keys of ``state`` go to the shared scopes."""
+        store = await self._store()
+        try:
+            created = await store.create_session(
+                app_name, user_id, _json_safe_state(state or {}), session_id=session_id
+            )
+        except SessionExistsError as exc:
+            raise AlreadyExistsError(f"Session with id {session_id} already exists.") from exc
+        return self._to_adk(created, [])
+
+    async def get_session(
+        self,
+        *,
+        app_name: str,
+        user_id: str,
+        session_id: str,
+        config: GetSessionConfig | None = None,
+    ) -> AdkSession | None:
+        """The session with its events (all, or as ``config`` limits them), or None."""
+        store = await self._store()
+        recent = config.num_recent_events if config is not None else None
+        after = config.after_timestamp if config is not None else None
+        if recent == 0:
+            stored = await store.get_session(app_name, user_id, session_id)
+            return None if stored is None else self._to_adk(stored, [])
+        if recent is not None and not after:
+            stored = await store.get_session(app_name, user_id, session_id, recent_events=recent)
+            if stored is None:
+                return None
+            return self._to_adk(stored, [to_adk_event(e) for e in stored.events or []])
+        stored = await store.get_session(app_name, user_id, session_id)
+        if stored is None:
+            return None
+        history: Sequence[StoredEvent] = ()
+        if stored.event_count:
+            # the first event_count events are exactly those of the version read (the history
+            # is append-only), even if another writer appends meanwhile
+            history = await store.list_events(stored.id, limit=stored.event_count)
+        events = [to_adk_event(e) for e in history]
+        if after:
+            events = [e for e in events if e.timestamp >= after]
+        if recent is not None:
+            events = events[-recent:]
+        return self._to_adk(stored, events)
+
+    async def list_sessions(
+        self, *, app_name: str, user_id: str | None = None
+    ) -> ListSessionsResponse:
+        """The sessions of a user (of every user if None), least recently updated first.
+
+        Each has its merged state and no events, as with ADK's database service.
+        """
+        store = await self._store()
+        listed = await store.list_sessions(app_name, user_id)
+        ordered = sorted(listed, key=lambda s: (s.updated_at, s.user_id, s.id))
+        return ListSessionsResponse(sessions=[self._to_adk(s, []) for s in ordered])
+
+    async def delete_session(self, *, app_name: str, user_id: str, session_id: str) -> None:
+        """Delete the session and its events (nothing happens if there is none)."""
+        store = await self._store()
+        await store.delete_session(session_id, app_name=app_name, user_id=user_id)
+
+    async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
+        """The ``user:`` state of a user, keys without the prefix."""
+        store = await self._store()
+        return await store.get_user_state(app_name, user_id)
+
+    async def get_app_state(self, *, app_name: str) -> dict[str, Any]:
+        """The ``app:`` state of an app, keys without the prefix (a sessiondb extra)."""
+        store = await self._store()
+        return await store.get_app_state(app_name)
+
+    async def append_event(self, session: AdkSession, event: AdkEvent) -> AdkEvent:
+        """Store ``event`` and its state delta in one transaction, then update ``session``.
+
+        Partial events are returned untouched. ``temp:`` keys go into the in-memory session
+        only. Raises ADK's ``StaleSessionError`` if the stored session changed since
+        ``session`` was read, and ADK's ``SessionNotFoundError`` if it no longer exists.
+        """
+        if event.partial:
+            return event
+        self._apply_temp_state(session, event)
+        event = self._trim_temp_delta_state(event)
+        store = await self._store()
+        expected = self._version_of(session)
+        if expected is None:
+            expected = await self._check_unmarked(store, session)
+        try:
+            appended = await store.append_events(
+                session.id, [event_record(event)], expected_version=expected
+            )
+        except StaleSessionError as exc:
+            raise AdkStaleSessionError(STALE_MESSAGE) from exc
+        except SessionNotFoundError as exc:
+            raise AdkSessionNotFoundError(f"Session {session.id} not found.") from exc
+        session.last_update_time = _epoch(appended[0].created_at)
+        session._storage_update_marker = f"{_MARKER}{expected + 1}"
+        return self._commit_event_to_session(session, event)
+
+    async def _check_unmarked(self, store: AsyncSessionStore, session: AdkSession) -> int:
+        """The version to expect for a session object this service did not load.
+
+        Like ADK: it is stale only if storage was updated after it and holds an event it lacks.
+        """
+        stored = await store.get_session(
+            session.app_name, session.user_id, session.id, recent_events=1
+        )
+        if stored is None:
+            raise AdkSessionNotFoundError(f"Session {session.id} not found.")
+        if _epoch(stored.updated_at) > session.last_update_time:
+            latest = to_adk_event(stored.events[-1]).id if stored.events else None
+            mine = session.events[-1].id if session.events else None
+            if latest != mine:
+                raise AdkStaleSessionError(STALE_MESSAGE)
+        return stored.version
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close what this service opened (a ``store=`` you passed stays open).
+
+        A store of another event loop is closed when that loop is shut down by
+        ``asyncio.run`` (as ``Runner.run`` does), or else dropped.
+        """
+        if self._given is not None:
+            return
+        single, self._single = self._single, None
+        if single is not None:
+            await single.close()
+        mine = self._per_loop.pop(asyncio.get_running_loop(), None)
+        self._per_loop.clear()
+        if mine is not None:
+            await mine.close()
+
+    async def __aenter__(self) -> SessiondbSessionService:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
