@@ -82,20 +82,35 @@ class Queries:
             sa.null().label("app_state"), sa.null().label("user_state"), *self.cols[11:],
         ]  # fmt: skip
         cols = self.cols
+        # Where the owner is a parameter, the scoped states are read with uncorrelated
+        # subqueries: the database evaluates each once per statement, not once per row.
+        app_by_param = sa.select(self.json_out(apps.c.state, label=False)).where(
+            apps.c.app_name == p("app")
+        )
+        user_by_param = sa.select(self.json_out(users.c.state, label=False)).where(
+            users.c.app_name == p("app"), users.c.user_id == p("user")
+        )
+        self.owner_cols = [
+            *cols[:9],
+            app_by_param.scalar_subquery().label("app_state"),
+            user_by_param.scalar_subquery().label("user_state"),
+            *cols[11:],
+        ]
+        self.app_cols = [*cols[:9], app_by_param.scalar_subquery().label("app_state"), *cols[10:]]
         # an expired session is invisible to every read and write, purged or not
         self.live = sa.or_(c.expires_at.is_(None), c.expires_at > now)
         live = self.live
         owned = sa.and_(c.id == p("sid"), c.app_name == p("app"), c.user_id == p("user"))
-        self.get_session = self.compile(sa.select(*cols).where(owned, live))
+        self.get_session = self.compile(sa.select(*self.owner_cols).where(owned, live))
         self.get_by_id = self.compile(sa.select(*cols).where(c.id == p("sid"), live))
         order = (c.updated_at.desc(), c.id.desc())
         self.list_user = self.compile(
-            sa.select(*cols)
+            sa.select(*self.owner_cols)
             .where(c.app_name == p("app"), c.user_id == p("user"), live)
             .order_by(*order)
         )
         self.list_app = self.compile(
-            sa.select(*cols).where(c.app_name == p("app"), live).order_by(*order)
+            sa.select(*self.app_cols).where(c.app_name == p("app"), live).order_by(*order)
         )
 
         # -- sessions: create, one round trip with the scoped state read back ----------------
@@ -402,7 +417,15 @@ class Queries:
 
         def build() -> ClauseElement:
             c = self.tables.sessions.c
-            query = sa.select(*(self.light_cols if light else self.cols)).where(*self.filters(f))
+            if light:
+                columns = self.light_cols
+            elif "user" in f:
+                columns = self.owner_cols
+            elif "app" in f:
+                columns = self.app_cols
+            else:
+                columns = self.cols
+            query = sa.select(*columns).where(*self.filters(f))
             key = c.updated_at if order == "updated" else c.created_at
             desc = order == "updated"
             if cursor:

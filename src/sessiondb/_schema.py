@@ -113,7 +113,13 @@ def tables(prefix: str = "") -> Tables:
         sa.Index(f"ix_{prefix}sessions_user_updated", "app_name", "user_id", "updated_at", "id"),
         sa.Index(f"ix_{prefix}sessions_app_updated", "app_name", "updated_at", "id"),
         sa.Index(f"ix_{prefix}sessions_created", "created_at", "id"),
-        sa.Index(f"ix_{prefix}sessions_expires", "expires_at"),
+        # partial where the database can: sessions that never expire stay out of it
+        sa.Index(
+            f"ix_{prefix}sessions_expires",
+            "expires_at",
+            postgresql_where=sa.text("expires_at IS NOT NULL"),
+            sqlite_where=sa.text("expires_at IS NOT NULL"),
+        ),
         **MYSQL_OPTIONS,
     )
     events = sa.Table(

@@ -27,7 +27,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("title", sa.String(256), nullable=True))
         batch.add_column(sa.Column("labels", JsonText(), nullable=True))
     op.create_index(f"ix_{t}_created", t, ["created_at", "id"])
-    op.create_index(f"ix_{t}_expires", t, ["expires_at"])
+    op.create_index(
+        f"ix_{t}_expires",
+        t,
+        ["expires_at"],
+        postgresql_where=sa.text("expires_at IS NOT NULL"),
+        sqlite_where=sa.text("expires_at IS NOT NULL"),
+    )
     op.create_table(
         f"{p}session_labels",
         sa.Column("session_id", Key(), nullable=False),
