@@ -1,0 +1,109 @@
+"""A TCP proxy on 127.0.0.1 that counts request/response round trips.
+
+A round trip is one client "burst" (one or more packets from the client) that is followed by data
+from the server: the proxy counts it when the first byte of the reply arrives, *before* passing
+the reply on, so the count is complete by the time the client sees its answer. Server data that
+no client data preceded (the MySQL greeting, asynchronous notices) is not counted, and neither
+is client data that gets no reply (a pipelined message, a terminate).
+
+Used only in the separate counting pass: forwarding through Python adds latency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import threading
+
+
+class CountingProxy:
+    """Forward ``127.0.0.1:<port>`` to ``target`` and count round trips over all connections."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.host = "127.0.0.1"
+        self.port: int = self._listener.getsockname()[1]
+        self.round_trips = 0
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        self._sockets: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, name="count-proxy", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> CountingProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self._target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            server.settimeout(None)
+            for sock in (client, server):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self.connections += 1
+                self._sockets += [client, server]
+            threading.Thread(
+                target=self._pump, args=(client, server), name="count-proxy-pump", daemon=True
+            ).start()
+
+    def _pump(self, client: socket.socket, server: socket.socket) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(client, selectors.EVENT_READ)
+        selector.register(server, selectors.EVENT_READ)
+        awaiting_reply = False
+        try:
+            while True:
+                for key, _ in selector.select():
+                    source = key.fileobj
+                    assert isinstance(source, socket.socket)
+                    data = source.recv(1 << 16)
+                    if not data:
+                        return
+                    if source is client:
+                        awaiting_reply = True
+                        server.sendall(data)
+                    else:
+                        if awaiting_reply:
+                            awaiting_reply = False
+                            with self._lock:
+                                self.round_trips += 1
+                        client.sendall(data)
+        except OSError:
+            return
+        finally:
+            selector.close()
+            for sock in (client, server):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def count(self) -> int:
+        """Round trips so far (read between two operations)."""
+        return self.round_trips
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
