@@ -6,12 +6,10 @@ Each turn reads the session, appends a user and an assistant message to
 
 Variants
 --------
-``naive`` is the pattern above, run by every contender. ``sessiondb-events`` is the hook for
-sessiondb's event-history API (append the two messages as events, read the state without the
-whole history); it is registered here but not implemented yet. To add it: implement
-``conv_events_read``/``conv_events_append`` on the sessiondb contenders, add
-``"sessiondb-events"`` to their ``conversation_variants``, write its turn loop next to
-:func:`turns_sync` and dispatch on the variant in ``worker.Runner.conversation``.
+``naive`` is the pattern above, run by every contender. ``sessiondb-events`` is the pattern
+sessiondb recommends: each turn reads the session with its last 10 events (the bot's context,
+not the whole log) and appends the two messages as events, with ``message_count`` as the
+assistant event's state delta, in one transaction. Its cost per turn must stay flat.
 """
 
 from __future__ import annotations
@@ -41,8 +39,8 @@ VARIANTS: dict[str, Variant] = {
     ),
     "sessiondb-events": Variant(
         "sessiondb-events",
-        "sessiondb's event-history API: append 2 events per turn (planned, not implemented)",
-        False,
+        "read the session with its last 10 events, append the 2 messages as events",
+        True,
     ),
 }
 
@@ -70,13 +68,22 @@ def _next(state: dict[str, Any], pair: tuple[dict[str, str], dict[str, str]]) ->
     return {"conversation_history": history, "message_count": len(history)}
 
 
+def _steps(contender: Any, variant: str) -> tuple[Any, Any, Any]:
+    """(read, prepare, write) of one turn for a conversation variant."""
+    if variant == "sessiondb-events":
+        return contender.conv_events_read, lambda state, pair: pair, contender.conv_events_append
+    return contender.conv_read, _next, contender.conv_write
+
+
 def turns_sync(
     contender: SyncContender,
     handle: Handle,
     messages: Messages,
     counter: Callable[[], int] | None = None,
+    variant: str = "naive",
 ) -> Turns:
     """Run every turn on a blocking contender, timing the read and write halves."""
+    conv_read, prepare, conv_write = _steps(contender, variant)
     out = Turns()
     clock = time.perf_counter
     cpu0 = time.process_time()
@@ -84,13 +91,13 @@ def turns_sync(
     for pair in messages:
         c0 = counter() if counter else 0
         t0 = clock()
-        read, state = contender.conv_read(handle)
+        read, state = conv_read(handle)
         t1 = clock()
         c1 = counter() if counter else 0
-        delta = _next(state, pair)
+        delta = prepare(state, pair)
         c2 = counter() if counter else 0
         t2 = clock()
-        contender.conv_write(handle, read, delta)
+        conv_write(handle, read, delta)
         t3 = clock()
         if counter:
             out.read_counts.append(c1 - c0)
@@ -108,8 +115,10 @@ async def turns_async(
     handle: Handle,
     messages: Messages,
     counter: Callable[[], int] | None = None,
+    variant: str = "naive",
 ) -> Turns:
     """:func:`turns_sync` for a contender whose calls are coroutines."""
+    conv_read, prepare, conv_write = _steps(contender, variant)
     out = Turns()
     clock = time.perf_counter
     cpu0 = time.process_time()
@@ -117,13 +126,13 @@ async def turns_async(
     for pair in messages:
         c0 = counter() if counter else 0
         t0 = clock()
-        read, state = await contender.conv_read(handle)
+        read, state = await conv_read(handle)
         t1 = clock()
         c1 = counter() if counter else 0
-        delta = _next(state, pair)
+        delta = prepare(state, pair)
         c2 = counter() if counter else 0
         t2 = clock()
-        await contender.conv_write(handle, read, delta)
+        await conv_write(handle, read, delta)
         t3 = clock()
         if counter:
             out.read_counts.append(c1 - c0)

@@ -169,20 +169,28 @@ class Runner:
             if not variant.implemented:
                 out[name] = {"skipped": "not implemented yet"}
                 continue
-            out[name] = await self.naive_conversation()
+            out[name] = await self.one_conversation(name)
         return out
 
-    async def naive_conversation(self) -> dict[str, Any]:
-        c = self.c
+    async def one_conversation(self, variant: str) -> dict[str, Any]:
+        c: Any = self.c
         messages = self.w.messages
-        initial = {"message_count": 0, "conversation_history": []}
+        events = variant == "sessiondb-events"
+        initial: dict[str, Any] = {"message_count": 0}
+        if not events:
+            initial["conversation_history"] = []
         handle = await self.call(c.create, CONV_USER, initial)
         if isinstance(c, AsyncContender):
-            turns = await conversation.turns_async(c, handle, messages, self.counter)
+            turns = await conversation.turns_async(c, handle, messages, self.counter, variant)
         else:
-            turns = conversation.turns_sync(c, handle, messages, self.counter)
+            turns = conversation.turns_sync(c, handle, messages, self.counter, variant)
         _, final = await self.call(c.conv_read, handle)
         want = conversation.expected_history(messages)
+        if events:
+            final = {
+                **final,
+                "conversation_history": await self.call(c.conv_events_history, handle),
+            }
         history = final.get("conversation_history")
         if history != want or final.get("message_count") != len(want):
             have = len(history) if isinstance(history, list) else history

@@ -38,10 +38,22 @@ def _origin() -> str:
     return str(Path(sessiondb.__file__ or "?").parent)
 
 
+RECENT = 10  # events the bot reads as context in the sessiondb-events conversation
+
+
+def _events(read: Any, pair: Any) -> list[dict[str, Any]]:
+    count = int(read.state.get("message_count", 0)) + 2
+    return [
+        {"author": "user", "content": pair[0]},
+        {"author": "assistant", "content": pair[1], "state_delta": {"message_count": count}},
+    ]
+
+
 class _Shared:
     """What both front ends share: options, table names, stored-bytes query."""
 
     durability = "full"
+    conversation_variants = ("naive", "sessiondb-events")
     target: Target
     backend: str
 
@@ -58,7 +70,9 @@ class _Shared:
     def stored_bytes(self, handle: Handle) -> dict[str, int]:
         sql = f"SELECT {text_bytes(self.backend, 'state')} FROM {PREFIX}sessions WHERE id = ?"
         value = scalar(self.target.admin_url, sql, (handle.id,))
-        return {"state": int(value or 0)}
+        events_sql = f"SELECT event_bytes FROM {PREFIX}sessions WHERE id = ?"
+        events = scalar(self.target.admin_url, events_sql, (handle.id,))
+        return {"state": int(value or 0), "events": int(events or 0)}
 
 
 class SessiondbSync(_Shared, SyncContender):
@@ -108,6 +122,18 @@ class SessiondbSync(_Shared, SyncContender):
         state = read.state
         state.update(delta)  # the naive pattern: the whole state goes back
         self.store.update_session_state(handle.id, state)
+
+    def conv_events_read(self, handle: Handle) -> tuple[Any, dict[str, Any]]:
+        session = self.store.get_session(APP_NAME, CONV_USER, handle.id, recent_events=RECENT)
+        if session is None:
+            raise LookupError("the conversation session vanished")
+        return session, session.state
+
+    def conv_events_append(self, handle: Handle, read: Any, pair: Any) -> None:
+        self.store.append_events(handle.id, _events(read, pair))
+
+    def conv_events_history(self, handle: Handle) -> list[Any]:
+        return [e.content for e in self.store.list_events(handle.id)]
 
     def teardown(self) -> None:
         self.store.close()
@@ -166,6 +192,18 @@ class SessiondbAsync(_Shared, AsyncContender):
         state = read.state
         state.update(delta)
         await self.store.update_session_state(handle.id, state)
+
+    async def conv_events_read(self, handle: Handle) -> tuple[Any, dict[str, Any]]:
+        session = await self.store.get_session(APP_NAME, CONV_USER, handle.id, recent_events=RECENT)
+        if session is None:
+            raise LookupError("the conversation session vanished")
+        return session, session.state
+
+    async def conv_events_append(self, handle: Handle, read: Any, pair: Any) -> None:
+        await self.store.append_events(handle.id, _events(read, pair))
+
+    async def conv_events_history(self, handle: Handle) -> list[Any]:
+        return [e.content for e in await self.store.list_events(handle.id)]
 
     async def teardown(self) -> None:
         await self.store.close()
