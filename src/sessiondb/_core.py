@@ -166,7 +166,10 @@ class Core:
         check_id(user_id, "user_id")
         check_id(session_id, "session_id")
         params = {"sid": session_id, "app": app_name, "user": user_id, "now": self.read_now()}
-        return self._with_events(cx, cx.one(self.q.get_session, params), recent_events)
+        row = cx.one(self.q.get_session, params)
+        if row is not None:
+            row = (session_id, app_name, user_id, *row)
+        return self._with_events(cx, row, recent_events)
 
     def get_session_by_id(self, cx: Cx, session_id: str, recent_events: int) -> Session | None:
         check_id(session_id, "session_id")
@@ -191,6 +194,7 @@ class Core:
         else:
             check_id(user_id, "user_id")
             rows = cx.all(self.q.list_user, {"app": app_name, "user": user_id, "now": now})
+            rows = [(r[0], app_name, user_id, *r[1:]) for r in rows]
         session = self.session
         return SessionList([session(r) for r in rows])
 

@@ -101,11 +101,13 @@ class Queries:
         self.live = sa.or_(c.expires_at.is_(None), c.expires_at > now)
         live = self.live
         owned = sa.and_(c.id == p("sid"), c.app_name == p("app"), c.user_id == p("user"))
-        self.get_session = self.compile(sa.select(*self.owner_cols).where(owned, live))
+        # id, app_name and user_id are parameters here: not selecting them saves a column
+        # descriptor each, which pure-Python drivers (PyMySQL) parse on every query
+        self.get_session = self.compile(sa.select(*self.owner_cols[3:]).where(owned, live))
         self.get_by_id = self.compile(sa.select(*cols).where(c.id == p("sid"), live))
         order = (c.updated_at.desc(), c.id.desc())
         self.list_user = self.compile(
-            sa.select(*self.owner_cols)
+            sa.select(c.id, *self.owner_cols[3:])
             .where(c.app_name == p("app"), c.user_id == p("user"), live)
             .order_by(*order)
         )
