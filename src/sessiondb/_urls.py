@@ -47,6 +47,8 @@ _DEFAULTS = {
     "mysql": ("pymysql", "aiomysql"),
 }
 _EXTRAS = {"postgresql": "postgresql", "mysql": "mysql", "sqlite": ""}
+# drivers outside the extras: the package to install
+_PACKAGES = {"asyncmy": "asyncmy", "mysqldb": "mysqlclient", "psycopg2": "psycopg2-binary"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,12 @@ class Target:
         module = _DRIVERS[self.backend][driver][0]
         if importlib.util.find_spec(module) is None:
             extra = _EXTRAS[self.backend]
-            hint = f"pip install 'sessiondb[{extra}]'" if extra else f"pip install {module}"
+            default = driver in _DEFAULTS[self.backend]
+            hint = (
+                f"pip install 'sessiondb[{extra}]'"
+                if extra and default
+                else f"pip install {_PACKAGES.get(driver, module)}"
+            )
             raise DriverNotInstalledError(
                 f"the {side} {self.backend} driver '{driver}' (module {module!r}) is not "
                 f"installed; install it with: {hint}"
