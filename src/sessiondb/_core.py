@@ -44,6 +44,9 @@ _EVENT_KEYS = frozenset({"author", "content", "state_delta", "invocation_id", "m
 
 
 MAX_LABELS = 64
+# default delete batches: a SQLite write locks the whole database, a server write only rows
+SQLITE_BATCH = 200
+SERVER_BATCH = 1000
 
 
 def iso(value: Any) -> str:
@@ -560,10 +563,12 @@ class Core:
         cx: Cx,
         names: set[str],
         params: dict[str, Any],
-        batch_size: int,
+        batch_size: int | None,
         dry_run: bool,
     ) -> int:
         """Delete (or count) the sessions matching the filters, in bounded batches."""
+        if batch_size is None:
+            batch_size = SQLITE_BATCH if self.q.backend == "sqlite" else SERVER_BATCH
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be a positive int, not {batch_size!r}")
         f = frozenset(names)
@@ -581,7 +586,7 @@ class Core:
             if len(ids) < batch_size:
                 return total
 
-    def purge_expired(self, cx: Cx, batch_size: int, dry_run: bool) -> int:
+    def purge_expired(self, cx: Cx, batch_size: int | None, dry_run: bool) -> int:
         return self.delete_matching(cx, {"expired"}, {}, batch_size, dry_run)
 
     def delete_sessions(
@@ -592,7 +597,7 @@ class Core:
         older_than: Any,
         created_before: datetime | None,
         updated_before: datetime | None,
-        batch_size: int,
+        batch_size: int | None,
         dry_run: bool,
     ) -> int:
         if older_than is not None:

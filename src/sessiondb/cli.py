@@ -641,7 +641,15 @@ def purge_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only count what would be deleted.")
     ] = False,
-    batch_size: BatchSize = 1000,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            metavar="N",
+            help="Sessions deleted per batch (default 1000; 200 on SQLite).",
+        ),
+    ] = None,
 ) -> None:
     """Delete expired sessions, or with --older-than the sessions created before then.
 
