@@ -47,6 +47,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from .targets import create_database, drop_sessiondb
+
 APP = "adkbench"
 USER = "ada"
 PREFIX = "bench_adk_"
@@ -148,45 +150,12 @@ def _admin_engine(url: str) -> sa.Engine:
     return sa.create_engine(resolve_url(url).sync_url, poolclass=NullPool)
 
 
-def drop_sessiondb(url: str) -> None:
-    from sessiondb._schema import tables, version_table_name
-
-    engine = _admin_engine(url)
-    try:
-        with engine.begin() as conn:
-            tables(PREFIX).metadata.drop_all(conn)
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {version_table_name(PREFIX)}"))
-    finally:
-        engine.dispose()
-
-
 def drop_adk(url: str) -> None:
     engine = _admin_engine(url)
     try:
         with engine.begin() as conn:
             for name in ADK_TABLES:
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-    finally:
-        engine.dispose()
-
-
-def ensure_database(backend: str, url: str) -> None:
-    from sessiondb._urls import resolve_url
-
-    sync = resolve_url(url).sync_url
-    admin = sync.set(database="postgres" if backend == "postgresql" else "mysql")
-    engine = sa.create_engine(admin, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            if backend == "postgresql":
-                found = conn.execute(
-                    sa.text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                    {"n": sync.database},
-                ).first()
-                if not found:
-                    conn.execute(sa.text(f'CREATE DATABASE "{sync.database}"'))
-            else:
-                conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS `{sync.database}`"))
     finally:
         engine.dispose()
 
@@ -212,11 +181,11 @@ def place(contender: str, backend: str, tmp: Path) -> Place:
     base = sa.engine.make_url(os.environ.get(URL_ENV[backend]) or SERVER_URLS[backend])
     if contender in OURS:
         url = base.render_as_string(hide_password=False)
-        ensure_database(backend, url)
-        drop_sessiondb(url)
-        return Place(url, lambda: drop_sessiondb(url))
+        create_database(backend, url)
+        drop_sessiondb(url, PREFIX)
+        return Place(url, lambda: drop_sessiondb(url, PREFIX))
     adk_url = base.set(database=ADK_DATABASE).render_as_string(hide_password=False)
-    ensure_database(backend, adk_url)
+    create_database(backend, adk_url)
     drop_adk(adk_url)
     driver_url = (
         sa.engine.make_url(adk_url)

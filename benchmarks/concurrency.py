@@ -25,6 +25,8 @@ from typing import Any
 
 from sessiondb import AsyncSessionStore, SessionStore
 
+from .targets import drop_sessiondb
+
 PREFIX = "bconc_"
 URLS = {
     "postgresql": os.environ.get(
@@ -32,21 +34,6 @@ URLS = {
     ),
     "mysql": os.environ.get("SESSIONDB_BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"),
 }
-
-
-def _drop(url: str) -> None:
-    import sqlalchemy as sa
-
-    from sessiondb._schema import tables, version_table_name
-    from sessiondb._urls import resolve_url
-
-    engine = sa.create_engine(resolve_url(url).sync_url, poolclass=sa.NullPool)
-    try:
-        with engine.begin() as conn:
-            tables(PREFIX).metadata.drop_all(conn)
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {version_table_name(PREFIX)}"))
-    finally:
-        engine.dispose()
 
 
 async def _tasks(url: str, tasks: int, ops: int) -> dict[str, Any]:
@@ -137,14 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         rows: dict[str, list[dict[str, Any]]] = {"async_tasks": [], "processes": []}
         for _ in range(runs):
             if backend != "sqlite":
-                _drop(url)
+                drop_sessiondb(url, PREFIX)
             else:
                 for f in Path(tmp).glob("conc.db*"):
                     f.unlink()
             rows["async_tasks"].append(asyncio.run(_tasks(url, tasks, task_ops)))
             rows["processes"].append(_processes(url, procs, proc_ops))
         if backend != "sqlite":
-            _drop(url)
+            drop_sessiondb(url, PREFIX)
         report[backend] = {
             kind: {**runs_[0], "ops_per_s": statistics.median(r["ops_per_s"] for r in runs_),
                    "errors": sum(r["errors"] for r in runs_),

@@ -52,8 +52,10 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from sessiondb import SessionStore
-from sessiondb._schema import tables, version_table_name
+from sessiondb._schema import tables
 from sessiondb._urls import resolve_url
+
+from .targets import create_database, drop_sessiondb
 
 APP = "scale-app"
 PREFIX_K = "scale1k_"
@@ -149,13 +151,7 @@ class Backend:
         return sa.create_engine(resolve_url(url).sync_url, poolclass=NullPool)
 
     def drop(self, url: str, prefix: str) -> None:
-        engine = self.admin_engine(url)
-        try:
-            with engine.begin() as conn:
-                tables(prefix).metadata.drop_all(conn)
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {version_table_name(prefix)}"))
-        finally:
-            engine.dispose()
+        drop_sessiondb(url, prefix)
 
     def checkpoint(self, url: str) -> None:
         """Flush the server's (or SQLite's) write-ahead log, so a phase starts clean."""
@@ -188,26 +184,6 @@ class Backend:
             engine.dispose()
 
 
-def ensure_database(backend: str, url: str) -> None:
-    """Create the server database named in ``url`` when it does not exist yet."""
-    sync = resolve_url(url).sync_url
-    name = sync.database
-    admin = sync.set(database="postgres" if backend == "postgresql" else "mysql")
-    engine = sa.create_engine(admin, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            if backend == "postgresql":
-                found = conn.execute(
-                    sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
-                ).first()
-                if not found:
-                    conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-            else:
-                conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS `{name}`"))
-    finally:
-        engine.dispose()
-
-
 @contextmanager
 def open_backend(name: str, sqlite_dir: str | None) -> Iterator[Backend]:
     if name == "sqlite":
@@ -218,7 +194,7 @@ def open_backend(name: str, sqlite_dir: str | None) -> Iterator[Backend]:
             shutil.rmtree(tmp, ignore_errors=True)
         return
     url = os.environ.get(URL_ENV[name]) or SERVER_URLS[name]
-    ensure_database(name, url)
+    create_database(name, url)
     yield Backend(name, url, url)
 
 

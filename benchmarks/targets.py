@@ -249,3 +249,43 @@ def text_bytes(backend: str, column: str) -> str:
     if backend == "mysql":
         return f"LENGTH({column})"
     return f"length(CAST({column} AS BLOB))"
+
+
+def create_database(backend: str, url: str) -> None:
+    """Create the server database named in ``url`` when it does not exist yet."""
+    import sqlalchemy as sa
+
+    from sessiondb._urls import resolve_url
+
+    sync = resolve_url(url).sync_url
+    name = sync.database
+    admin = sync.set(database="postgres" if backend == "postgresql" else "mysql")
+    engine = sa.create_engine(admin, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if backend == "postgresql":
+                found = conn.execute(
+                    sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+                ).first()
+                if not found:
+                    conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            else:
+                conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS `{name}`"))
+    finally:
+        engine.dispose()
+
+
+def drop_sessiondb(url: str, prefix: str) -> None:
+    """Drop every table sessiondb made with ``prefix``, its version table included."""
+    import sqlalchemy as sa
+
+    from sessiondb._schema import tables, version_table_name
+    from sessiondb._urls import resolve_url
+
+    engine = sa.create_engine(resolve_url(url).sync_url, poolclass=sa.NullPool)
+    try:
+        with engine.begin() as conn:
+            tables(prefix).metadata.drop_all(conn)
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {version_table_name(prefix)}"))
+    finally:
+        engine.dispose()
