@@ -317,7 +317,7 @@ async def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="sessiondb-adkbench-", dir=args.sqlite_dir))
     contenders = [c for c in args.contenders if backend == "sqlite" or c not in SQLITE_ONLY]
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
-    per_run: list[dict[str, dict[str, float]]] = []
+    per_run: list[dict[str, dict[str, float | None]]] = []
     loads = [round(os.getloadavg()[0], 2)]
     try:
         for r in range(args.runs):

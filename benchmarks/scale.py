@@ -345,7 +345,7 @@ def measure_latency(
             order = list(fns) if r % 2 == 0 else list(reversed(fns))
             for size in order:
                 samples[size].extend(timed(fns[size], per_round))
-        result = {size: stats(ms) for size, ms in samples.items()}
+        result: dict[str, Any] = {size: stats(ms) for size, ms in samples.items()}
         k, n = result["1k"], result["N"]
         result["ratio_p50"] = round(n["p50"] / k["p50"], 3)
         result["ratio_p99"] = round(n["p99"] / k["p99"], 3)
@@ -398,12 +398,16 @@ def slowest(
     during: dict[str, list[tuple[float, float]]], statements: dict[str, list[float]], t1: float
 ) -> dict[str, list[list[Any]]]:
     """The 5 slowest concurrent ops and DELETE batches: [seconds into the purge, ms(, op)]."""
-    ops = [[round(t - t1, 3), round(ms, 1), kind] for kind, v in during.items() for t, ms in v]
+    ops: list[list[Any]] = [
+        [round(t - t1, 3), round(ms, 1), kind] for kind, v in during.items() for t, ms in v
+    ]
     starts = [round(t - t1, 3) for t in statements["delete_at"]]
-    deletes = [[t, round(ms, 1)] for t, ms in zip(starts, statements["delete"], strict=True)]
+    deletes: list[list[Any]] = [
+        [t, round(ms, 1)] for t, ms in zip(starts, statements["delete"], strict=True)
+    ]
     return {
-        "ops": sorted(ops, key=lambda x: -x[1])[:5],
-        "deletes": sorted(deletes, key=lambda x: -x[1])[:5],
+        "ops": sorted(ops, key=lambda x: float(-x[1]))[:5],
+        "deletes": sorted(deletes, key=lambda x: float(-x[1]))[:5],
     }
 
 
