@@ -277,15 +277,6 @@ def create_database(backend: str, url: str) -> None:
 
 def drop_sessiondb(url: str, prefix: str) -> None:
     """Drop every table sessiondb made with ``prefix``, its version table included."""
-    import sqlalchemy as sa
+    from sessiondb._schema import drop_all
 
-    from sessiondb._schema import tables, version_table_name
-    from sessiondb._urls import resolve_url
-
-    engine = sa.create_engine(resolve_url(url).sync_url, poolclass=sa.NullPool)
-    try:
-        with engine.begin() as conn:
-            tables(prefix).metadata.drop_all(conn)
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {version_table_name(prefix)}"))
-    finally:
-        engine.dispose()
+    drop_all(url, prefix)

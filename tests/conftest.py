@@ -73,16 +73,9 @@ def wipe(url: str, prefix: str = "") -> None:
 
 def drop_tables(url: str, prefix: str) -> None:
     """Drop every table sessiondb made with ``prefix`` (its version table included)."""
-    from sessiondb._schema import version_table_name
-    from sessiondb._urls import resolve_url
+    from sessiondb._schema import drop_all
 
-    engine = sa.create_engine(resolve_url(url).sync_url, poolclass=sa.NullPool)
-    try:
-        with engine.begin() as conn:
-            sessiondb_tables(prefix).metadata.drop_all(conn)
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {version_table_name(prefix)}"))
-    finally:
-        engine.dispose()
+    drop_all(url, prefix)
 
 
 def sessiondb_tables(prefix: str = "") -> Any:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.compiler import compiles
 
 from ._ids import MAX_ID_LENGTH
 
-__all__ = ["Tables", "tables", "version_table_name"]
+__all__ = ["Tables", "drop_all", "tables", "version_table_name"]
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -169,3 +169,19 @@ def tables(prefix: str = "") -> Tables:
         **MYSQL_OPTIONS,
     )
     return Tables(md, sessions, events, app_states, user_states, labels)
+
+
+def drop_all(url: str, prefix: str = "") -> None:
+    """Drop every table sessiondb made with ``prefix``, its version table included.
+
+    For tests and benchmarks; an application deletes data with the store's methods.
+    """
+    from ._urls import resolve_url
+
+    engine = sa.create_engine(resolve_url(url).sync_url, poolclass=sa.NullPool)
+    try:
+        with engine.begin() as conn:
+            tables(prefix).metadata.drop_all(conn)
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {version_table_name(prefix)}"))
+    finally:
+        engine.dispose()
