@@ -2,7 +2,7 @@
 
 Run it from the repository root::
 
-    pip install sessiondb fastapi uvicorn
+    pip install -e . fastapi uvicorn
     SESSIONDB_URL=sqlite:///./chat.db uvicorn examples.fastapi_app.app:app --reload
 
 Every request names its user in the ``X-User-Id`` header (stand-in for real authentication: put

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Build the sdist and the wheel, install the wheel built *from the sdist* into a scratch
+# folder, and run the SQLite tests from the unpacked sdist against that install: proves the
+# sdist holds everything its tests need and that the package it builds works.
+# Usage: [PYTHON=.venv/bin/python] tools/check_sdist.sh [PYTEST ARGS...]  (needs the dev extra)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+"$PY" -m build --sdist -o "$work/dist" . >/dev/null
+sdist=$(ls "$work"/dist/sessiondb-*.tar.gz)
+tar xzf "$sdist" -C "$work"
+src=$(ls -d "$work"/sessiondb-*/)
+# the wheel is built from the unpacked sdist, as pip does when it installs one
+"$PY" -m build --wheel -o "$work/dist" "$src" >/dev/null
+"$PY" -m pip install -q --no-deps --target "$work/site" "$work"/dist/sessiondb-*.whl
+cd "$src"
+found=$(PYTHONPATH="$work/site" "$PY" -c "import sessiondb; print(sessiondb.__file__)")
+case "$found" in "$work/site/"*) ;; *) echo "sdist check: imported $found, not the built wheel" >&2; exit 1 ;; esac
+echo "sdist check: $(basename "$sdist") builds; running its SQLite tests against its wheel"
+env -u SESSIONDB_REQUIRE_GUIDE PYTHONPATH="$work/site" SESSIONDB_TEST_BACKENDS=sqlite \
+  "$PY" -m pytest -q -p no:cacheprovider -m "not slow" -x "$@"
