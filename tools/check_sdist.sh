@@ -5,16 +5,19 @@
 # Usage: [PYTHON=.venv/bin/python] tools/check_sdist.sh [PYTEST ARGS...]  (needs the dev extra)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-.venv/bin/python}
+PY=$(command -v "${PYTHON:-.venv/bin/python}" || echo "${PYTHON:-.venv/bin/python}")
+case "$PY" in /*) ;; *) PY="$PWD/$PY" ;; esac
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-"$PY" -m build --sdist -o "$work/dist" . >/dev/null
+quiet() { "$@" >"$work/log" 2>&1 || { cat "$work/log" >&2; return 1; }; }
+
+quiet "$PY" -m build --sdist -o "$work/dist" .
 sdist=$(ls "$work"/dist/sessiondb-*.tar.gz)
 tar xzf "$sdist" -C "$work"
 src=$(ls -d "$work"/sessiondb-*/)
 # the wheel is built from the unpacked sdist, as pip does when it installs one
-"$PY" -m build --wheel -o "$work/dist" "$src" >/dev/null
+quiet "$PY" -m build --wheel -o "$work/dist" "$src"
 "$PY" -m pip install -q --no-deps --target "$work/site" "$work"/dist/sessiondb-*.whl
 cd "$src"
 found=$(PYTHONPATH="$work/site" "$PY" -c "import sessiondb; print(sessiondb.__file__)")
