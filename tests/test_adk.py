@@ -7,7 +7,6 @@ The model is a scripted fake (no network). The proof: a conversation run through
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import pickle
@@ -16,7 +15,7 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -55,10 +54,7 @@ from sessiondb.adk_import import (
     safe_unpickle,
 )
 
-from .conftest import SERVER_URLS, drop_tables
-
 APP = "helpdesk"
-ADK_TABLES = ("events", "sessions", "app_states", "user_states", "adk_internal_metadata")
 
 
 # -- a scripted model and a tool -----------------------------------------------------------------
@@ -132,12 +128,10 @@ def dump(events: list[Event]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def target(backend: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(url, table_prefix) of an empty sessiondb on ``backend``; its tables dropped after."""
-    prefix = f"adk{uuid.uuid4().hex[:8]}_"
-    url = f"sqlite:///{tmp_path / 'sessions.db'}" if backend == "sqlite" else SERVER_URLS[backend]
-    yield url, prefix
-    drop_tables(url, prefix)
+def target(db_url: str) -> tuple[str, str]:
+    """(url, table_prefix) of an empty sessiondb on ``backend``: a fresh prefix in the test's
+    private database."""
+    return db_url, f"adk{uuid.uuid4().hex[:8]}_"
 
 
 @pytest.fixture
@@ -615,44 +609,14 @@ def test_missing_adk_names_the_extra() -> None:
 # -- import_adk: from ADK's own DatabaseSessionService --------------------------------------------
 
 
-def adk_source(backend: str, tmp_path: Path) -> str:
-    """An empty database for ADK's DatabaseSessionService, as an async-driver URL.
-
-    On the servers it is a database of its own, next to the test database.
-    """
+def adk_source(backend: str, make_db_url: Any) -> str:
+    """A new, empty database for ADK's DatabaseSessionService, as an async-driver URL."""
+    url = make_db_url()
     if backend == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'adk.db'}"
-    base = resolve_url(SERVER_URLS[backend]).sync_url
-    name = f"{base.database}_adksrc"
-    engine = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-    try:
-        with engine.connect() as conn:
-            if backend == "postgresql":
-                exists = conn.execute(
-                    sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
-                ).first()
-                if not exists:
-                    # another run may create it meanwhile
-                    with contextlib.suppress(sa.exc.ProgrammingError):
-                        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-            else:
-                conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS `{name}`"))
-    finally:
-        engine.dispose()
+        return url.replace("sqlite://", "sqlite+aiosqlite://", 1)
     driver = "postgresql+asyncpg" if backend == "postgresql" else "mysql+aiomysql"
-    url = base.set(database=name, drivername=driver).render_as_string(hide_password=False)
-    drop_adk_tables(url)
-    return url
-
-
-def drop_adk_tables(url: str) -> None:
-    engine = sa.create_engine(resolve_url(url).sync_url, poolclass=sa.NullPool)
-    try:
-        with engine.begin() as conn:
-            for name in ADK_TABLES:
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-    finally:
-        engine.dispose()
+    base = resolve_url(url).sync_url
+    return base.set(drivername=driver).render_as_string(hide_password=False)
 
 
 async def adk_conversations(service: Any) -> list[Session]:
@@ -695,41 +659,36 @@ async def check_imported(service: SessiondbSessionService, originals: list[Sessi
     assert {s.id for s in listed.sessions} == {o.id for o in originals if o.app_name == APP}
 
 
-async def test_import_adk_database(backend: str, target: tuple[str, str], tmp_path: Path) -> None:
-    source = adk_source(backend, tmp_path)
+async def test_import_adk_database(backend: str, target: tuple[str, str], make_db_url: Any) -> None:
+    source = adk_source(backend, make_db_url)
+    adk = DatabaseSessionService(source)
     try:
-        adk = DatabaseSessionService(source)
-        try:
-            originals = await adk_conversations(adk)
-        finally:
-            await adk.close()
-        n_events = sum(len(s.events) for s in originals)
-        assert n_events == 8 + 4 + 6
-
-        url, prefix = target
-        counts = await aimport_adk(source, url, table_prefix=prefix)
-        assert counts == {
-            "sessions": 4, "events": n_events, "app_states": 2, "user_states": 3,
-            "skipped_sessions": 0, "unreadable_events": 0, "read_sessions": 4,
-            "read_events": n_events,
-        }  # fmt: skip
-        again = await aimport_adk(source, url, table_prefix=prefix)  # idempotent
-        assert again["sessions"] == 0 and again["events"] == 0
-        assert again["skipped_sessions"] == 4
-
-        service = SessiondbSessionService(url, table_prefix=prefix)
-        try:
-            await check_imported(service, originals)
-            # the imported sessions go on under sessiondb
-            first = await service.get_session(
-                app_name=APP, user_id="ada", session_id=originals[0].id
-            )
-            assert first is not None
-            await converse(make_runner(service), "ada", first.id, ["one more"])
-        finally:
-            await service.close()
+        originals = await adk_conversations(adk)
     finally:
-        drop_adk_tables(source)
+        await adk.close()
+    n_events = sum(len(s.events) for s in originals)
+    assert n_events == 8 + 4 + 6
+
+    url, prefix = target
+    counts = await aimport_adk(source, url, table_prefix=prefix)
+    assert counts == {
+        "sessions": 4, "events": n_events, "app_states": 2, "user_states": 3,
+        "skipped_sessions": 0, "unreadable_events": 0, "read_sessions": 4,
+        "read_events": n_events,
+    }  # fmt: skip
+    again = await aimport_adk(source, url, table_prefix=prefix)  # idempotent
+    assert again["sessions"] == 0 and again["events"] == 0
+    assert again["skipped_sessions"] == 4
+
+    service = SessiondbSessionService(url, table_prefix=prefix)
+    try:
+        await check_imported(service, originals)
+        # the imported sessions go on under sessiondb
+        first = await service.get_session(app_name=APP, user_id="ada", session_id=originals[0].id)
+        assert first is not None
+        await converse(make_runner(service), "ada", first.id, ["one more"])
+    finally:
+        await service.close()
 
 
 def test_import_adk_sync_and_same_file(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
@@ -12,14 +13,12 @@ from sessiondb import SCHEMA_HEAD, SchemaError, SessionStore
 from sessiondb._migrations import REVISIONS, upgrade
 from sessiondb._urls import resolve_url
 
-from .conftest import drop_tables
-
 PREFIX = "mig_"
 
 
 @pytest.fixture
-def old_db(db_url: str) -> str:
-    drop_tables(db_url, PREFIX)
+def old_db(db_url: str) -> Iterator[str]:
+    """The test's private database, with ``PREFIX`` tables at the first revision, and rows."""
     engine = sa.create_engine(resolve_url(db_url).sync_url, poolclass=sa.NullPool)
     try:
         with engine.connect() as conn:
@@ -53,7 +52,6 @@ def old_db(db_url: str) -> str:
         yield db_url
     finally:
         engine.dispose()
-        drop_tables(db_url, PREFIX)
 
 
 def test_upgrade_from_the_first_revision_keeps_data(old_db: str) -> None:

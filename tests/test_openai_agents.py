@@ -10,8 +10,6 @@ import asyncio
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -60,45 +58,27 @@ def texts(items: list[Any]) -> list[str]:
     return out
 
 
-@asynccontextmanager
-async def opened(url: str) -> AsyncIterator[AsyncSessionStore]:
-    """A store whose schema check has run, so several can then be used at once.
-
-    (Two stores migrating a fresh database at the same time in one process race inside
-    Alembic: a sessiondb bug reported to the lead; the first call runs it alone here.)
-    """
-    async with AsyncSessionStore(url) as s:
-        await s.count_sessions()
-        yield s
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[AsyncSessionStore]:
-    async with opened(db_url) as s:
-        yield s
-
-
 # -- the protocol ------------------------------------------------------------------------------
 
 
-async def test_satisfies_the_sdk_protocol(store: AsyncSessionStore) -> None:
-    session = SessiondbSession("proto", store)
+async def test_satisfies_the_sdk_protocol(async_store: AsyncSessionStore) -> None:
+    session = SessiondbSession("proto", async_store)
     assert isinstance(session, SDKSession)
     assert session.session_id == "proto"
     assert session.session_settings == SessionSettings()
 
 
-async def test_empty_session(store: AsyncSessionStore) -> None:
-    session = SessiondbSession("empty", store)
+async def test_empty_session(async_store: AsyncSessionStore) -> None:
+    session = SessiondbSession("empty", async_store)
     assert await session.get_items() == []
     assert await session.get_items(limit=3) == []
     assert await session.pop_item() is None
     await session.clear_session()
-    assert await store.get_session_by_id("empty") is None  # reads never create it
+    assert await async_store.get_session_by_id("empty") is None  # reads never create it
 
 
-async def test_items_come_back_in_order_as_stored(store: AsyncSessionStore) -> None:
-    session = SessiondbSession("order", store, app_name="bot", user_id="alice")
+async def test_items_come_back_in_order_as_stored(async_store: AsyncSessionStore) -> None:
+    session = SessiondbSession("order", async_store, app_name="bot", user_id="alice")
     rich = {
         "type": "function_call",
         "call_id": "c1",
@@ -111,15 +91,15 @@ async def test_items_come_back_in_order_as_stored(store: AsyncSessionStore) -> N
     await session.add_items([])
     await session.add_items([user("four")])
     assert await session.get_items() == [user("one"), user("two"), rich, user("four")]
-    stored = await store.get_session("bot", "alice", "order")
+    stored = await async_store.get_session("bot", "alice", "order")
     assert stored is not None and stored.event_count == 4
-    events = await store.list_events("order")
+    events = await async_store.list_events("order")
     assert [e.author for e in events] == ["user", "user", "function_call", "user"]
     assert events[2].content == rich
 
 
-async def test_limit_returns_the_latest_items_oldest_first(store: AsyncSessionStore) -> None:
-    session = SessiondbSession("limit", store)
+async def test_limit_returns_the_latest_items_oldest_first(async_store: AsyncSessionStore) -> None:
+    session = SessiondbSession("limit", async_store)
     await session.add_items([user(str(i)) for i in range(10)])
     assert texts(await session.get_items(limit=3)) == ["7", "8", "9"]
     assert texts(await session.get_items(limit=1)) == ["9"]
@@ -129,16 +109,16 @@ async def test_limit_returns_the_latest_items_oldest_first(store: AsyncSessionSt
         await session.get_items(limit=-1)
 
 
-async def test_session_settings_limit_is_the_default(store: AsyncSessionStore) -> None:
-    session = SessiondbSession("settings", store, session_settings={"limit": 2})
+async def test_session_settings_limit_is_the_default(async_store: AsyncSessionStore) -> None:
+    session = SessiondbSession("settings", async_store, session_settings={"limit": 2})
     assert session.session_settings == SessionSettings(limit=2)
     await session.add_items([user(c) for c in "abcde"])
     assert texts(await session.get_items()) == ["d", "e"]
     assert texts(await session.get_items(limit=4)) == ["b", "c", "d", "e"]
 
 
-async def test_pop_item_removes_and_returns_the_newest(store: AsyncSessionStore) -> None:
-    session = SessiondbSession("pop", store)
+async def test_pop_item_removes_and_returns_the_newest(async_store: AsyncSessionStore) -> None:
+    session = SessiondbSession("pop", async_store)
     await session.add_items([user("a"), user("b"), user("c")])
     assert await session.pop_item() == user("c")
     assert texts(await session.get_items()) == ["a", "b"]
@@ -153,8 +133,8 @@ async def test_pop_item_removes_and_returns_the_newest(store: AsyncSessionStore)
     assert await session.get_items(limit=2) == []
 
 
-async def test_limit_skips_popped_items(store: AsyncSessionStore) -> None:
-    session = SessiondbSession("holes", store)
+async def test_limit_skips_popped_items(async_store: AsyncSessionStore) -> None:
+    session = SessiondbSession("holes", async_store)
     await session.add_items([user(str(i)) for i in range(10)])
     for expected in ("9", "8", "7"):
         assert texts([await session.pop_item()]) == [expected]
@@ -166,7 +146,7 @@ async def test_limit_skips_popped_items(store: AsyncSessionStore) -> None:
     for n in range(1, 12):
         assert texts(await session.get_items(limit=n)) == everything[-n:]
     # the log itself is append-only: four tombstones sit in it
-    events = await store.list_events("holes")
+    events = await async_store.list_events("holes")
     tombstones = [e for e in events if e.author == TOMBSTONE_AUTHOR]
     assert sorted(e.metadata[POP_MARKER] for e in tombstones if e.metadata) == [8, 9, 10, 15]
 
@@ -203,21 +183,21 @@ async def test_get_items_with_limit_reads_o_limit_events(db_url: str) -> None:
         assert None not in read and sum(n for n in read if n is not None) <= 3 + 2 * 2
 
 
-async def test_clear_session_deletes_everything(store: AsyncSessionStore) -> None:
-    session = SessiondbSession("clear", store, app_name="bot", user_id="u")
-    other = SessiondbSession("clear", store, app_name="bot", user_id="u")
+async def test_clear_session_deletes_everything(async_store: AsyncSessionStore) -> None:
+    session = SessiondbSession("clear", async_store, app_name="bot", user_id="u")
+    other = SessiondbSession("clear", async_store, app_name="bot", user_id="u")
     await session.add_items([user("a"), user("b")])
     await session.clear_session()
     assert await session.get_items() == []
     assert await other.get_items() == []
     assert await session.pop_item() is None
-    assert await store.get_session_by_id("clear") is None
+    assert await async_store.get_session_by_id("clear") is None
     await other.add_items([user("again")])  # recreated on the next write
     assert texts(await session.get_items()) == ["again"]
 
 
-async def test_two_instances_share_one_history(db_url: str, store: AsyncSessionStore) -> None:
-    first = SessiondbSession("shared", store, user_id="bob")
+async def test_two_instances_share_one_history(db_url: str, async_store: AsyncSessionStore) -> None:
+    first = SessiondbSession("shared", async_store, user_id="bob")
     async with SessiondbSession("shared", db_url, user_id="bob") as second:  # own store
         await first.add_items([user("from first")])
         await second.add_items([user("from second")])
@@ -227,10 +207,10 @@ async def test_two_instances_share_one_history(db_url: str, store: AsyncSessionS
         assert texts(await first.get_items()) == ["from first"]
 
 
-async def test_another_owners_session_is_never_touched(store: AsyncSessionStore) -> None:
-    mine = SessiondbSession("owned", store, app_name="bot", user_id="alice")
+async def test_another_owners_session_is_never_touched(async_store: AsyncSessionStore) -> None:
+    mine = SessiondbSession("owned", async_store, app_name="bot", user_id="alice")
     await mine.add_items([user("private")])
-    intruder = SessiondbSession("owned", store, app_name="bot", user_id="mallory")
+    intruder = SessiondbSession("owned", async_store, app_name="bot", user_id="mallory")
     assert await intruder.get_items() == []
     assert await intruder.get_items(limit=5) == []
     assert await intruder.pop_item() is None
@@ -240,28 +220,30 @@ async def test_another_owners_session_is_never_touched(store: AsyncSessionStore)
     assert texts(await mine.get_items()) == ["private"]
 
 
-async def test_create_false_needs_an_existing_session(store: AsyncSessionStore) -> None:
-    session = SessiondbSession("precreated", store, app_name="bot", user_id="u", create=False)
+async def test_create_false_needs_an_existing_session(async_store: AsyncSessionStore) -> None:
+    session = SessiondbSession("precreated", async_store, app_name="bot", user_id="u", create=False)
     with pytest.raises(SessionNotFoundError):
         await session.add_items([user("x")])
-    assert await store.get_session_by_id("precreated") is None
-    await store.create_session("bot", "u", {"mood": "calm"}, session_id="precreated", title="T")
+    assert await async_store.get_session_by_id("precreated") is None
+    await async_store.create_session(
+        "bot", "u", {"mood": "calm"}, session_id="precreated", title="T"
+    )
     await session.add_items([user("x")])
-    stored = await store.get_session("bot", "u", "precreated")
+    stored = await async_store.get_session("bot", "u", "precreated")
     assert stored is not None and stored.state == {"mood": "calm"} and stored.title == "T"
     assert texts(await session.get_items()) == ["x"]
 
 
-async def test_concurrent_adds_lose_nothing(db_url: str, store: AsyncSessionStore) -> None:
-    async with opened(db_url) as second_store:
+async def test_concurrent_adds_lose_nothing(db_url: str, async_store: AsyncSessionStore) -> None:
+    async with AsyncSessionStore(db_url) as second_store:
 
         async def writer(n: int) -> None:
-            session = SessiondbSession("busy", store if n % 2 else second_store)
+            session = SessiondbSession("busy", async_store if n % 2 else second_store)
             for i in range(5):
                 await session.add_items([user(f"w{n}-{i}"), user(f"w{n}-{i}b")])
 
         await asyncio.gather(*(writer(n) for n in range(8)))
-    items = texts(await SessiondbSession("busy", store).get_items())
+    items = texts(await SessiondbSession("busy", async_store).get_items())
     assert len(items) == 8 * 5 * 2
     assert Counter(items) == Counter(
         f"w{n}-{i}{s}" for n in range(8) for i in range(5) for s in ("", "b")
@@ -274,12 +256,14 @@ async def test_concurrent_adds_lose_nothing(db_url: str, store: AsyncSessionStor
             assert items[at + 1] == f"w{n}-{i}b"
 
 
-async def test_concurrent_pops_return_each_item_once(db_url: str, store: AsyncSessionStore) -> None:
-    await SessiondbSession("popping", store).add_items([user(str(i)) for i in range(20)])
-    async with opened(db_url) as second_store:
+async def test_concurrent_pops_return_each_item_once(
+    db_url: str, async_store: AsyncSessionStore
+) -> None:
+    await SessiondbSession("popping", async_store).add_items([user(str(i)) for i in range(20)])
+    async with AsyncSessionStore(db_url) as second_store:
 
         async def popper(n: int) -> list[Any]:
-            session = SessiondbSession("popping", store if n % 2 else second_store)
+            session = SessiondbSession("popping", async_store if n % 2 else second_store)
             return [await session.pop_item() for _ in range(3)]
 
         results = await asyncio.gather(*(popper(n) for n in range(8)))
@@ -291,31 +275,31 @@ async def test_concurrent_pops_return_each_item_once(db_url: str, store: AsyncSe
     for got in results:  # each popper saw the history shrink from the end
         values = [int(t) for t in texts([g for g in got if g is not None])]
         assert values == sorted(values, reverse=True)
-    assert await SessiondbSession("popping", store).get_items() == []
+    assert await SessiondbSession("popping", async_store).get_items() == []
 
 
-async def test_concurrent_adds_and_pops_conserve_items(store: AsyncSessionStore) -> None:
+async def test_concurrent_adds_and_pops_conserve_items(async_store: AsyncSessionStore) -> None:
     async def adder(n: int) -> None:
-        session = SessiondbSession("mixed", store)
+        session = SessiondbSession("mixed", async_store)
         for i in range(6):
             await session.add_items([user(f"a{n}-{i}")])
 
     async def popper() -> list[Any]:
-        session = SessiondbSession("mixed", store)
+        session = SessiondbSession("mixed", async_store)
         return [await session.pop_item() for _ in range(4)]
 
     results = await asyncio.gather(*(adder(n) for n in range(4)), *(popper() for _ in range(4)))
     popped = texts([p for got in results if got for p in got if p is not None])
-    left = texts(await SessiondbSession("mixed", store).get_items())
+    left = texts(await SessiondbSession("mixed", async_store).get_items())
     assert len(popped) == len(set(popped))
     assert Counter(popped + left) == Counter(f"a{n}-{i}" for n in range(4) for i in range(6))
 
 
-async def test_arguments_are_checked(db_url: str, store: AsyncSessionStore) -> None:
+async def test_arguments_are_checked(db_url: str, async_store: AsyncSessionStore) -> None:
     with pytest.raises(InvalidIdError):
-        SessiondbSession("", store)
+        SessiondbSession("", async_store)
     with pytest.raises(InvalidIdError):
-        SessiondbSession("ok", store, user_id="\x00")
+        SessiondbSession("ok", async_store, user_id="\x00")
     with pytest.raises(ConfigurationError):
         SessiondbSession("ok", "nosuchdb://x")
     sync = SessionStore(db_url)
@@ -325,7 +309,7 @@ async def test_arguments_are_checked(db_url: str, store: AsyncSessionStore) -> N
     finally:
         sync.close()
     with pytest.raises(TypeError):
-        await SessiondbSession("ok", store).get_items(limit="3")  # type: ignore[arg-type]
+        await SessiondbSession("ok", async_store).get_items(limit="3")  # type: ignore[arg-type]
 
 
 @pytest.mark.sqlite
@@ -404,14 +388,14 @@ def offline_sdk(monkeypatch: pytest.MonkeyPatch) -> RunConfig:
 
 
 async def test_runner_keeps_every_turn(
-    db_url: str, store: AsyncSessionStore, offline_sdk: RunConfig
+    db_url: str, async_store: AsyncSessionStore, offline_sdk: RunConfig
 ) -> None:
     tool_call = ResponseFunctionToolCall(
         arguments='{"a": 2, "b": 3}', call_id="call_1", name="add", type="function_call", id="fc_1"
     )
     model = ScriptedModel([reply("Hello, Ada!"), [tool_call], reply("It is 5."), reply("Bye!")])
     agent = Agent(name="assistant", instructions="Be brief.", model=model, tools=[add])
-    session = SessiondbSession("run-1", store, app_name="chat", user_id="ada")
+    session = SessiondbSession("run-1", async_store, app_name="chat", user_id="ada")
 
     first = await Runner.run(agent, "Hi, I am Ada", session=session, run_config=offline_sdk)
     assert first.final_output == "Hello, Ada!"
@@ -438,16 +422,16 @@ async def test_runner_keeps_every_turn(
     assert history[4]["output"] == "5"
     # the model saw the whole stored history on the last turn
     assert texts(model.inputs[-1]) == texts(history)[:-1]
-    stored = await store.get_session("chat", "ada", "run-1")
+    stored = await async_store.get_session("chat", "ada", "run-1")
     assert stored is not None and stored.event_count == len(history)
 
 
 async def test_runner_respects_session_settings_limit(
-    store: AsyncSessionStore, offline_sdk: RunConfig
+    async_store: AsyncSessionStore, offline_sdk: RunConfig
 ) -> None:
     model = ScriptedModel([reply("one"), reply("two"), reply("three")])
     agent = Agent(name="assistant", model=model)
-    session = SessiondbSession("run-2", store, session_settings=SessionSettings(limit=2))
+    session = SessiondbSession("run-2", async_store, session_settings=SessionSettings(limit=2))
     for question in ("q1", "q2", "q3"):
         await Runner.run(agent, question, session=session, run_config=offline_sdk)
     assert texts(model.inputs[-1]) == ["q2", "two", "q3"]  # two items of history + the new turn
@@ -455,11 +439,11 @@ async def test_runner_respects_session_settings_limit(
 
 
 async def test_runner_continues_a_conversation_written_by_plain_sessiondb(
-    store: AsyncSessionStore, offline_sdk: RunConfig
+    async_store: AsyncSessionStore, offline_sdk: RunConfig
 ) -> None:
     # what the FastAPI example stores: Responses-format messages as events
-    await store.create_session("fastapi-chat", "ada", {"turns": 1}, session_id="web-1")
-    await store.append_events(
+    await async_store.create_session("fastapi-chat", "ada", {"turns": 1}, session_id="web-1")
+    await async_store.append_events(
         "web-1",
         [
             {"author": "user", "content": {"role": "user", "content": "Hi"}},
@@ -467,12 +451,14 @@ async def test_runner_continues_a_conversation_written_by_plain_sessiondb(
         ],
     )
     model = ScriptedModel([reply("Sure.")])
-    session = SessiondbSession("web-1", store, app_name="fastapi-chat", user_id="ada", create=False)
+    session = SessiondbSession(
+        "web-1", async_store, app_name="fastapi-chat", user_id="ada", create=False
+    )
     result = await Runner.run(
         Agent(name="a", model=model), "Go on", session=session, run_config=offline_sdk
     )
     assert result.final_output == "Sure."
     assert texts(model.inputs[0]) == ["Hi", "Hello!", "Go on"]
     assert texts(await session.get_items()) == ["Hi", "Hello!", "Go on", "Sure."]
-    stored = await store.get_session("fastapi-chat", "ada", "web-1")
+    stored = await async_store.get_session("fastapi-chat", "ada", "web-1")
     assert stored is not None and stored.state == {"turns": 1}

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from sessiondb import SessionStore
 
+from ._values import json_values, typed
+
 TRICKY: dict[str, Any] = {
     "unicode": "héllo wörld — 日本語 — Ελληνικά",
     "emoji": "🚀👩‍💻🇯🇵",
@@ -62,17 +64,6 @@ async def test_ten_megabyte_state(store: Any) -> None:
     assert again is not None and len(again.state["history"]) == 10_001
 
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=20,
-)
 # app:/user: keys are shared between sessions (tests/test_scopes.py): keep examples independent
 states = st.dictionaries(
     st.text(max_size=12).filter(lambda k: not k.startswith(("app:", "user:", "temp:"))),
@@ -95,12 +86,3 @@ def test_random_states_round_trip(db_url: str, state: dict[str, Any]) -> None:
         assert got.state == state
         assert typed(got.state) == typed(state)  # 1.0 stays a float, 1 an int, True a bool
         store.delete_session(s.id)
-
-
-def typed(value: Any) -> Any:
-    """``value`` with each scalar paired with its type (-0.0 equals 0.0 but stays a float)."""
-    if isinstance(value, dict):
-        return {k: typed(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [typed(v) for v in value]
-    return (type(value).__name__, value)

@@ -14,8 +14,6 @@ from sessiondb import AsyncSessionStore, SchemaError, SessionStore
 from sessiondb._migrations import HEAD
 from sessiondb._urls import resolve_url
 
-from .conftest import drop_tables
-
 
 def _table_names(url: str) -> set[str]:
     engine = sa.create_engine(resolve_url(url).sync_url, poolclass=sa.NullPool)
@@ -42,17 +40,13 @@ def test_sqlite_file_and_tables_created_on_first_use(tmp_path: Path) -> None:
 
 
 def test_table_prefix(db_url: str) -> None:
-    prefix = "pfx_"
-    try:
-        with SessionStore(db_url, table_prefix=prefix) as store:
-            s = store.create_session("app", "u")
-            assert store.get_session("app", "u", s.id) is not None
-        names = _table_names(db_url)
-        assert {"pfx_sessions", "pfx_sessiondb_alembic_version"} <= names
-        with SessionStore(db_url) as plain:  # the unprefixed tables are another store
-            assert plain.get_session("app", "u", s.id) is None
-    finally:
-        drop_tables(db_url, prefix)
+    with SessionStore(db_url, table_prefix="pfx_") as store:
+        s = store.create_session("app", "u")
+        assert store.get_session("app", "u", s.id) is not None
+    names = _table_names(db_url)
+    assert {"pfx_sessions", "pfx_sessiondb_alembic_version"} <= names
+    with SessionStore(db_url) as plain:  # the unprefixed tables are another store
+        assert plain.get_session("app", "u", s.id) is None
 
 
 @pytest.mark.parametrize("prefix", ["bad-prefix", "x;drop", "p" * 25])
@@ -148,29 +142,25 @@ async def test_stores_in_one_process_first_used_at_once(db_url: str) -> None:
 
     from sessiondb import AsyncSessionStore
 
-    prefix = f"p{uuid.uuid4().hex[:6]}_"
-    try:
-        stores = [AsyncSessionStore(db_url, table_prefix=prefix) for _ in range(3)]
-        await asyncio.gather(*(s.list_sessions("a", "u") for s in stores))
-        for s in stores:
-            await s.close()
-        errors: list[BaseException] = []
+    prefix = f"p{uuid.uuid4().hex[:6]}_"  # tables no store has used yet
+    stores = [AsyncSessionStore(db_url, table_prefix=prefix) for _ in range(3)]
+    await asyncio.gather(*(s.list_sessions("a", "u") for s in stores))
+    for s in stores:
+        await s.close()
+    errors: list[BaseException] = []
 
-        def first_use() -> None:
-            try:
-                with SessionStore(db_url, table_prefix=prefix + "t") as s:
-                    s.create_session("a", "u")
-            except BaseException as exc:
-                errors.append(exc)
+    def first_use() -> None:
+        try:
+            with SessionStore(db_url, table_prefix=prefix + "t") as s:
+                s.create_session("a", "u")
+        except BaseException as exc:
+            errors.append(exc)
 
-        threads = [threading.Thread(target=first_use) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
-        with SessionStore(db_url, table_prefix=prefix + "t") as s:
-            assert s.count_sessions() == 4
-    finally:
-        drop_tables(db_url, prefix)
-        drop_tables(db_url, prefix + "t")
+    threads = [threading.Thread(target=first_use) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with SessionStore(db_url, table_prefix=prefix + "t") as s:
+        assert s.count_sessions() == 4

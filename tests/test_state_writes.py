@@ -18,7 +18,7 @@ from sessiondb import (
     StateTypeError,
 )
 
-from .test_roundtrip import json_values, typed
+from ._values import json_values, typed
 
 
 async def test_patch_merges_top_level_keys(store: Any) -> None:
