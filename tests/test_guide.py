@@ -1,7 +1,11 @@
 """Every ```python sample of the user's guide, extracted at test time and run on each backend.
 
 Samples run verbatim, except that ``google.adk.sessions`` becomes ``sessiondb`` and, on the
-server backends, the string literal assigned to ``db_url`` becomes the test server's URL.
+server backends, the string literal assigned to ``db_url`` becomes the test's private database.
+
+The guide is read from ``SESSIONDB_GUIDE``, else from ``../shared/spec/guide.md`` beside the
+checkout. Without it these tests skip (a plain clone has no ``shared/``), unless
+``SESSIONDB_REQUIRE_GUIDE=1`` (set by ``.ci/run``): then they fail.
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ GUIDE = Path(
         "SESSIONDB_GUIDE", Path(__file__).resolve().parents[2] / "shared" / "spec" / "guide.md"
     )
 )
+REQUIRE_GUIDE = os.environ.get("SESSIONDB_REQUIRE_GUIDE") == "1"
+MISSING_GUIDE = (
+    f"the beginner's guide is not at {GUIDE}: set SESSIONDB_GUIDE to the path of guide.md "
+    "(or keep the shared/ folder beside the checkout)"
+)
 ADK_IMPORT = "from google.adk.sessions import DatabaseSessionService"
 OUR_IMPORT = "from sessiondb import DatabaseSessionService"
 APP, USER, SID = "my_chat_app", "user456", "xyz-789-abc"
@@ -42,14 +51,18 @@ PRE_STATE: dict[str, Any] = {"language": "en", "message_count": 3}
 SQLITE_URL = "sqlite:///./my_agent_data.db"
 
 
+@pytest.fixture(autouse=True)
+def _guide_is_there() -> None:
+    """Every test here skips, for one reason, when the guide is absent (unless it is required)."""
+    if not GUIDE.is_file() and not REQUIRE_GUIDE:
+        pytest.skip(MISSING_GUIDE)
+
+
 def guide_blocks() -> dict[str, str]:
     """``{heading: code}`` for every ```python block; repeats under one heading get `` (2)``."""
     blocks: dict[str, str] = {}
-    if not GUIDE.is_file():  # a failure, not a skip: the guide is the spec these tests check
-        pytest.fail(
-            f"the beginner's guide is not at {GUIDE}: keep the shared/ folder beside the "
-            "checkout, or point SESSIONDB_GUIDE at guide.md"
-        )
+    if not GUIDE.is_file():  # under SESSIONDB_REQUIRE_GUIDE=1 (else the module is skipped)
+        pytest.fail(f"{MISSING_GUIDE}; SESSIONDB_REQUIRE_GUIDE=1 makes that a failure")
     heading, lines, i = "", GUIDE.read_text(encoding="utf-8").splitlines(), 0
     while i < len(lines):
         line = lines[i]
