@@ -1,0 +1,179 @@
+"""Commands on the schema: migrate, current, doctor and uninstall."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+import sessiondb
+
+from ._app import CliError, JsonOpt, TablePrefix, Url, YesOpt, confirm, open_store
+from ._output import dumps, note, one_line, plural, stdout_console
+
+
+def migrate_command(url: Url = None, table_prefix: TablePrefix = "") -> None:
+    """Create the schema, or upgrade it to this version of sessiondb."""
+    with open_store(url, table_prefix) as store:
+        before = store.current_revision()
+        after = store.migrate()
+    if before == after:
+        typer.echo(f"schema already at revision {after} (head)")
+    elif before is None:
+        typer.echo(f"created the schema at revision {after}")
+    else:
+        typer.echo(f"upgraded the schema from revision {before} to {after}")
+
+
+def current_command(
+    url: Url = None,
+    table_prefix: TablePrefix = "",
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Exit with status 1 unless the schema is at the head."),
+    ] = False,
+) -> None:
+    """Show the schema revision and whether it is this library's head. Changes nothing."""
+    with open_store(url, table_prefix) as store:
+        revision = store.current_revision()
+    head = sessiondb.SCHEMA_HEAD
+    if revision == head:
+        typer.echo(f"{revision} (head)")
+        return
+    if revision is None:
+        typer.echo(f"no schema (head is {head}; run 'sessiondb migrate')")
+    else:
+        typer.echo(f"{revision} (not the head {head}; run 'sessiondb migrate')")
+    if check:
+        raise typer.Exit(1)
+
+
+def doctor_command(
+    url: Url = None, table_prefix: TablePrefix = "", as_json: JsonOpt = False
+) -> None:
+    """Check the database: schema revision, indexes, SQLite pragmas, drivers, and advice."""
+    with open_store(url, table_prefix) as store:
+        report = store.doctor()
+    if as_json:
+        typer.echo(dumps(report, indent=2, default=str))
+        return
+    console = stdout_console()
+    revision, head = report.get("revision"), report.get("head")
+    if revision == head:
+        schema = f"{revision} (head)"
+    elif revision is None:
+        schema = f"none (head is {head})"
+    else:
+        schema = f"{revision} (head is {head})"
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    table.add_row("backend", escape(str(report.get("backend"))))
+    table.add_row("url", escape(str(report.get("url"))))
+    if report.get("server"):
+        table.add_row("server", escape(str(report["server"])))
+    table.add_row("schema", escape(schema))
+    indexes = report.get("indexes") or []
+    table.add_row("indexes", escape(", ".join(map(str, indexes)) or "none"))
+    for name, value in (report.get("pragmas") or {}).items():
+        table.add_row(f"pragma {escape(str(name))}", escape(str(value)))
+    for name, value in (report.get("drivers") or {}).items():
+        table.add_row(escape(str(name)), escape(str(value)))
+    console.print(table)
+    advice = report.get("advice") or []
+    console.print()
+    if advice:
+        console.print("[bold]advice[/bold]")
+        for line in advice:
+            console.print(f"- {escape(str(line))}", soft_wrap=True)
+    else:
+        console.print("no advice: all looks well")
+
+
+@dataclass(frozen=True)
+class _Installed:
+    """What ``uninstall`` finds: sessiondb's tables in a database, and their sessions."""
+
+    url: str  # password hidden
+    tables: list[str]  # sessiondb's tables that exist, its version table last
+    sessions: int  # rows of the sessions table, expired ones included
+    lookalikes: list[str]  # tables named like sessiondb's, in a database without its version table
+
+
+def _installed(url: str, table_prefix: str) -> _Installed:
+    """Look for sessiondb's tables (with ``table_prefix``) in the database at ``url``."""
+    import sqlalchemy as sa
+
+    from sessiondb._schema import tables, version_table_name
+    from sessiondb._urls import resolve_url
+
+    target = resolve_url(url)
+    schema = tables(table_prefix)
+    ours = [t.name for t in schema.metadata.sorted_tables]
+    version = version_table_name(table_prefix)
+    engine = sa.create_engine(target.sync_url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            present = set(sa.inspect(conn).get_table_names())
+            found = [name for name in ours if name in present]
+            if version not in present:
+                return _Installed(target.safe_url, [], 0, found)
+            sessions = 0
+            if schema.sessions.name in present:
+                count = sa.select(sa.func.count()).select_from(schema.sessions)
+                sessions = conn.execute(count).scalar_one()
+    except sa.exc.SQLAlchemyError as exc:
+        reason = one_line(str(getattr(exc, "orig", None) or exc))
+        raise CliError(f"cannot read the tables of {target.safe_url}: {reason}") from exc
+    finally:
+        engine.dispose()
+    return _Installed(target.safe_url, [*found, version], sessions, [])
+
+
+def uninstall_command(url: Url = None, table_prefix: TablePrefix = "", yes: YesOpt = False) -> None:
+    """Drop every table sessiondb created, all data included. Asks first unless --yes.
+
+    Only sessiondb's tables with the given --table-prefix are dropped (its version table
+    included); the application's own tables and other prefixes are left alone.
+    """
+    with open_store(url, table_prefix) as store:
+        store.current_revision()  # a bad URL or an unreachable server, reported clearly
+    assert url is not None  # open_store refused a missing one
+    found = _installed(url, table_prefix)
+    where = found.url + (f" (table prefix {table_prefix!r})" if table_prefix else "")
+    if found.lookalikes:
+        raise CliError(
+            f"{where} has tables named like sessiondb's ({', '.join(found.lookalikes)}) but "
+            "no sessiondb_alembic_version table: they are not sessiondb's; nothing was dropped"
+        )
+    if not found.tables:
+        typer.echo(f"no sessiondb tables in {where}: nothing to drop")
+        return
+    what = f"{plural(len(found.tables), 'table')} ({plural(found.sessions, 'session')})"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise CliError(
+                f"uninstall would drop {what} from {where}, and stdin is not a terminal "
+                "to confirm it: pass --yes",
+                2,
+            )
+        note(f"This drops sessiondb's tables from {where}:")
+        note(f"  {', '.join(found.tables)}")
+        note(
+            f"with {plural(found.sessions, 'session')} (expired ones included) and all their data."
+        )
+        confirm("Drop them?", yes, refusal="nothing was dropped")
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sessiondb._schema import drop_all
+
+    try:
+        drop_all(url, table_prefix)
+    except SQLAlchemyError as exc:
+        reason = one_line(str(getattr(exc, "orig", None) or exc))
+        raise CliError(f"dropping the tables failed: {reason}") from exc
+    typer.echo(f"dropped {what} from {where}: {', '.join(found.tables)}")

@@ -1,0 +1,361 @@
+"""Commands on the sessions themselves: ls, show, rm, clear, purge and stats."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from sessiondb import Session
+
+from ._app import (
+    AppOpt,
+    CliError,
+    JsonOpt,
+    OlderThan,
+    Order,
+    TablePrefix,
+    Url,
+    UserOpt,
+    YesOpt,
+    ago,
+    confirm,
+    fmt_delta,
+    open_store,
+    parse_time,
+)
+from ._output import (
+    dumps,
+    event_json,
+    fmt_size,
+    fmt_time,
+    iso,
+    note,
+    plural,
+    session_json,
+    short,
+    stdout_console,
+)
+
+
+def ls_command(
+    url: Url = None,
+    table_prefix: TablePrefix = "",
+    app_name: AppOpt = None,
+    user_id: UserOpt = None,
+    label: Annotated[
+        str | None, typer.Option("--label", metavar="LABEL", help="Only sessions with this label.")
+    ] = None,
+    older_than: OlderThan = None,
+    updated_before: Annotated[
+        datetime | None,
+        typer.Option(
+            "--updated-before",
+            parser=parse_time,
+            metavar="WHEN",
+            help="Only sessions last updated before WHEN: an ISO date/time (UTC if no "
+            "offset) or a duration meaning that long ago (7d).",
+        ),
+    ] = None,
+    updated_after: Annotated[
+        datetime | None,
+        typer.Option(
+            "--updated-after",
+            parser=parse_time,
+            metavar="WHEN",
+            help="Only sessions last updated after WHEN (same forms as --updated-before).",
+        ),
+    ] = None,
+    order: Annotated[
+        Order,
+        typer.Option(
+            "--order",
+            help="updated: most recently updated first; created: oldest first by creation.",
+        ),
+    ] = Order.updated,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", min=0, metavar="N", help="Sessions per page; 0 for all."),
+    ] = 50,
+    cursor: Annotated[
+        str | None,
+        typer.Option("--cursor", metavar="CURSOR", help="Continue where a previous page ended."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List sessions, a page at a time (expired sessions are not listed).
+
+    The next page's cursor is printed after the table (with --json: on stderr, so stdout
+    stays pure JSON Lines, one session per line, without state).
+    """
+    created_before = ago(older_than) if older_than is not None else None
+    with open_store(url, table_prefix) as store:
+        page = store.list_sessions(
+            app_name,
+            user_id,
+            limit=limit or None,
+            cursor=cursor,
+            order=order.value,
+            created_before=created_before,
+            updated_before=updated_before,
+            updated_after=updated_after,
+            label=label,
+            include_state=False,
+        )
+    if as_json:
+        out = sys.stdout
+        for session in page:
+            out.write(dumps(session_json(session, state=False)) + "\n")
+        out.flush()
+        if page.next_cursor:
+            note(f"next cursor: {page.next_cursor}")
+        return
+    console = stdout_console()
+    if not page:
+        console.print("no sessions")
+    else:
+        table = Table(box=None, header_style="bold")
+        table.add_column("ID", no_wrap=True, overflow="fold")
+        table.add_column("APP")
+        table.add_column("USER")
+        table.add_column("TITLE", max_width=30, overflow="ellipsis", no_wrap=True)
+        table.add_column("LABELS")
+        table.add_column("CREATED", no_wrap=True)
+        table.add_column("UPDATED", no_wrap=True)
+        table.add_column("VERSION", justify="right")
+        table.add_column("EVENTS", justify="right")
+        table.add_column("SIZE", justify="right", no_wrap=True)
+        for s in page:
+            table.add_row(
+                escape(s.id),
+                escape(s.app_name),
+                escape(s.user_id),
+                escape(s.title or ""),
+                escape(",".join(s.labels)),
+                fmt_time(s.created_at),
+                fmt_time(s.updated_at),
+                str(s.version),
+                str(s.event_count),
+                fmt_size(s.event_bytes),
+            )
+        console.print(table)
+    if page.next_cursor:
+        console.print(f"next cursor: {escape(page.next_cursor)}", soft_wrap=True)
+
+
+def show_command(
+    session_id: Annotated[str, typer.Argument(metavar="ID", help="The session's id.")],
+    url: Url = None,
+    table_prefix: TablePrefix = "",
+    events: Annotated[
+        int, typer.Option("--events", min=0, metavar="N", help="How many of the last events.")
+    ] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one session: its metadata, its state as JSON and its last events."""
+    with open_store(url, table_prefix) as store:
+        session = store.get_session_by_id(session_id, recent_events=events)
+    if session is None:
+        raise CliError(f"no session with id {session_id!r}")
+    recent = session.events or []
+    if as_json:
+        data = session_json(session, state=True)
+        data["events"] = [event_json(e) for e in recent]
+        typer.echo(dumps(data, indent=2))
+        return
+    console = stdout_console()
+    meta = Table(box=None, show_header=False)
+    meta.add_column(style="bold", no_wrap=True)
+    meta.add_column(overflow="fold")
+    for key, value in (
+        ("id", session.id),
+        ("app", session.app_name),
+        ("user", session.user_id),
+        ("title", session.title or "-"),
+        ("labels", ", ".join(session.labels) or "-"),
+        ("created", fmt_time(session.created_at)),
+        ("updated", fmt_time(session.updated_at)),
+        ("expires", fmt_time(session.expires_at)),
+        ("version", str(session.version)),
+        ("events", f"{session.event_count} ({fmt_size(session.event_bytes)})"),
+    ):
+        meta.add_row(key, escape(value))
+    console.print(meta)
+    console.print()
+    console.print("[bold]state[/bold]")
+    console.print_json(data=session.state)
+    if events == 0:
+        return
+    console.print()
+    if not recent:
+        console.print("[bold]events[/bold]: none")
+        return
+    shown = f"last {len(recent)} of {session.event_count}"
+    console.print(f"[bold]events[/bold] ({shown})")
+    table = Table(box=None, header_style="bold")
+    table.add_column("SEQ", justify="right")
+    table.add_column("TIME", no_wrap=True)
+    table.add_column("AUTHOR")
+    table.add_column("CONTENT", overflow="fold")
+    table.add_column("STATE DELTA", overflow="fold")
+    for event in recent:
+        table.add_row(
+            str(event.seq),
+            fmt_time(event.created_at),
+            escape(event.author),
+            escape(short(event.content)),
+            escape(", ".join(event.state_delta or {})),
+        )
+    console.print(table)
+
+
+def rm_command(
+    session_ids: Annotated[
+        list[str], typer.Argument(metavar="ID...", help="The id of each session to delete.")
+    ],
+    url: Url = None,
+    table_prefix: TablePrefix = "",
+    yes: YesOpt = False,
+) -> None:
+    """Delete sessions by id, with their events. Asks first unless --yes."""
+    ids = list(dict.fromkeys(session_ids))
+    with open_store(url, table_prefix) as store:
+        found: list[Session] = []
+        for sid in ids:
+            session = store.get_session_by_id(sid)
+            if session is None:
+                raise CliError(f"no session with id {sid!r} (nothing was deleted)")
+            found.append(session)
+        if len(found) == 1:
+            s = found[0]
+            question = (
+                f"Delete session {s.id} (app {s.app_name!r}, user {s.user_id!r}, "
+                f"{plural(s.event_count, 'event')})?"
+            )
+        else:
+            question = f"Delete {len(found)} sessions?"
+        confirm(question, yes)
+        deleted = sum(store.delete_session(s.id) for s in found)
+    typer.echo(f"deleted {plural(deleted, 'session')}")
+
+
+def clear_command(
+    app_name: Annotated[
+        str, typer.Option("--app", metavar="APP", help="The app whose sessions to delete.")
+    ],
+    user_id: UserOpt = None,
+    url: Url = None,
+    table_prefix: TablePrefix = "",
+    yes: YesOpt = False,
+) -> None:
+    """Delete every session of an app (or of one user in it). Asks first unless --yes."""
+    with open_store(url, table_prefix) as store:
+        count = store.count_sessions(app_name, user_id)
+        whose = f"app {app_name!r}" + (f", user {user_id!r}" if user_id is not None else "")
+        if count == 0:
+            typer.echo(f"no sessions in {whose}")
+            return
+        confirm(f"Delete all {plural(count, 'session')} of {whose}?", yes)
+        deleted = store.clear_sessions(app_name, user_id)
+    typer.echo(f"deleted {plural(deleted, 'session')}")
+
+
+def purge_command(
+    url: Url = None,
+    table_prefix: TablePrefix = "",
+    older_than: OlderThan = None,
+    app_name: AppOpt = None,
+    user_id: UserOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count what would be deleted.")
+    ] = False,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            metavar="N",
+            help="Sessions deleted per batch (default 1000; 200 on SQLite).",
+        ),
+    ] = None,
+) -> None:
+    """Delete expired sessions, or with --older-than the sessions created before then.
+
+    Deletes in batches, so the database is never locked for long; safe to run from cron.
+    """
+    if older_than is None and (app_name is not None or user_id is not None):
+        raise CliError("--app and --user select sessions for --older-than; add --older-than", 2)
+    with open_store(url, table_prefix) as store:
+        if older_than is None:
+            count = store.purge_expired(batch_size=batch_size, dry_run=dry_run)
+            what = plural(count, "expired session")
+        else:
+            ago(older_than)
+            count = store.delete_sessions(
+                app_name, user_id, older_than=older_than, batch_size=batch_size, dry_run=dry_run
+            )
+            what = f"{plural(count, 'session')} older than {fmt_delta(older_than)}"
+    if dry_run:
+        typer.echo(f"would delete {what} (dry run)")
+    else:
+        typer.echo(f"deleted {what}")
+
+
+def stats_command(
+    url: Url = None, table_prefix: TablePrefix = "", as_json: JsonOpt = False
+) -> None:
+    """Sessions, users, events and bytes per app, with the oldest and newest session."""
+    with open_store(url, table_prefix) as store:
+        stats = store.stats()
+    if as_json:
+        for row in stats:
+            typer.echo(
+                dumps(
+                    {
+                        "app_name": row.app_name,
+                        "sessions": row.sessions,
+                        "users": row.users,
+                        "events": row.events,
+                        "state_bytes": row.state_bytes,
+                        "event_bytes": row.event_bytes,
+                        "oldest_created_at": iso(row.oldest_created_at),
+                        "newest_updated_at": iso(row.newest_updated_at),
+                    }
+                )
+            )
+        return
+    console = stdout_console()
+    if not stats:
+        console.print("no sessions")
+        return
+    table = Table(box=None, header_style="bold", show_footer=len(stats) > 1)
+    total = (
+        sum(r.sessions for r in stats),
+        sum(r.events for r in stats),
+        sum(r.state_bytes for r in stats),
+        sum(r.event_bytes for r in stats),
+    )
+    table.add_column("APP", footer="total")
+    table.add_column("SESSIONS", justify="right", footer=str(total[0]))
+    table.add_column("USERS", justify="right")
+    table.add_column("EVENTS", justify="right", footer=str(total[1]))
+    table.add_column("STATE", justify="right", footer=fmt_size(total[2]))
+    table.add_column("EVENT DATA", justify="right", footer=fmt_size(total[3]))
+    table.add_column("OLDEST CREATED", no_wrap=True)
+    table.add_column("NEWEST UPDATED", no_wrap=True)
+    for row in stats:
+        table.add_row(
+            escape(row.app_name),
+            str(row.sessions),
+            str(row.users),
+            str(row.events),
+            fmt_size(row.state_bytes),
+            fmt_size(row.event_bytes),
+            fmt_time(row.oldest_created_at),
+            fmt_time(row.newest_updated_at),
+        )
+    console.print(table)

@@ -1,0 +1,349 @@
+"""Commands that move data in and out: export, import, copy, backup and import-adk."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+
+from sessiondb import SessionDBError
+
+from ._app import (
+    ENV_URL,
+    AppOpt,
+    BatchSize,
+    CliError,
+    JsonOpt,
+    TablePrefix,
+    Url,
+    open_store,
+)
+from ._output import (
+    dumps,
+    fmt_size,
+    note,
+    on_terminal,
+    one_line,
+    plural,
+    progress,
+    stdout_console,
+)
+
+# -- JSON Lines -------------------------------------------------------------------------------
+
+
+class _JsonLines:
+    """Records read lazily from a binary stream of JSON Lines, remembering the line number."""
+
+    def __init__(self, stream: IO[bytes], name: str) -> None:
+        self.stream = stream
+        self.name = name
+        self.line = 0
+        self.bytes_read = 0
+
+    def records(self, advance: Callable[[float], None]) -> Iterator[dict[str, Any]]:
+        for raw in self.stream:
+            self.line += 1
+            self.bytes_read += len(raw)
+            advance(len(raw))
+            text = raw.strip()
+            if self.line == 1 and text.startswith(b"\xef\xbb\xbf"):
+                text = text[3:]
+            if not text:
+                continue
+            try:
+                record = json.loads(text)
+            except UnicodeDecodeError:
+                raise CliError(f"{self.name} line {self.line} is not UTF-8 text") from None
+            except json.JSONDecodeError as exc:
+                raise CliError(
+                    f"{self.name} line {self.line} is not JSON: {exc.msg} (column {exc.colno})"
+                ) from None
+            if not isinstance(record, dict) or not isinstance(record.get("type"), str):
+                raise CliError(
+                    f"{self.name} line {self.line} is not a sessiondb record "
+                    '(expected a JSON object with a "type" key)'
+                )
+            yield record
+
+
+def _tally(counts: dict[str, int], record: dict[str, Any]) -> None:
+    kind = record.get("type")
+    counts[str(kind)] = counts.get(str(kind), 0) + 1
+    if kind == "session":
+        counts["event"] = counts.get("event", 0) + len(record.get("events") or ())
+
+
+def _summary(counts: dict[str, int]) -> str:
+    return (
+        f"{plural(counts.get('session', 0), 'session')} "
+        f"({plural(counts.get('event', 0), 'event')}), "
+        f"{plural(counts.get('app_state', 0), 'app state')}, "
+        f"{plural(counts.get('user_state', 0), 'user state')}"
+    )
+
+
+def export_command(
+    url: Url = None,
+    table_prefix: TablePrefix = "",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            dir_okay=False,
+            help="Write to FILE (replaced only once the export is complete) instead of stdout.",
+        ),
+    ] = None,
+    app_name: AppOpt = None,
+    batch_size: BatchSize = 500,
+) -> None:
+    """Write sessions (with their events) and app/user state as JSON Lines.
+
+    Streams: memory use does not grow with the database. The result is what 'import' reads.
+    """
+    counts: dict[str, int] = {}
+    with ExitStack() as stack:
+        store = stack.enter_context(open_store(url, table_prefix))
+        if output is None:
+            sink: IO[bytes] = sys.stdout.buffer
+            part = None
+        else:
+            part = output.with_name(output.name + ".part")
+            try:
+                sink = stack.enter_context(part.open("wb"))
+            except OSError as exc:
+                raise CliError(f"cannot write {output}: {exc.strerror}") from None
+        try:
+            fancy = output is not None and on_terminal()
+            total = store.count_sessions(app_name) if fancy else None
+            advance = stack.enter_context(progress("exporting", total, enabled=fancy))
+            for record in store.export_records(app_name, batch_size=batch_size):
+                sink.write(dumps(record).encode() + b"\n")
+                _tally(counts, record)
+                if record.get("type") == "session":
+                    advance(1)
+            sink.flush()
+        except BaseException:
+            if part is not None:
+                sink.close()
+                part.unlink(missing_ok=True)
+            raise
+    if output is not None and part is not None:
+        os.replace(part, output)
+    note(f"exported {_summary(counts)}" + (f" to {output}" if output else ""))
+
+
+def import_command(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[FILE]",
+            help="JSON Lines written by 'export'; stdin if omitted or '-'.",
+        ),
+    ] = None,
+    url: Url = None,
+    table_prefix: TablePrefix = "",
+    batch_size: BatchSize = 500,
+) -> None:
+    """Read JSON Lines written by 'export' into the database (creating the schema if needed).
+
+    Idempotent: sessions that already exist are skipped, so an interrupted import can simply
+    be run again. Streams: memory use does not grow with the file.
+    """
+    if file is None and sys.stdin.isatty():
+        raise CliError("no FILE given and stdin is a terminal: name a file or pipe one in", 2)
+    with ExitStack() as stack:
+        if file is None or str(file) == "-":
+            source: IO[bytes] = sys.stdin.buffer
+            name, size = "<stdin>", None
+        else:
+            try:
+                source = stack.enter_context(file.open("rb"))
+            except OSError as exc:
+                raise CliError(f"cannot read {file}: {exc.strerror}") from None
+            name, size = str(file), file.stat().st_size
+        reader = _JsonLines(source, name)
+        store = stack.enter_context(open_store(url, table_prefix, migrate=True))
+        fancy = on_terminal()
+        advance = stack.enter_context(
+            progress("importing", size, enabled=fancy, unit="bytes" if size else "items")
+        )
+        try:
+            result = store.import_records(reader.records(advance), batch_size=batch_size)
+        except SessionDBError as exc:
+            raise CliError(f"{one_line(str(exc))} (reading {name}, line {reader.line})") from exc
+    typer.echo(
+        f"imported {plural(result.sessions, 'session')} "
+        f"({plural(result.events, 'event')}), {plural(result.app_states, 'app state')}, "
+        f"{plural(result.user_states, 'user state')}; "
+        f"skipped {result.skipped} already present"
+    )
+
+
+def copy_command(
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            envvar=ENV_URL,
+            show_envvar=True,
+            metavar="URL",
+            help="The database to copy from.",
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--to", metavar="URL", help="The database to copy into (required)."),
+    ] = None,
+    table_prefix: TablePrefix = "",
+    from_table_prefix: Annotated[
+        str | None,
+        typer.Option(
+            "--from-table-prefix", metavar="PREFIX", help="Table prefix of the source only."
+        ),
+    ] = None,
+    to_table_prefix: Annotated[
+        str | None,
+        typer.Option(
+            "--to-table-prefix", metavar="PREFIX", help="Table prefix of the target only."
+        ),
+    ] = None,
+    app_name: AppOpt = None,
+    batch_size: BatchSize = 500,
+) -> None:
+    """Copy everything from one database to another, e.g. SQLite to PostgreSQL.
+
+    Creates the target's schema if needed. Sessions already in the target are skipped, so an
+    interrupted copy continues when run again. At the end the session counts and checksums
+    of both sides are compared; the exit status is 1 if they differ.
+    """
+    if not target:
+        raise CliError("missing option '--to URL'", 2)
+    if not source:
+        raise CliError(f"no source database: pass --from URL or set {ENV_URL}", 2)
+    src_prefix = table_prefix if from_table_prefix is None else from_table_prefix
+    dst_prefix = table_prefix if to_table_prefix is None else to_table_prefix
+    if source == target and src_prefix == dst_prefix:
+        raise CliError("--from and --to are the same database and table prefix", 2)
+    console = stdout_console()
+    with open_store(source, src_prefix) as src, open_store(target, dst_prefix, migrate=True) as dst:
+        fancy = on_terminal()
+        total = src.count_sessions(app_name)
+
+        def records(advance: Callable[[float], None]) -> Iterator[dict[str, Any]]:
+            for record in src.export_records(app_name, batch_size=batch_size):
+                yield record
+                if record.get("type") == "session":
+                    advance(1)
+
+        with progress("copying", total, enabled=fancy) as advance:
+            result = dst.import_records(records(advance), batch_size=batch_size)
+        console.print(
+            f"copied {plural(result.sessions, 'session')} "
+            f"({plural(result.events, 'event')}), {plural(result.app_states, 'app state')}, "
+            f"{plural(result.user_states, 'user state')}; "
+            f"skipped {result.skipped} already present",
+            soft_wrap=True,
+        )
+        counts = (src.count_sessions(app_name), dst.count_sessions(app_name))
+        sums = (src.checksum(app_name), dst.checksum(app_name))
+    if counts[0] != counts[1] or sums[0] != sums[1]:
+        raise CliError(
+            f"verification failed: source has {plural(counts[0], 'session')} "
+            f"(checksum {sums[0]}), target has {counts[1]} (checksum {sums[1]})"
+        )
+    console.print(
+        f"verified: {plural(counts[0], 'session')} on both sides, checksum {sums[0]}",
+        soft_wrap=True,
+    )
+
+
+_DUMP_TOOLS = {
+    "postgresql": "pg_dump",
+    "mysql": "mysqldump (or mariadb-dump)",
+}
+
+
+def backup_command(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Where to write the copy.")],
+    url: Url = None,
+    table_prefix: TablePrefix = "",
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Replace FILE if it exists.")
+    ] = False,
+) -> None:
+    """Copy a SQLite database with SQLite's online backup, safely while it is in use.
+
+    The copy is consistent even while the application writes. For PostgreSQL use pg_dump, for
+    MySQL/MariaDB mysqldump.
+    """
+    with open_store(url, table_prefix) as store:
+        backend = store.backend
+        if backend != "sqlite":
+            tool = _DUMP_TOOLS.get(backend, "the database's own dump tool")
+            raise CliError(f"backup copies SQLite databases only; for {backend} use {tool}")
+        if file.exists() or file.is_symlink():
+            if not force:
+                raise CliError(f"{file} exists (pass --force to replace it)")
+            if file.is_dir():
+                raise CliError(f"{file} is a directory")
+            file.unlink()
+        if not file.parent.is_dir():
+            raise CliError(f"cannot write {file}: no directory {file.parent}")
+        store.backup(str(file))
+    typer.echo(f"backed up to {file} ({fmt_size(file.stat().st_size)})")
+
+
+def import_adk_command(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from", metavar="URL", help="The database Google ADK's DatabaseSessionService used."
+        ),
+    ],
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--to", envvar=ENV_URL, show_envvar=True, metavar="URL", help="The sessiondb database."
+        ),
+    ] = None,
+    table_prefix: TablePrefix = "",
+    skip_unreadable: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unreadable",
+            help="Count and skip events that cannot be read safely instead of stopping.",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move sessions, events and app/user state from Google ADK's own tables into sessiondb.
+
+    Reads ADK's current (JSON) and legacy (pickled) schemas; legacy pickles are unpickled with
+    an allow-list, never as arbitrary classes. Running it twice imports nothing twice.
+    """
+    if url is None:
+        raise CliError("no target database: pass --to URL or set SESSIONDB_URL")
+    try:
+        from ..adk_import import import_adk
+    except ImportError as exc:
+        raise CliError(f"{exc}") from exc
+    counts = import_adk(source, url, table_prefix=table_prefix, skip_unreadable=skip_unreadable)
+    if as_json:
+        typer.echo(dumps(counts))
+        return
+    typer.echo(
+        f"imported {plural(counts.get('sessions', 0), 'session')}, "
+        f"{plural(counts.get('events', 0), 'event')}, "
+        f"{counts.get('app_states', 0)} app and {counts.get('user_states', 0)} user states "
+        f"({counts.get('skipped_sessions', 0)} already there, "
+        f"{counts.get('unreadable_events', 0)} unreadable events)"
+    )
