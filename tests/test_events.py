@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from sessiondb import Event, InvalidIdError, SessionNotFoundError, StaleSessionError
+from sessiondb import (
+    ArgumentTypeError,
+    Event,
+    InvalidArgumentError,
+    InvalidIdError,
+    InvalidStateError,
+    SessionNotFoundError,
+    StaleSessionError,
+    StateTypeError,
+)
 
 
 async def test_append_and_list(store: Any) -> None:
@@ -41,7 +50,7 @@ async def test_batch_append_is_one_transaction(store: Any) -> None:
     assert [e.seq for e in appended] == [1, 2, 3, 4, 5]
     assert (await store.get_session("app", "u", s.id)).state == {"last": 4}
     bad = [{"author": "user", "content": "ok"}, {"author": "user", "content": {1, 2}}]
-    with pytest.raises(TypeError):
+    with pytest.raises(StateTypeError):
         await store.append_events(s.id, bad)
     assert [e.seq for e in await store.list_events(s.id)] == [1, 2, 3, 4, 5]
     assert await store.append_events(s.id, []) == []
@@ -63,7 +72,7 @@ async def test_slices_are_exact(store: Any) -> None:
     assert await seqs(before_seq=10, limit=2, newest_first=True) == [9, 8]
     assert await seqs(after_seq=20) == []
     assert await seqs(limit=0) == []
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgumentError):
         await seqs(limit=-1)
 
 
@@ -96,13 +105,13 @@ async def test_bad_events_write_nothing(store: Any) -> None:
         await store.append_event(s.id, "", "hi")
     with pytest.raises(InvalidIdError):
         await store.append_event(s.id, "user", "hi", invocation_id="x" * 200)
-    with pytest.raises(TypeError):
+    with pytest.raises(StateTypeError):
         await store.append_event(s.id, "user", b"bytes")
-    with pytest.raises(TypeError):
+    with pytest.raises(StateTypeError):
         await store.append_event(s.id, "user", "hi", state_delta=["not", "a", "dict"])
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidStateError):
         await store.append_event(s.id, "user", {"x": float("inf")})
-    with pytest.raises(TypeError):
+    with pytest.raises(ArgumentTypeError):
         await store.append_events(s.id, [{"author": "user", "colour": "red"}])
     with pytest.raises(StaleSessionError):
         await store.append_event(s.id, "user", "hi", state_delta={"k": 2}, expected_version=7)

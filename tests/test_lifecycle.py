@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from sessiondb import InvalidCursorError, InvalidRecordError, SessionList, SessionNotFoundError
+from sessiondb import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    InvalidCursorError,
+    InvalidRecordError,
+    SessionList,
+    SessionNotFoundError,
+)
 
 
 async def _walk(store: Any, **kw: Any) -> list[str]:
@@ -86,9 +93,9 @@ async def test_filters_light_listing_and_count(store: Any) -> None:
     page = await store.list_sessions("app", limit=1)
     with pytest.raises(InvalidCursorError):
         await store.list_sessions("app", limit=1, order="created", cursor=page.next_cursor)
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgumentError):
         await store.list_sessions("app", limit=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgumentError):
         await store.list_sessions(None, "u1")
 
 
@@ -103,9 +110,9 @@ async def test_metadata_changes(store: Any) -> None:
     assert await store.list_sessions("app", label="a") == []
     with pytest.raises(SessionNotFoundError):
         await store.set_metadata("missing", title="x")
-    with pytest.raises(TypeError):
+    with pytest.raises(ArgumentTypeError):
         await store.set_metadata(s.id, colour="red")
-    with pytest.raises(TypeError):
+    with pytest.raises(ArgumentTypeError):
         await store.create_session("app", "u", labels="not-a-list")
 
 
@@ -170,7 +177,7 @@ async def test_delete_sessions_the_guides_cleanup_in_one_call(store: Any) -> Non
     assert [s.id for s in await store.list_sessions("app")] == [new.id]
     assert await store.delete_sessions("app", updated_before=datetime.now() + timedelta(1)) == 1
     assert await store.get_session("other", "u", other_app.id) is not None
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgumentError):
         await store.delete_sessions()
 
 

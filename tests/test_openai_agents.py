@@ -105,7 +105,7 @@ async def test_limit_returns_the_latest_items_oldest_first(async_store: AsyncSes
     assert texts(await session.get_items(limit=1)) == ["9"]
     assert texts(await session.get_items(limit=50)) == [str(i) for i in range(10)]
     assert await session.get_items(limit=0) == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # a bare ValueError: SessiondbSession raises no sessiondb error
         await session.get_items(limit=-1)
 
 
@@ -308,7 +308,7 @@ async def test_arguments_are_checked(db_url: str, async_store: AsyncSessionStore
             SessiondbSession("ok", sync)  # type: ignore[arg-type]
     finally:
         sync.close()
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError):  # a bare TypeError, as above
         await SessiondbSession("ok", async_store).get_items(limit="3")  # type: ignore[arg-type]
 
 

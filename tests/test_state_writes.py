@@ -62,20 +62,24 @@ async def test_increment_of_a_non_number_writes_nothing(store: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    "kwargs, kind",
     [
-        {"set": {"bad": {1, 2}}},
-        {"set": {"nan": float("nan")}},
-        {"increment": {"n": "1"}},
-        {"increment": {"n": True}},
-        {"remove": [1]},
-        {"set": [1]},
+        ({"set": {"bad": {1, 2}}}, StateTypeError),
+        ({"set": {"nan": float("nan")}}, InvalidStateError),
+        ({"increment": {"n": "1"}}, StateTypeError),
+        ({"increment": {"n": True}}, StateTypeError),
+        ({"remove": [1]}, StateTypeError),
+        # sessiondb raises a bare TypeError here (from dict() of the list), not one of its own
+        # errors as for every other bad patch: reported, and left to the library's owners
+        ({"set": [1]}, TypeError),
     ],
     ids=["set", "nan", "inc-str", "inc-bool", "remove-int", "set-list"],
 )
-async def test_bad_patches_write_nothing(store: Any, kwargs: dict[str, Any]) -> None:
+async def test_bad_patches_write_nothing(
+    store: Any, kwargs: dict[str, Any], kind: type[Exception]
+) -> None:
     s = await store.create_session("app", "u", {"n": 1})
-    with pytest.raises((TypeError, ValueError)):
+    with pytest.raises(kind):
         await store.patch_state(s.id, **kwargs)
     got = await store.get_session("app", "u", s.id)
     assert got.state == {"n": 1} and got.version == 1
