@@ -23,6 +23,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -116,6 +117,29 @@ def _wait_gone(pids: list[int], timeout: float) -> bool:
     return not any(_alive(p) for p in pids)
 
 
+def _reap(root: Path) -> None:
+    """Kill the server recorded in ``root`` (checked by its command line) and remove ``root``."""
+    with contextlib.suppress(OSError, ValueError):
+        pid = int((root / "server.pid").read_text())
+        if _alive(pid) and str(root) in _cmdline(pid):
+            kids = _children(pid)
+            for p in [pid, *kids]:
+                _signal(p, signal.SIGCONT)
+                _signal(p, signal.SIGKILL)
+            _wait_gone([pid, *kids], 5)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _watch(owner: int, root: Path) -> None:
+    """The watchdog's loop: once ``owner`` (pytest) is gone and ``root`` is still there (pytest
+    crashed: a segfault in a driver, a SIGKILL), kill the server and remove its directory."""
+    while root.exists():
+        if not _alive(owner):
+            _reap(root)
+            return
+        time.sleep(0.5)
+
+
 def reap_orphans() -> list[str]:
     """Kill private servers left behind by a test process that died without cleaning up.
 
@@ -131,15 +155,7 @@ def reap_orphans() -> list[str]:
             continue
         if _alive(owner):
             continue
-        with contextlib.suppress(OSError, ValueError):
-            pid = int((root / "server.pid").read_text())
-            if _alive(pid) and str(root) in _cmdline(pid):
-                kids = _children(pid)
-                for p in [pid, *kids]:
-                    _signal(p, signal.SIGCONT)
-                    _signal(p, signal.SIGKILL)
-                _wait_gone([pid, *kids], 5)
-        shutil.rmtree(root, ignore_errors=True)
+        _reap(root)
         reaped.append(str(root))
     return reaped
 
@@ -153,6 +169,15 @@ class PrivateServer:
         self.root = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{self.backend}-"))
         (self.root / "owner").write_text(str(os.getpid()))
         self.port = free_port()
+        # a watchdog process outlives us should pytest crash, and then stops the server; it
+        # exits by itself once cleanup() has removed the directory
+        self.watchdog = subprocess.Popen(
+            [sys.executable, __file__, "--watch", str(os.getpid()), str(self.root)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.proc: subprocess.Popen[bytes] | None = None
         self.frozen = False
         self.timings: dict[str, float] = {}
@@ -345,6 +370,8 @@ class PrivateServer:
                             self.kill()
             finally:
                 shutil.rmtree(self.root, ignore_errors=True)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.watchdog.wait(5)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -592,3 +619,8 @@ class SilentServer:
         self._sock.close()
         for conn in self.accepted:
             conn.close()
+
+
+if __name__ == "__main__":  # the watchdog: python _servers.py --watch OWNER_PID ROOT
+    if len(sys.argv) == 4 and sys.argv[1] == "--watch":
+        _watch(int(sys.argv[2]), Path(sys.argv[3]))
