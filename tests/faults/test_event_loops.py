@@ -55,7 +55,7 @@ def check(dbms: str, request: pytest.FixtureRequest, bad: str) -> None:
     assert code == 0, f"the scenario's process ended with {code} (negative: a signal):\n{err}"
     problems = [f"{r['where']}: {r['outcome']}" for r in records if r[bad]]
     assert records, f"no result from the scenario:\n{err}"
-    assert not problems, problems
+    assert not problems, "\n".join(problems)
 
 
 HANGS = pytest.mark.xfail(

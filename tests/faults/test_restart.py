@@ -258,6 +258,6 @@ def test_restart_under_load(db: Any, front: str, mode: str) -> None:
                 unknown = set(seen) - w.acked_events - w.unknown_events
                 if unknown:
                     problems.append(f"events nobody wrote: {sorted(unknown)[:10]}")
-            assert not problems, problems
+            assert not problems, "\n".join(problems)
 
     run_bounded(scenario, 90)

@@ -146,7 +146,7 @@ def test_frozen_server(db: Any, front: str) -> None:
             for name, outcome in zip(("warm", "cold"), after, strict=True):
                 if not outcome.ok:
                     problems.append(f"{name} store after SIGCONT: {outcome}")
-            assert not problems, problems
+            assert not problems, "\n".join(problems)
 
     run_bounded(scenario, 60)
 
