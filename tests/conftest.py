@@ -38,6 +38,8 @@ Fixture API
     ids ``[...-sync]`` / ``[...-async]``); every method is awaitable either way.
 ``async_store``
     An ``AsyncSessionStore`` on ``db_url`` (for code that accepts only the async store).
+``sync_store``
+    A ``SessionStore`` on ``db_url`` (e.g. one store for every example of a Hypothesis test).
 ``make_store``
     Factory: ``make_store(**options) -> SessionStore`` opens another sync store on ``db_url``;
     all are closed after the test.
@@ -483,6 +485,13 @@ async def async_store(db_url: str) -> AsyncIterator[AsyncSessionStore]:
     """An AsyncSessionStore on the test database."""
     async with AsyncSessionStore(db_url) as astore:
         yield astore
+
+
+@pytest.fixture
+def sync_store(db_url: str) -> Iterator[SessionStore]:
+    """A SessionStore on the test database."""
+    with SessionStore(db_url) as sstore:
+        yield sstore
 
 
 @pytest.fixture

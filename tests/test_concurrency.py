@@ -30,15 +30,16 @@ TIMEOUT = 120.0
 
 
 @pytest.fixture
-def target(backend: str, db_url: str) -> Iterator[tuple[str, str]]:
+def target(backend: str, db_url: str, make_db_url: Any) -> Iterator[tuple[str, str]]:
     """(url, table_prefix) of a database with no sessiondb schema yet.
 
-    SQLite: a fresh file. Servers: a fresh table prefix, so that other test runs sharing the
-    server (which wipe the default tables) cannot disturb these tests; dropped afterwards.
+    SQLite: a new file. Servers: a fresh table prefix in the test's private database (whose
+    unprefixed tables already exist); its tables are dropped afterwards.
     """
     if backend == "sqlite":
-        assert not Path(resolve_url(db_url).sync_url.database or "").exists()
-        yield db_url, ""
+        url = make_db_url()
+        assert not Path(resolve_url(url).sync_url.database or "").exists()
+        yield url, ""
         return
     prefix = f"t{uuid4().hex[:8]}_"
     yield db_url, prefix

@@ -78,11 +78,11 @@ states = st.dictionaries(
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(state=states)
-def test_random_states_round_trip(db_url: str, state: dict[str, Any]) -> None:
-    with SessionStore(db_url) as store:
-        s = store.create_session("prop", "u", state)
-        got = store.get_session("prop", "u", s.id)
-        assert got is not None
-        assert got.state == state
-        assert typed(got.state) == typed(state)  # 1.0 stays a float, 1 an int, True a bool
-        store.delete_session(s.id)
+def test_random_states_round_trip(sync_store: SessionStore, state: dict[str, Any]) -> None:
+    store = sync_store  # one store for every example: opening one is not what is tested
+    s = store.create_session("prop", "u", state)
+    got = store.get_session("prop", "u", s.id)
+    assert got is not None
+    assert got.state == state
+    assert typed(got.state) == typed(state)  # 1.0 stays a float, 1 an int, True a bool
+    store.delete_session(s.id)

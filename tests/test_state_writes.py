@@ -157,22 +157,22 @@ patches = st.fixed_dictionaries(
     patch=patches,
 )
 def test_random_patches_merge_like_dict_update(
-    db_url: str, initial: dict[str, Any], patch: dict[str, Any]
+    sync_store: SessionStore, initial: dict[str, Any], patch: dict[str, Any]
 ) -> None:
     patch["set"] = {
         k: v for k, v in patch["set"].items() if not k.startswith(("app:", "user:", "temp:"))
     }
-    with SessionStore(db_url) as store:
-        s = store.create_session("prop", "u", initial)
-        store.patch_state(s.id, patch["set"], patch["remove"])
-        expected = dict(initial)
-        for key in patch["remove"]:
-            expected.pop(key, None)
-        expected.update(patch["set"])
-        got = store.get_session("prop", "u", s.id)
-        assert got.state == expected
-        assert typed(got.state) == typed(json.loads(json.dumps(expected)))
-        store.delete_session(s.id)
+    store = sync_store  # one store for every example: opening one is not what is tested
+    s = store.create_session("prop", "u", initial)
+    store.patch_state(s.id, patch["set"], patch["remove"])
+    expected = dict(initial)
+    for key in patch["remove"]:
+        expected.pop(key, None)
+    expected.update(patch["set"])
+    got = store.get_session("prop", "u", s.id)
+    assert got.state == expected
+    assert typed(got.state) == typed(json.loads(json.dumps(expected)))
+    store.delete_session(s.id)
 
 
 def test_state_type_error_is_a_type_error() -> None:
