@@ -358,16 +358,11 @@ class PrivateServer:
             self._log = None
 
     def cleanup(self) -> None:
-        """Stop the server (by pid; killed if it will not stop) and delete its directory."""
+        """Kill the server (by pid: its data is thrown away) and delete its directory."""
         with self._lock:
             try:
                 self.thaw()
-                if self.running():
-                    try:
-                        self.stop()
-                    finally:
-                        if self.running():
-                            self.kill()
+                self.kill()
             finally:
                 shutil.rmtree(self.root, ignore_errors=True)
                 with contextlib.suppress(subprocess.TimeoutExpired):

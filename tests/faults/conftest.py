@@ -155,12 +155,33 @@ class Servers:
         return "; ".join(parts)
 
 
+def _kinds_needed(items: list[pytest.Item]) -> set[str]:
+    """The servers the selected tests need: those of every test with a server backend, but
+    the tests that only point stores at unreachable ports (some tests ask for the server with
+    ``request.getfixturevalue``, so the fixture names alone do not tell)."""
+    kinds = set()
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        dbms = spec.params.get("dbms") if spec is not None else None
+        unreachable = {"silent_port", "refused_port"} & set(getattr(item, "fixturenames", ()))
+        if _here(item) and dbms in KINDS and not unreachable:
+            kinds.add(dbms)
+    return kinds
+
+
 _SERVERS: list[Servers] = []
+_SUMMARIES: list[str] = []
 
 
 def _cleanup_all() -> None:
     while _SERVERS:
-        _SERVERS.pop().cleanup()
+        servers = _SERVERS.pop()
+        text = servers.summary()
+        try:
+            servers.cleanup()
+        finally:
+            if text:
+                _SUMMARIES.append(text)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -171,14 +192,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 @pytest.fixture(scope="session")
 def _private_servers(request: pytest.FixtureRequest) -> Iterator[Servers]:
-    kinds = {
-        item.callspec.params["dbms"]
-        for item in request.session.items
-        if _here(item)
-        and "server" in getattr(item, "fixturenames", ())
-        and "dbms" in getattr(getattr(item, "callspec", None), "params", {})
-    }
-    servers = Servers(kinds)
+    servers = Servers(_kinds_needed(request.session.items))
     _SERVERS.append(servers)
     atexit.register(_cleanup_all)
     previous = None
@@ -193,10 +207,8 @@ def _private_servers(request: pytest.FixtureRequest) -> Iterator[Servers]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    for servers in _SERVERS:
-        text = servers.summary()
-        if text:
-            terminalreporter.write_line(f"fault tests, private servers: {text}")
+    for text in _SUMMARIES:
+        terminalreporter.write_line(f"fault tests, private servers: {text}")
 
 
 # -- fixtures ------------------------------------------------------------------------------------

@@ -30,14 +30,11 @@ from ._harness import (
     new_user,
     run_bounded,
     wait_until,
+    xfail,
 )
 
 #: When each cancellation strikes, after the write starts: a sweep over one round trip or so.
 DELAYS = [0, 0, 0.0002, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.008, 0.013, 0.02]
-
-
-def xfail(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"issue 10 §5: {reason}")
 
 
 def url_of(dbms: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Any]:

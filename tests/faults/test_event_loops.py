@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from ._harness import xfail
+
 REPO = Path(__file__).resolve().parents[2]
 BOUND = 90.0
 _RESULTS: dict[str, tuple[int, list[dict[str, Any]], str]] = {}
@@ -43,7 +45,9 @@ def results_for(dbms: str, request: pytest.FixtureRequest) -> tuple[int, list[di
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-            pytest.fail(f"the scenario hung for {BOUND:.0f} s; stderr:\n{err.decode()[-3000:]}")
+            raise AssertionError(
+                f"the scenario hung for {BOUND:.0f} s:\n{err.decode()[-3000:]}"
+            ) from None
         lines = out.decode().splitlines()
         records = json.loads(lines[-1]) if lines and lines[-1].startswith("[") else []
         _RESULTS[dbms] = (proc.returncode, records, err.decode()[-3000:])
@@ -58,9 +62,8 @@ def check(dbms: str, request: pytest.FixtureRequest, bad: str) -> None:
     assert not problems, "\n".join(problems)
 
 
-HANGS = pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 §5: a call from another event loop hangs, or fails with an untyped "
+HANGS = xfail(
+    "a call from another event loop hangs, or fails with an untyped "
     "RuntimeError ('got Future attached to a different loop'), or crashes the interpreter "
     "(PostgreSQL: asyncpg segfaults)",
 )

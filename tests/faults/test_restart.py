@@ -24,6 +24,7 @@ from ._harness import (
     open_store,
     run_bounded,
     wait_until,
+    xfail,
 )
 
 
@@ -58,9 +59,8 @@ async def bounce(server: Any, mode: str) -> None:
         await in_thread(server.start)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 §5: the first call after a restart fails with DatabaseUnavailableError "
+@xfail(
+    "the first call after a restart fails with DatabaseUnavailableError "
     "(a pooled connection the server dropped is found by a user's call)",
 )
 @pytest.mark.parametrize("mode", ["restart", "kill"])
@@ -104,9 +104,8 @@ def test_outage_then_recovery(db: Any, front: str) -> None:
     run_bounded(scenario, 60)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 §5: engine_options={'pool_pre_ping': True} is accepted and ignored: the "
+@xfail(
+    "engine_options={'pool_pre_ping': True} is accepted and ignored: the "
     "first call after a restart still fails with DatabaseUnavailableError",
 )
 def test_pool_pre_ping_is_honoured_or_refused(db: Any, front: str) -> None:

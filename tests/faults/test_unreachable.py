@@ -25,16 +25,13 @@ from ._harness import (
     new_user,
     open_store,
     run_bounded,
+    xfail,
 )
 from ._servers import PASSWORD
 
 WRONG_PASSWORD = "Wrong-Pw-5d8e07b4"
 #: How long a call may take before it counts as hung (then the test fails at once).
 HANG = CONNECT_TIMEOUT + 3
-
-
-def xfail(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"issue 10 §5: {reason}")
 
 
 def url_for(dbms: str, port: int, password: str = PASSWORD, database: str = "faults") -> str:
@@ -162,9 +159,8 @@ def test_wrong_password_never_shows_a_password(db: Any, front: str) -> None:
     assert_no_password(outcome, WRONG_PASSWORD, PASSWORD)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 §5: there is no AuthenticationError yet (a wrong password raises "
+@xfail(
+    "there is no AuthenticationError yet (a wrong password raises "
     "DatabaseUnavailableError on PostgreSQL sync, DatabaseError elsewhere)",
 )
 def test_wrong_password_is_authentication_error(db: Any, front: str) -> None:
@@ -176,9 +172,8 @@ def test_wrong_password_is_authentication_error(db: Any, front: str) -> None:
     assert isinstance(outcome.error, cls), str(outcome)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 §5: a missing database raises DatabaseUnavailableError (PostgreSQL sync) "
+@xfail(
+    "a missing database raises DatabaseUnavailableError (PostgreSQL sync) "
     "or DatabaseError (PostgreSQL async, MariaDB), not ConfigurationError",
 )
 def test_missing_database(server: Any, front: str) -> None:
