@@ -601,8 +601,13 @@ def test_export_to_an_unwritable_place(sqlite_url: str, tmp_path: Path) -> None:
 
 
 def test_pipes_between_real_processes(sqlite_url: str, tmp_path: Path) -> None:
-    """``export | import -`` copies a database; ``export | head -1`` ends quietly."""
-    seed(sqlite_url, per_app=30)
+    """``export | import -`` copies a database; ``export | head -1`` ends quietly.
+
+    The export is several times what a pipe holds, so ``head`` leaves while it still writes.
+    """
+    seed(sqlite_url, per_app=2)
+    with SessionStore(sqlite_url) as store:
+        store.import_records(records_like(tmp_path, 400, app="big"))
     target = f"sqlite:///{tmp_path / 'piped.db'}"
     python = f"{sys.executable} -m sessiondb"
     pipeline = subprocess.run(
@@ -614,8 +619,8 @@ def test_pipes_between_real_processes(sqlite_url: str, tmp_path: Path) -> None:
         timeout=60,
     )
     assert pipeline.returncode == 0, pipeline.stderr
-    assert "imported 60 sessions (240 events)" in pipeline.stdout
-    assert "exported 60 sessions" in pipeline.stderr and "Traceback" not in pipeline.stderr
+    assert "imported 404 sessions (416 events)" in pipeline.stdout
+    assert "exported 404 sessions" in pipeline.stderr and "Traceback" not in pipeline.stderr
     assert checksum(target) == checksum(sqlite_url)
 
     head = subprocess.run(
