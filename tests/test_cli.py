@@ -1038,8 +1038,14 @@ def test_uninstall_leaves_tables_that_only_have_sessiondbs_names(
         conn.execute(sa.text("CREATE TABLE sessions (id VARCHAR(64) PRIMARY KEY)"))
         conn.execute(sa.text("CREATE TABLE events (id VARCHAR(64) PRIMARY KEY)"))
     line = fails("uninstall", "--url", url, "--yes", status=1)
-    assert "not sessiondb's" in line and "sessions" in line
+    assert "not sessiondb's" in line and "sessions" in line and "sessiondb_alembic_version" in line
     assert table_names(url) == {"sessions", "events"}
+    with _engine(url).begin() as conn:  # with a prefix, only that prefix's names count
+        conn.execute(sa.text("CREATE TABLE adk_sessions (id VARCHAR(64) PRIMARY KEY)"))
+    line = fails("uninstall", "--url", url, "--table-prefix", "adk_", "--yes", status=1)
+    assert "adk_sessiondb_alembic_version" in line
+    assert "nothing to drop" in ok("uninstall", "--url", url, "--table-prefix", "x_", "--yes")
+    assert table_names(url) == {"sessions", "events", "adk_sessions"}
 
 
 def test_uninstall_of_an_old_schema(tmp_path: Path) -> None:

@@ -99,6 +99,7 @@ class _Installed:
     """What ``uninstall`` finds: sessiondb's tables in a database, and their sessions."""
 
     url: str  # password hidden
+    version_table: str  # sessiondb's Alembic version table, for this prefix
     tables: list[str]  # sessiondb's tables that exist, its version table last
     sessions: int  # rows of the sessions table, expired ones included
     lookalikes: list[str]  # tables named like sessiondb's, in a database without its version table
@@ -121,7 +122,7 @@ def _installed(url: str, table_prefix: str) -> _Installed:
             present = set(sa.inspect(conn).get_table_names())
             found = [name for name in ours if name in present]
             if version not in present:
-                return _Installed(target.safe_url, [], 0, found)
+                return _Installed(target.safe_url, version, [], 0, found)
             sessions = 0
             if schema.sessions.name in present:
                 count = sa.select(sa.func.count()).select_from(schema.sessions)
@@ -131,7 +132,7 @@ def _installed(url: str, table_prefix: str) -> _Installed:
         raise CliError(f"cannot read the tables of {target.safe_url}: {reason}") from exc
     finally:
         engine.dispose()
-    return _Installed(target.safe_url, [*found, version], sessions, [])
+    return _Installed(target.safe_url, version, [*found, version], sessions, [])
 
 
 def uninstall_command(url: Url = None, table_prefix: TablePrefix = "", yes: YesOpt = False) -> None:
@@ -148,7 +149,7 @@ def uninstall_command(url: Url = None, table_prefix: TablePrefix = "", yes: YesO
     if found.lookalikes:
         raise CliError(
             f"{where} has tables named like sessiondb's ({', '.join(found.lookalikes)}) but "
-            "no sessiondb_alembic_version table: they are not sessiondb's; nothing was dropped"
+            f"no {found.version_table} table: they are not sessiondb's; nothing was dropped"
         )
     if not found.tables:
         typer.echo(f"no sessiondb tables in {where}: nothing to drop")
