@@ -43,6 +43,10 @@ Fixture API
 ``make_store``
     Factory: ``make_store(**options) -> SessionStore`` opens another sync store on ``db_url``;
     all are closed after the test.
+``process_pool``
+    Module-scoped factory: ``process_pool(n) -> tests._procs.ProcessPool``, n spawned processes
+    started once per test module; ``pool.run(fn, argsets)`` runs ``fn`` in them, all at once.
+    Their exit codes must all be 0 when the module ends.
 
 Test modules import nothing from this file: they use the fixtures.
 """
@@ -65,6 +69,8 @@ import pytest
 import sqlalchemy as sa
 
 from sessiondb import AsyncSessionStore, SessionStore
+
+from ._procs import ProcessPool
 
 SERVER_URLS = {
     "postgresql": os.environ.get(
@@ -507,6 +513,29 @@ def make_store(db_url: str) -> Iterator[Callable[..., SessionStore]]:
     yield make
     for s in opened:
         s.close()
+
+
+@pytest.fixture(scope="module")
+def process_pool() -> Iterator[Callable[[int], ProcessPool]]:
+    """``process_pool(n)``: n spawned processes, started once for the test module."""
+    pools: dict[int, ProcessPool] = {}
+    exits: list[tuple[int, list[int | None]]] = []
+
+    def get(size: int) -> ProcessPool:
+        pool = pools.get(size)
+        if pool is not None and pool.broken:  # a failed run: its test failed, start afresh
+            pool.close()
+            pool = None
+        if pool is None:
+            pool = pools[size] = ProcessPool(size)
+        return pool
+
+    yield get
+    for pool in pools.values():
+        codes = pool.close()
+        if not pool.broken:
+            exits.append((pool.size, codes))
+    assert all(codes == [0] * size for size, codes in exits), f"exit codes: {exits}"
 
 
 # -- transitional: tests/test_cli.py still imports these; no other test module may ---------------

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
-import queue
 import shutil
 import sqlite3
 import threading
-import traceback
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,9 +20,12 @@ from sessiondb import AsyncSessionStore, DatabaseSessionService, SessionStore
 from sessiondb._migrations import HEAD
 from sessiondb._urls import resolve_url
 
+from ._procs import ProcessPool
+
 THREADS, ROUNDS = 8, 10  # 10 rounds of 5 operations: 50 operations per thread
 PROCESSES, PER_PROCESS = 4, 50
 COLD_PROCESSES = 6
+POOL = max(PROCESSES, COLD_PROCESSES)  # processes spawned once for the module (tests/_procs.py)
 TIMEOUT = 120.0
 
 
@@ -99,43 +99,24 @@ def threads_share_one_store(store: SessionStore) -> None:
 # -- processes ------------------------------------------------------------------------------------
 
 
-def process_worker(url: str, n: int, prefix: str, start: Any, results: Any, count: int) -> None:
+def process_worker(url: str, n: int, prefix: str, count: int) -> None:
     """Runs in a spawned process: open a store at once, create and update ``count`` sessions."""
-    try:
-        start.wait(TIMEOUT)
-        with SessionStore(url, table_prefix=prefix) as store:
-            for i in range(count):
-                sid = f"p{n}-{i}"
-                store.create_session("procs", f"proc{n}", {"n": n, "i": i}, session_id=sid)
-                assert store.update_session_state(sid, {"n": n, "i": i, "final": True}) == 2
-        results.put((n, None))
-    except BaseException:  # report everything: the parent asserts on it
-        results.put((n, traceback.format_exc()))
+    with SessionStore(url, table_prefix=prefix) as store:
+        for i in range(count):
+            sid = f"p{n}-{i}"
+            store.create_session("procs", f"proc{n}", {"n": n, "i": i}, session_id=sid)
+            assert store.update_session_state(sid, {"n": n, "i": i, "final": True}) == 2
 
 
-def run_processes(url: str, count: int, processes: int, prefix: str = "") -> None:
-    ctx = multiprocessing.get_context("spawn")
-    start, results = ctx.Barrier(processes), ctx.Queue()
-    procs = [
-        ctx.Process(target=process_worker, args=(url, n, prefix, start, results, count))
-        for n in range(processes)
-    ]
-    for p in procs:
-        p.start()
-    try:
-        reports = dict(results.get(timeout=TIMEOUT) for _ in procs)
-    except queue.Empty:
-        reports = {}
-    finally:
-        for p in procs:
-            p.join(TIMEOUT)
-            if p.is_alive():
-                p.kill()
-                p.join()
+def run_processes(
+    pool: ProcessPool, url: str, count: int, processes: int, prefix: str = ""
+) -> None:
+    """``processes`` real processes of ``pool`` run ``process_worker`` at once (their exit codes
+    are checked when the module's pool stops)."""
+    reports = pool.run(process_worker, [(url, n, prefix, count) for n in range(processes)])
     assert sorted(reports) == list(range(processes)), "a process never reported"
     failures = {n: tb for n, tb in reports.items() if tb is not None}
     assert not failures, "\n".join(f"process {n}:\n{tb}" for n, tb in failures.items())
-    assert [p.exitcode for p in procs] == [0] * processes
 
 
 def check_processes(store: SessionStore, count: int, processes: int) -> None:
@@ -149,11 +130,11 @@ def check_processes(store: SessionStore, count: int, processes: int) -> None:
 
 
 @pytest.mark.slow
-def test_processes_share_one_database(target: tuple[str, str]) -> None:
+def test_processes_share_one_database(target: tuple[str, str], process_pool: Any) -> None:
     url, prefix = target
     with SessionStore(url, table_prefix=prefix) as store:
         store.list_sessions("procs")  # the schema exists: this test is about concurrent writes
-        run_processes(url, PER_PROCESS, PROCESSES, prefix)
+        run_processes(process_pool(POOL), url, PER_PROCESS, PROCESSES, prefix)
         check_processes(store, PER_PROCESS, PROCESSES)
 
 
@@ -172,14 +153,14 @@ def sessiondb_tables(url: str, prefix: str) -> tuple[set[str], list[Any]]:
 
 @pytest.mark.slow
 def test_processes_start_at_once_on_an_empty_database(
-    target: tuple[str, str], tmp_path: Path
+    target: tuple[str, str], tmp_path: Path, process_pool: Any
 ) -> None:
     url, prefix = target
     urls = [url]
     if prefix == "":  # SQLite files are cheap: three cold starts make a lost race likelier
         urls += [f"sqlite:///{tmp_path / f'cold{n}.db'}" for n in (1, 2)]
     for cold in urls:
-        run_processes(cold, 1, COLD_PROCESSES, prefix)
+        run_processes(process_pool(POOL), cold, 1, COLD_PROCESSES, prefix)
         names, version = sessiondb_tables(cold, prefix)
         assert {f"{prefix}sessions", f"{prefix}sessiondb_alembic_version"} <= names
         assert [tuple(row) for row in version] == [(HEAD,)]  # created once, stamped once

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 from typing import Any
 
 import pytest
@@ -14,8 +13,8 @@ PROCESSES = 8
 UPDATES = 200
 
 
-def _worker(url: str, session_id: str, worker: int, front_end: str, start: Any) -> None:
-    start.wait()
+def _worker(url: str, session_id: str, worker: int, front_end: str) -> None:
+    """Runs in a spawned process (all of them start at once): ``UPDATES`` partial updates."""
     if front_end == "sync":
         with SessionStore(url) as store:
             for i in range(UPDATES):
@@ -32,21 +31,16 @@ def _worker(url: str, session_id: str, worker: int, front_end: str, start: Any) 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("front_end", ["sync", "async"])
-def test_concurrent_partial_updates_lose_nothing(db_url: str, front_end: str) -> None:
+def test_concurrent_partial_updates_lose_nothing(
+    db_url: str, front_end: str, process_pool: Any
+) -> None:
     with SessionStore(db_url) as store:
         session = store.create_session("proof", "u", {"counter": 0})
-    ctx = multiprocessing.get_context("spawn")
-    start = ctx.Event()
-    procs = [
-        ctx.Process(target=_worker, args=(db_url, session.id, w, front_end, start))
-        for w in range(PROCESSES)
-    ]
-    for proc in procs:
-        proc.start()
-    start.set()
-    for proc in procs:
-        proc.join(timeout=600)
-    assert [p.exitcode for p in procs] == [0] * PROCESSES
+    # PROCESSES real processes, spawned once for this module (their exit codes are checked
+    # when it ends), all starting their updates at once
+    pool = process_pool(PROCESSES)
+    reports = pool.run(_worker, [(db_url, session.id, w, front_end) for w in range(PROCESSES)])
+    assert reports == dict.fromkeys(range(PROCESSES)), reports
     with SessionStore(db_url) as store:
         final = store.get_session("proof", "u", session.id)
     assert final is not None
