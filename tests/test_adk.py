@@ -13,9 +13,10 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -147,14 +148,12 @@ async def service(target: tuple[str, str]) -> AsyncIterator[SessiondbSessionServ
 
 CHILD = textwrap.dedent(
     """
-    import asyncio, json, sys
+    import asyncio, json, sys, traceback
     from google.adk.events.event import Event
     from sessiondb.adk import SessiondbSessionService
 
-    url, prefix, app, user, sid, expected_path = sys.argv[1:]
-    expected = json.load(open(expected_path))
-
-    async def main():
+    async def main(url, prefix, app, user, sid, expected_path):
+        expected = json.load(open(expected_path))
         svc = SessiondbSessionService(url, table_prefix=prefix)
         try:
             s = await svc.get_session(app_name=app, user_id=user, session_id=sid)
@@ -174,13 +173,69 @@ CHILD = textwrap.dedent(
         finally:
             await svc.close()
 
-    print(json.dumps(asyncio.run(main())))
+    for line in sys.stdin:  # one request a line, one "RESULT {json}" line each
+        try:
+            result = asyncio.run(main(*json.loads(line)))
+        except BaseException:
+            result = {"error": traceback.format_exc()}
+        print("RESULT", json.dumps(result), flush=True)
     """
 )
 
 
+class SecondProcess:
+    """The reading process of the proof: started once for the module (importing ADK costs
+    seconds), it opens a new service for every request, on whichever backend it names."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.stderr = (tmp / "stderr.txt").open("w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+        )  # fmt: skip
+
+    def read(self, *args: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(args) + "\n")
+        self.proc.stdin.flush()
+        timer = threading.Timer(120, self.proc.kill)
+        timer.start()
+        try:
+            for line in self.proc.stdout:
+                if line.startswith("RESULT "):
+                    got: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
+                    assert "error" not in got, got["error"]
+                    return got
+        finally:
+            timer.cancel()
+        self.stderr.seek(0)
+        raise AssertionError(f"the second process ended ({self.proc.wait()}): {self.stderr.read()}")
+
+    def close(self) -> int:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        try:
+            return self.proc.wait(60)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc.stdout.close()
+            self.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def second_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondProcess]:
+    process = SecondProcess(tmp_path_factory.mktemp("second_process"))
+    yield process
+    assert process.close() == 0
+
+
 async def test_runner_conversation_is_seen_by_a_second_process(
-    service: SessiondbSessionService, target: tuple[str, str], tmp_path: Path
+    service: SessiondbSessionService,
+    target: tuple[str, str],
+    tmp_path: Path,
+    second_process: SecondProcess,
 ) -> None:
     runner = make_runner(service)
     session = await service.create_session(
@@ -213,14 +268,7 @@ async def test_runner_conversation_is_seen_by_a_second_process(
     path = tmp_path / "expected.json"
     path.write_text(json.dumps(expected))
     url, prefix = target
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, url, prefix, APP, "ada", session.id, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got = second_process.read(url, prefix, APP, "ada", session.id, str(path))
     assert got["found"]
     assert got["count"] == len(seen)
     assert got["authors"] == [e.author for e in seen]
