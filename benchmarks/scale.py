@@ -425,11 +425,11 @@ def run_load(store: SessionStore, live: Population, seconds: float, seed_: int) 
 def statement_timer() -> Iterator[dict[str, list[float]]]:
     """Time the purge's own statements (this thread only): SELECT of a batch's ids ("pick")
     and its DELETE. A diagnostic that wraps sessiondb's private ``Cx.all`` / ``Cx.run``."""
-    from sessiondb import _engine
+    from sessiondb import _runner
 
     times: dict[str, list[float]] = {"pick": [], "delete": [], "delete_at": []}
     me = threading.get_ident()
-    orig_all, orig_run = _engine.Cx.all, _engine.Cx.run
+    orig_all, orig_run = _runner.Cx.all, _runner.Cx.run
     clock = time.perf_counter
 
     def timed_call(orig: Callable[..., Any], kind: str) -> Callable[..., Any]:
@@ -446,13 +446,13 @@ def statement_timer() -> Iterator[dict[str, list[float]]]:
 
         return wrapper
 
-    _engine.Cx.all = timed_call(orig_all, "pick")  # type: ignore[method-assign]
-    _engine.Cx.run = timed_call(orig_run, "delete")  # type: ignore[method-assign]
+    _runner.Cx.all = timed_call(orig_all, "pick")  # type: ignore[method-assign]
+    _runner.Cx.run = timed_call(orig_run, "delete")  # type: ignore[method-assign]
     try:
         yield times
     finally:
-        _engine.Cx.all = orig_all  # type: ignore[method-assign]
-        _engine.Cx.run = orig_run  # type: ignore[method-assign]
+        _runner.Cx.all = orig_all  # type: ignore[method-assign]
+        _runner.Cx.run = orig_run  # type: ignore[method-assign]
 
 
 def measure_purge(

@@ -43,13 +43,14 @@ LITERAL: list[tuple[str, str]] = [
 SUBS: list[tuple[str, str]] = [
     (r"\bAsyncEngine\b", "Engine"),
     (r"\bAsyncIterator\b", "Iterator"),
-    (r"\basync for\b", "for"),
     (r"\bAsyncSessionStore\b", "SessionStore"),
     (r"\bAsyncBackend\b", "Backend"),
     (r"__aenter__", "__enter__"),
     (r"__aexit__", "__exit__"),
     (r"\basync def ", "def "),
     (r"\bawait ", ""),
+    # a sync generator hands a page over whole
+    (r"for (\w+) in (.+):\n\s+yield \1\n", r"yield from \2\n"),
 ]
 
 

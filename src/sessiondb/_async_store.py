@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import astuple
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-
-from ._checksum import Checksum
-from .errors import InvalidArgumentError
-from .models import ImportResult
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from ._engine import Durability
-    from .models import AppStats, Event, Session, SessionList
+    from .models import AppStats, Event, ImportResult, Session, SessionList
 
 __all__ = ["AsyncSessionStore"]
-
-
-def _add(a: ImportResult, b: ImportResult) -> ImportResult:
-    return ImportResult(*(x + y for x, y in zip(astuple(a), astuple(b), strict=True)))
 
 
 class AsyncSessionStore:
@@ -67,11 +58,14 @@ class AsyncSessionStore:
         from ._backend import AsyncBackend, Options
 
         options = Options(
-            table_prefix, tz_aware, auto_migrate, connect_timeout, busy_timeout, pool_size,
-            sqlite_durability, engine_options, ttl, sliding_ttl,
+            table_prefix=table_prefix, tz_aware=tz_aware, auto_migrate=auto_migrate,
+            connect_timeout=connect_timeout, busy_timeout=busy_timeout, pool_size=pool_size,
+            sqlite_durability=sqlite_durability, engine_options=engine_options, ttl=ttl,
+            sliding_ttl=sliding_ttl,
         )  # fmt: skip
         self._backend = AsyncBackend(url, options)
         self._core = self._backend.core
+        self._transfer = self._backend.transfer
         self._call = self._backend.call
 
     @property
@@ -98,8 +92,8 @@ class AsyncSessionStore:
         Raises :class:`~sessiondb.errors.SessionExistsError` if ``session_id`` is taken.
         """
         return await self._call(
-            self._core.create_session, app_name, user_id, state, session_id, ttl, sliding,
-            title, labels,
+            self._core.create_session, app_name=app_name, user_id=user_id, state=state,
+            session_id=session_id, ttl=ttl, sliding=sliding, title=title, labels=labels,
         )  # fmt: skip
 
     async def get_session(
@@ -110,8 +104,9 @@ class AsyncSessionStore:
         With ``recent_events=N`` its last N events come along in ``session.events``.
         """
         return await self._call(
-            self._core.get_session, app_name, user_id, session_id, recent_events
-        )
+            self._core.get_session, app_name=app_name, user_id=user_id, session_id=session_id,
+            recent_events=recent_events,
+        )  # fmt: skip
 
     async def list_sessions(
         self,
@@ -135,29 +130,26 @@ class AsyncSessionStore:
         rows never leave; ``include_state=False`` skips the state for a light listing.
         ``app_name=None`` lists every app. Expired sessions are never listed.
         """
-        bounds = {
-            "created_after": created_after, "created_before": created_before,
-            "updated_after": updated_after, "updated_before": updated_before,
-        }  # fmt: skip
-        if (
-            app_name is not None and limit is None and cursor is None and order == "updated"
-            and label is None and include_state and not any(bounds.values())
-        ):  # fmt: skip
-            return await self._call(self._core.list_sessions, app_name, user_id)
         return await self._call(
-            self._core.list_page, app_name, user_id, limit, cursor, order, label,
-            include_state, bounds,
+            self._core.list_sessions, app_name=app_name, user_id=user_id, limit=limit,
+            cursor=cursor, order=order, label=label, include_state=include_state,
+            created_after=created_after, created_before=created_before,
+            updated_after=updated_after, updated_before=updated_before,
         )  # fmt: skip
 
     async def count_sessions(
         self, app_name: str | None = None, user_id: str | None = None, *, label: str | None = None
     ) -> int:
         """How many live sessions an app (a user, a label; everything if None) has."""
-        return await self._call(self._core.count_sessions, app_name, user_id, label)
+        return await self._call(
+            self._core.count_sessions, app_name=app_name, user_id=user_id, label=label
+        )
 
     async def get_session_by_id(self, session_id: str, *, recent_events: int = 0) -> Session | None:
         """A session by id alone, whoever owns it (for administration)."""
-        return await self._call(self._core.get_session_by_id, session_id, recent_events)
+        return await self._call(
+            self._core.get_session_by_id, session_id=session_id, recent_events=recent_events
+        )
 
     async def update_session_state(
         self, session_id: str, state: dict[str, Any], *, expected_version: int | None = None
@@ -169,8 +161,9 @@ class AsyncSessionStore:
         is given and the stored version differs.
         """
         return await self._call(
-            self._core.update_session_state, session_id, state, expected_version
-        )
+            self._core.update_session_state, session_id=session_id, state=state,
+            expected_version=expected_version,
+        )  # fmt: skip
 
     async def patch_state(
         self,
@@ -188,8 +181,9 @@ class AsyncSessionStore:
         to their scope, ``temp:`` keys are dropped. Concurrent patches never lose each other.
         """
         return await self._call(
-            self._core.patch_state, session_id, set, remove, increment, expected_version
-        )
+            self._core.patch_state, session_id=session_id, set_=set, remove=remove,
+            increment=increment, expected_version=expected_version,
+        )  # fmt: skip
 
     async def transform_state(
         self,
@@ -204,7 +198,9 @@ class AsyncSessionStore:
         the state is read again and ``fn`` runs again, up to ``attempts`` times (then
         :class:`~sessiondb.errors.StaleSessionError`). Returns the new version.
         """
-        return await self._call(self._core.transform_state, session_id, fn, attempts)
+        return await self._call(
+            self._core.transform_state, session_id=session_id, fn=fn, attempts=attempts
+        )
 
     async def append_event(
         self,
@@ -218,15 +214,11 @@ class AsyncSessionStore:
         expected_version: int | None = None,
     ) -> Event:
         """Append one event to the session's history; its ``state_delta`` is applied with it."""
-        event = {
-            "author": author,
-            "content": content,
-            "state_delta": state_delta,
-            "invocation_id": invocation_id,
-            "metadata": metadata,
-        }
-        appended = await self._call(self._core.append_events, session_id, [event], expected_version)
-        return appended[0]
+        return await self._call(
+            self._core.append_event, session_id=session_id, author=author, content=content,
+            state_delta=state_delta, invocation_id=invocation_id, metadata=metadata,
+            expected_version=expected_version,
+        )  # fmt: skip
 
     async def append_events(
         self,
@@ -236,7 +228,10 @@ class AsyncSessionStore:
         expected_version: int | None = None,
     ) -> list[Event]:
         """Append several events in one transaction (each a mapping of append_event's fields)."""
-        return await self._call(self._core.append_events, session_id, events, expected_version)
+        return await self._call(
+            self._core.append_events, session_id=session_id, events=events,
+            expected_version=expected_version,
+        )  # fmt: skip
 
     async def list_events(
         self,
@@ -249,38 +244,47 @@ class AsyncSessionStore:
     ) -> list[Event]:
         """A slice of the history: seq in (after_seq, before_seq), at most ``limit`` events."""
         return await self._call(
-            self._core.list_events, session_id, after_seq, before_seq, limit, newest_first
-        )
+            self._core.list_events, session_id=session_id, after_seq=after_seq,
+            before_seq=before_seq, limit=limit, newest_first=newest_first,
+        )  # fmt: skip
 
     async def get_app_state(self, app_name: str) -> dict[str, Any]:
         """The ``app:`` state of an app (keys without the prefix)."""
-        return await self._call(self._core.get_scoped_state, "app", app_name, None)
+        return await self._call(
+            self._core.get_scoped_state, scope="app", app_name=app_name, user_id=None
+        )
 
     async def get_user_state(self, app_name: str, user_id: str) -> dict[str, Any]:
         """The ``user:`` state of one user in an app (keys without the prefix)."""
-        return await self._call(self._core.get_scoped_state, "user", app_name, user_id)
+        return await self._call(
+            self._core.get_scoped_state, scope="user", app_name=app_name, user_id=user_id
+        )
 
     async def delete_app_state(self, app_name: str) -> bool:
         """Delete the ``app:`` state of an app; True if there was one."""
-        return await self._call(self._core.delete_scoped_state, "app", app_name, None)
+        return await self._call(
+            self._core.delete_scoped_state, scope="app", app_name=app_name, user_id=None
+        )
 
     async def delete_user_state(self, app_name: str, user_id: str) -> bool:
         """Delete the ``user:`` state of one user; True if there was one."""
-        return await self._call(self._core.delete_scoped_state, "user", app_name, user_id)
+        return await self._call(
+            self._core.delete_scoped_state, scope="user", app_name=app_name, user_id=user_id
+        )
 
     async def delete_user_data(self, app_name: str, user_id: str) -> int:
         """Delete all of a user's data in an app: sessions, their events, and ``user:`` state.
 
         Returns the number of sessions deleted.
         """
-        return await self._call(self._core.delete_user_data, app_name, user_id)
+        return await self._call(self._core.delete_user_data, app_name=app_name, user_id=user_id)
 
     async def set_metadata(self, session_id: str, **changes: Any) -> int:
         """Change ``title``, ``labels`` or ``ttl`` (None: never expire; with ``sliding``).
 
         Only the keywords given change. Returns the new version.
         """
-        return await self._call(self._core.set_metadata, session_id, changes)
+        return await self._call(self._core.set_metadata, session_id=session_id, changes=changes)
 
     async def purge_expired(self, *, batch_size: int | None = None, dry_run: bool = False) -> int:
         """Delete expired sessions (by the database's clock) in batches; return how many.
@@ -289,7 +293,7 @@ class AsyncSessionStore:
         1,000 sessions (200 on SQLite, where each batch holds the database's one write lock,
         so that concurrent writers never wait much more than ~100 ms).
         """
-        return await self._call(self._core.purge_expired, batch_size, dry_run)
+        return await self._call(self._core.purge_expired, batch_size=batch_size, dry_run=dry_run)
 
     async def delete_sessions(
         self,
@@ -308,8 +312,9 @@ class AsyncSessionStore:
         Returns how many were deleted (or, with ``dry_run``, would be).
         """
         return await self._call(
-            self._core.delete_sessions, app_name, user_id, older_than, created_before,
-            updated_before, batch_size, dry_run,
+            self._core.delete_sessions, app_name=app_name, user_id=user_id,
+            older_than=older_than, created_before=created_before, updated_before=updated_before,
+            batch_size=batch_size, dry_run=dry_run,
         )  # fmt: skip
 
     async def stats(self) -> list[AppStats]:
@@ -324,17 +329,9 @@ class AsyncSessionStore:
         Streams page by page (``batch_size`` sessions at a time), in creation order;
         ``import_records`` takes them back.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidArgumentError(f"batch_size must be a positive int, not {batch_size!r}")
-        after: tuple[str, str] | None = None
-        while True:
-            page, after = await self._call(self._core.export_page, app_name, after, batch_size)
-            for record in page:
+        for step in self._transfer.export_plan(app_name=app_name, batch_size=batch_size):
+            for record in await self._call(step):
                 yield record
-            if after is None or len(page) < batch_size:
-                break
-        for record in await self._call(self._core.export_scopes, app_name):
-            yield record
 
     async def import_records(
         self, records: Iterable[dict[str, Any]], *, batch_size: int = 500
@@ -342,34 +339,25 @@ class AsyncSessionStore:
         """Write exported records. Idempotent: a session already stored at the same or a
         newer version is skipped, and events already present are kept, so importing twice
         changes nothing."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidArgumentError(f"batch_size must be a positive int, not {batch_size!r}")
-        total = ImportResult()
-        batch: list[dict[str, Any]] = []
-        for record in records:
-            batch.append(record)
-            if len(batch) >= batch_size:
-                total = _add(total, await self._call(self._core.import_batch, batch))
-                batch = []
-        if batch:
-            total = _add(total, await self._call(self._core.import_batch, batch))
-        return total
+        plan = self._transfer.import_plan(records=records, batch_size=batch_size)
+        for step in plan:
+            await self._call(step)
+        return plan.result
 
     async def checksum(self, app_name: str | None = None) -> str:
         """A digest of every session (id, owner, version, state, history) and scoped state.
 
         Equal on two databases holding the same data, whatever the backends.
         """
-        digest = Checksum()
-        async for record in self.export_records(app_name):
-            digest.add(record)
-        return digest.hexdigest()
+        plan = self._transfer.checksum_plan(app_name=app_name)
+        for step in plan:
+            await self._call(step)
+        return plan.result
 
     async def backup(self, path: str) -> None:
         """Copy a SQLite database to ``path`` with SQLite's online backup (consistent while
         others write). Other backends: use pg_dump or mysqldump."""
-        self._backend.require_sqlite("backup")
-        await self._call(self._core.backup, str(path))
+        await self._backend.backup(str(path))
 
     async def current_revision(self) -> str | None:
         """The database's sessiondb schema revision (None: no schema yet). Never migrates."""
@@ -387,11 +375,13 @@ class AsyncSessionStore:
         self, session_id: str, *, app_name: str | None = None, user_id: str | None = None
     ) -> bool:
         """Delete a session; True if it existed. Give app and user to delete only if they own it."""
-        return await self._call(self._core.delete_session, session_id, app_name, user_id)
+        return await self._call(
+            self._core.delete_session, session_id=session_id, app_name=app_name, user_id=user_id
+        )
 
     async def clear_sessions(self, app_name: str, user_id: str | None = None) -> int:
         """Delete every session of one user (of every user if None) in an app; return the count."""
-        return await self._call(self._core.clear_sessions, app_name, user_id)
+        return await self._call(self._core.clear_sessions, app_name=app_name, user_id=user_id)
 
     async def close(self) -> None:
         """Close pooled connections (an engine you passed in is left open)."""

@@ -8,22 +8,26 @@ differ only in how they wait.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal, TypeGuard, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeGuard, TypeVar, Union
 
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.util import greenlet_spawn
 
-from . import _migrations
-from ._core import Core, seconds
-from ._engine import AsyncRunner, Durability, Runner, make_engine, sqlite_setup, translate
+from . import _doctor, _migrations
+from ._backup import backup
+from ._checks import seconds
+from ._core import Core
+from ._engine import Durability, make_engine, migration_engine
 from ._queries import Queries
+from ._rows import Rows
+from ._runner import AsyncRunner, Cx, Runner, translate
 from ._schema import tables
+from ._transfer import Transfer
 from ._urls import Target, resolve_url
 from .errors import ConfigurationError, SchemaError
 
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncBackend", "Backend", "Options"]
 
+P = ParamSpec("P")
 T = TypeVar("T")
 Source = Union[str, URL, Engine, "AsyncEngine"]
 
@@ -43,7 +48,7 @@ def is_async_engine(obj: object) -> TypeGuard[AsyncEngine]:
     return module is not None and isinstance(obj, module.AsyncEngine)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Options:
     """Store options, shared by every front end (see ``SessionStore`` for their meaning)."""
 
@@ -107,33 +112,6 @@ def _decide(revision: str | None, options: Options, target: Target) -> bool:
     return True
 
 
-def _migration_engine(target: Target, side: Literal["sync", "async"], options: Options) -> Any:
-    """A short-lived engine for schema upgrades: transactional, unpooled, locked on SQLite."""
-    from sqlalchemy import create_engine, event
-
-    if target.backend == "sqlite":
-        engine = create_engine(
-            target.sync_url,
-            poolclass=NullPool,
-            connect_args={"timeout": options.busy_timeout, "isolation_level": None},
-        )
-
-        @event.listens_for(engine, "connect")
-        def _connect(dbapi_conn: Any, _rec: Any) -> None:
-            sqlite_setup(dbapi_conn, options.sqlite_durability, options.busy_timeout)
-
-        @event.listens_for(engine, "begin")
-        def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN EXCLUSIVE")
-
-        return engine
-    if side == "sync":
-        return create_engine(target.sync_url, poolclass=NullPool)
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    return create_async_engine(target.async_url, poolclass=NullPool)
-
-
 class _BaseBackend:
     def __init__(self, source: Source, options: Options, side: Literal["sync", "async"]) -> None:
         self.options = options
@@ -161,16 +139,21 @@ class _BaseBackend:
         )
         self.tables = tables(options.table_prefix)
         self.dialect = sync_engine.dialect
+        self.rows = Rows(tz_aware=options.tz_aware)
         self.core = Core(
-            tz_aware=options.tz_aware,
+            self.rows,
             ttl=None if options.ttl is None else seconds(options.ttl, "ttl"),
             sliding=options.sliding_ttl,
         )
+        self.transfer = Transfer(self.rows)
         self.ready = False
 
     def _bind(self) -> None:
         # after the first connection, so the dialect knows its server (MySQL or MariaDB)
-        self.core.bind(Queries(self.dialect, self.tables))
+        queries = Queries(self.dialect, self.tables)
+        self.rows.bind(queries)
+        self.core.bind(queries)
+        self.transfer.bind(queries)
 
     def require_sqlite(self, what: str) -> None:
         if self.target.backend != "sqlite":
@@ -179,57 +162,21 @@ class _BaseBackend:
                 + ("pg_dump" if self.target.backend == "postgresql" else "mysqldump")
             )
 
-    def _doctor(self, conn: Any, revision: str | None) -> dict[str, Any]:
-        """Facts and advice, gathered on a sync SQLAlchemy connection."""
-        import importlib.metadata as md
+    def _diagnose(self, conn: Any, revision: str | None) -> dict[str, Any]:
+        return _doctor.report(conn, self.target, self.tables, revision)
 
-        from sqlalchemy import inspect, text
-
-        inspector = inspect(conn)
-        names = set(inspector.get_table_names())
-        indexes = sorted(
-            ix["name"]
-            for table in self.tables.metadata.sorted_tables
-            if table.name in names
-            for ix in inspector.get_indexes(table.name)
-            if ix["name"]
+    def _migration_engine(self, side: Literal["sync", "async"]) -> Any:
+        options = self.options
+        return migration_engine(
+            self.target,
+            side,
+            durability=options.sqlite_durability,
+            busy_timeout=options.busy_timeout,
         )
-        pragmas: dict[str, Any] = {}
-        if self.target.backend == "sqlite":
-            for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout",
-                         "wal_autocheckpoint", "page_size", "freelist_count"):  # fmt: skip
-                pragmas[name] = conn.exec_driver_sql(f"PRAGMA {name}").scalar()
-        drivers = {}
-        for dist in ("sqlalchemy", "alembic", "psycopg", "asyncpg", "pymysql", "aiomysql",
-                     "orjson"):  # fmt: skip
-            with contextlib.suppress(md.PackageNotFoundError):
-                drivers[dist] = md.version(dist)
-        server = None
-        if self.target.backend != "sqlite":
-            server = conn.execute(text("SELECT VERSION()")).scalar()
-        advice = []
-        expected = {
-            ix.name for t in self.tables.metadata.sorted_tables for ix in t.indexes if ix.name
-        }
-        missing = sorted(expected - set(indexes))
-        if revision != _migrations.HEAD:
-            advice.append(f"schema at {revision!r}, library needs {_migrations.HEAD!r}: run "
-                          "`sessiondb migrate`")  # fmt: skip
-        if missing:
-            advice.append(f"missing indexes {missing}: run `sessiondb migrate`")
-        if pragmas.get("journal_mode") not in (None, "wal"):
-            advice.append("SQLite is not in WAL mode: readers will block writers")
-        if "orjson" not in drivers:
-            advice.append("pip install 'sessiondb[speed]' for faster JSON (orjson)")
-        return {
-            "backend": self.target.backend, "url": self.target.safe_url, "server": server,
-            "revision": revision, "head": _migrations.HEAD, "indexes": indexes,
-            "pragmas": pragmas, "drivers": drivers, "advice": advice,
-        }  # fmt: skip
 
     def _upgrade_sync(self) -> None:
         with _migrations.UPGRADE_LOCK:
-            engine = _migration_engine(self.target, "sync", self.options)
+            engine = self._migration_engine("sync")
             try:
                 with engine.connect() as conn:
                     _migrations.upgrade(conn, self.options.table_prefix)
@@ -252,14 +199,14 @@ class Backend(_BaseBackend):
         with self._lock:
             if self.ready:
                 return
-            revision = self.runner.call(_migrations.read_revision, self.options.table_prefix)
+            revision = self.runner.call(_migrations.read_revision, prefix=self.options.table_prefix)
             if _decide(revision, self.options, self.target):
                 self.runner.translating(self._upgrade_sync)
             self._bind()
             self.ready = True
 
     def current_revision(self) -> str | None:
-        return self.runner.call(_migrations.read_revision, self.options.table_prefix)
+        return self.runner.call(_migrations.read_revision, prefix=self.options.table_prefix)
 
     def migrate(self) -> str:
         with self._lock:
@@ -274,15 +221,20 @@ class Backend(_BaseBackend):
 
         def gather() -> dict[str, Any]:
             with sync_engine.connect() as conn:
-                return self._doctor(conn, revision)
+                return self._diagnose(conn, revision)
 
         return self.runner.translating(gather)
 
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a core operation."""
+    def call(self, fn: Callable[Concatenate[Cx, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a core operation (checking the schema on first use)."""
         if not self.ready:
             self.ensure_schema()
-        return self.runner.call(fn, *args)
+        return self.runner.call(fn, *args, **kwargs)
+
+    def backup(self, path: str) -> None:
+        """SQLite's online backup of the database into ``path``."""
+        self.require_sqlite("backup")
+        self.call(backup, path=path)
 
     def close(self) -> None:
         self.runner.drain()
@@ -309,7 +261,9 @@ class AsyncBackend(_BaseBackend):
         async with self._lock:
             if self.ready:
                 return
-            revision = await self.arunner.call(_migrations.read_revision, self.options.table_prefix)
+            revision = await self.arunner.call(
+                _migrations.read_revision, prefix=self.options.table_prefix
+            )
             if _decide(revision, self.options, self.target):
                 try:
                     await self._upgrade()
@@ -326,7 +280,7 @@ class AsyncBackend(_BaseBackend):
         # is taken in a worker thread, so waiting for it never blocks the event loop.
         await asyncio.get_running_loop().run_in_executor(None, _migrations.UPGRADE_LOCK.acquire)
         try:
-            engine = _migration_engine(self.target, "async", self.options)
+            engine = self._migration_engine("async")
             try:
                 async with engine.connect() as conn:
                     await conn.run_sync(_migrations.upgrade, self.options.table_prefix)
@@ -337,7 +291,7 @@ class AsyncBackend(_BaseBackend):
             _migrations.UPGRADE_LOCK.release()
 
     async def current_revision(self) -> str | None:
-        return await self.arunner.call(_migrations.read_revision, self.options.table_prefix)
+        return await self.arunner.call(_migrations.read_revision, prefix=self.options.table_prefix)
 
     async def migrate(self) -> str:
         try:
@@ -353,26 +307,32 @@ class AsyncBackend(_BaseBackend):
         engine = self.engine
         if is_async_engine(engine):
             async with engine.connect() as conn:
-                return await conn.run_sync(self._doctor, revision)
+                return await conn.run_sync(self._diagnose, revision)
         sync_engine: Engine = engine  # type: ignore[assignment]
 
         def gather() -> dict[str, Any]:
             with sync_engine.connect() as conn:
-                return self._doctor(conn, revision)
+                return self._diagnose(conn, revision)
 
         return await asyncio.get_running_loop().run_in_executor(None, gather)
 
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a core operation without blocking the event loop."""
+    async def call(
+        self, fn: Callable[Concatenate[Cx, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run a core operation (checking the schema on first use) without blocking the
+        event loop."""
         if not self.ready:
             await self.ensure_schema()
-        return await self.arunner.call(fn, *args)
+        return await self.arunner.call(fn, *args, **kwargs)
+
+    async def backup(self, path: str) -> None:
+        """SQLite's online backup of the database into ``path``."""
+        self.require_sqlite("backup")
+        await self.call(backup, path=path)
 
     async def close(self) -> None:
         self.arunner.shutdown()
         if is_async_engine(self.engine):
-            from sqlalchemy.util import greenlet_spawn
-
             await greenlet_spawn(self.runner.drain)
             if self.owns_engine:
                 await self.engine.dispose()

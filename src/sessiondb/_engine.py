@@ -1,45 +1,28 @@
-"""Connections: engines, one leased DBAPI connection per operation, and error translation.
+"""Engine settings, all in one place: pool, timeouts, autocommit and SQLite's pragmas.
 
-The hot path runs each operation's precompiled SQL straight on a pooled DBAPI connection (no
-Connection/Result objects, no pool ping, no reset round trip). Our own engines are in autocommit
-mode, so a one-statement operation is one round trip; operations that need several statements
-open an explicit transaction with :meth:`Cx.begin`.
-
-Async front ends call the very same sync-style operation: on PostgreSQL and MySQL inside
-SQLAlchemy's ``greenlet_spawn`` over a true async driver, on SQLite in a worker thread.
+:func:`make_engine` builds the engine a store runs on: no pre-ping, no reset on return,
+autocommit on servers, the connect timeout spelled the way each driver wants it, and SQLite's
+WAL, durability and busy timeout on every new connection. :func:`migration_engine` builds the
+short-lived, transactional engine schema upgrades run on.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-import threading
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, create_engine
-from sqlalchemy.exc import DBAPIError, InterfaceError
-from sqlalchemy.pool import PoolProxiedConnection
-
-from ._urls import Target, connect_args, engine_kwargs
-from .errors import DatabaseError, DatabaseUnavailableError, SessionDBError
+from sqlalchemy.pool import NullPool
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from ._queries import Stmt
+    from ._urls import Target
 
-__all__ = ["Cx", "Runner", "make_engine", "translate"]
+__all__ = ["Durability", "make_engine", "migration_engine", "sqlite_setup"]
 
-T = TypeVar("T")
 Durability = Literal["full", "fast"]
-
-#: Seconds a connection may sit in the free list before it goes back to SQLAlchemy's pool.
-IDLE_RECYCLE = 300.0
-_GENERATION = "sessiondb_generation"
+Side = Literal["sync", "async"]
 
 _SQLITE_PRAGMAS: dict[str, tuple[str, ...]] = {
     # every committed write is on disk *in the main file*: a plain copy of an idle database
@@ -62,9 +45,37 @@ def sqlite_setup(dbapi_conn: Any, durability: Durability, busy_timeout: float) -
         cur.close()
 
 
+def _pool_options(target: Target, pool_size: int) -> dict[str, Any]:
+    """Pool options for the hot path: no pre-ping, no reset round trip, autocommit."""
+    kw: dict[str, Any] = {
+        "pool_pre_ping": False,
+        "pool_reset_on_return": None,
+        "pool_size": pool_size,
+        "max_overflow": 2 * pool_size,
+    }
+    if target.backend == "sqlite":
+        return kw
+    kw["isolation_level"] = "AUTOCOMMIT"
+    kw["pool_timeout"] = 30
+    if target.backend == "mysql":
+        kw["pool_recycle"] = 3600
+    return kw
+
+
+def _connect_args(
+    target: Target, driver: str, *, connect_timeout: float, busy_timeout: float
+) -> dict[str, Any]:
+    """Driver connect arguments: the timeout, spelled the way each driver wants it."""
+    if target.backend == "sqlite":
+        return {"timeout": busy_timeout, "check_same_thread": False, "isolation_level": None}
+    if driver == "asyncpg":
+        return {"timeout": connect_timeout}
+    return {"connect_timeout": max(1, int(connect_timeout))}
+
+
 def make_engine(
     target: Target,
-    side: Literal["sync", "async"],
+    side: Side,
     *,
     connect_timeout: float,
     busy_timeout: float,
@@ -75,12 +86,9 @@ def make_engine(
     """Create our own engine for ``target``: hot-path pool options, timeouts, SQLite pragmas."""
     target.require_driver(side)
     url = target.sync_url if side == "sync" else target.async_url
-    kw = engine_kwargs(target, connect_timeout=connect_timeout, pool_size=pool_size)
-    driver = url.get_driver_name()
-    kw["connect_args"] = connect_args(
-        target,
-        driver,
-        connect_timeout=busy_timeout if target.backend == "sqlite" else connect_timeout,
+    kw = _pool_options(target, pool_size)
+    kw["connect_args"] = _connect_args(
+        target, url.get_driver_name(), connect_timeout=connect_timeout, busy_timeout=busy_timeout
     )
     kw.update(options or {})
     if side == "async" and target.backend != "sqlite":
@@ -97,291 +105,28 @@ def make_engine(
     return engine
 
 
-def _message(exc: BaseException) -> str:
-    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    text = str(orig).strip().splitlines()
-    return text[0] if text else type(orig).__name__
-
-
-def _is_unavailable(exc: BaseException, backend: str) -> bool:
-    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    if isinstance(orig, (OSError, TimeoutError, asyncio.TimeoutError)):
-        return True
-    if isinstance(orig, sqlite3.OperationalError):
-        return "unable to open" in str(orig) or "disk I/O" in str(orig)
-    name = type(orig).__name__
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if backend == "postgresql":
-        if sqlstate:
-            return str(sqlstate).startswith(("08", "57P"))
-        return name in ("OperationalError", "InterfaceError", "ConnectionDoesNotExistError")
-    if backend == "mysql":
-        args = getattr(orig, "args", ())
-        code = args[0] if args and isinstance(args[0], int) else None
-        return code is not None and 2000 <= code < 3000
-    return False
-
-
-def translate(exc: BaseException, target: Target) -> SessionDBError:
-    """Turn a driver or pool exception into a sessiondb error (the caller chains ``from exc``)."""
-    message = _message(exc)
-    password = target.sync_url.password
-    if password:
-        message = message.replace(str(password), "***")
-    if _is_unavailable(exc, target.backend):
-        what = "open the SQLite file" if target.backend == "sqlite" else "reach the database"
-        return DatabaseUnavailableError(
-            f"cannot {what} at {target.location} ({target.safe_url}): {message}"
-        )
-    return DatabaseError(f"{target.backend} error at {target.location}: {message}")
-
-
-class Cx:
-    """One operation's database access: a lazily leased DBAPI connection and its cursor.
-
-    Nothing is leased until the first statement runs, so argument errors never touch the pool.
-    """
-
-    __slots__ = ("_cur", "_in_tx", "_raw", "_runner", "backend", "dbapi")
-
-    def __init__(self, runner: Runner) -> None:
-        self._runner = runner
-        self._raw: PoolProxiedConnection | None = None
-        self._cur: Any = None
-        self._in_tx = False
-        self.backend = runner.target.backend
-        self.dbapi = runner.dbapi
-
-    def _cursor(self) -> Any:
-        cur = self._cur
-        if cur is None:
-            self._raw, cur = self._runner.lease()
-            self._cur = cur
-        return cur
-
-    def connect(self) -> None:
-        """Lease the connection now (so connection errors surface before a statement runs)."""
-        self._cursor()
-
-    def driver_connection(self) -> Any:
-        """The driver's own connection object (for SQLite's backup API)."""
-        self._cursor()
-        return self._raw.driver_connection  # type: ignore[union-attr]
-
-    def one(self, stmt: Stmt, params: dict[str, Any]) -> Any:
-        """Run ``stmt`` and return its first row, or ``None``."""
-        cur = self._cursor()
-        cur.execute(stmt.sql, stmt.bind(params))
-        rows = cur.fetchall()  # drained, so SQLite ends the statement (and its read snapshot)
-        return rows[0] if rows else None
-
-    def all(self, stmt: Stmt, params: dict[str, Any]) -> list[Any]:
-        """Run ``stmt`` and return every row."""
-        cur = self._cursor()
-        cur.execute(stmt.sql, stmt.bind(params))
-        return cur.fetchall()  # type: ignore[no-any-return]
-
-    def run(self, stmt: Stmt, params: dict[str, Any]) -> int:
-        """Run ``stmt`` and return the number of rows it changed."""
-        cur = self._cursor()
-        cur.execute(stmt.sql, stmt.bind(params))
-        return cur.rowcount  # type: ignore[no-any-return]
-
-    def run_many(self, stmt: Stmt, rows: list[dict[str, Any]]) -> None:
-        """Run ``stmt`` once per parameter set, batched by the driver."""
-        if rows:
-            self._cursor().executemany(stmt.sql, [stmt.bind(p) for p in rows])
-
-    @property
-    def lastrowid(self) -> int:
-        """The driver's ``lastrowid`` (on MySQL: the value set by ``LAST_INSERT_ID(expr)``)."""
-        return int(self._cur.lastrowid)
-
-    def begin(self) -> None:
-        """Open a transaction; on SQLite it takes the write lock at once (BEGIN IMMEDIATE)."""
-        self._cursor().execute("BEGIN IMMEDIATE" if self.backend == "sqlite" else "BEGIN")
-        self._in_tx = True
-
-    def commit(self) -> None:
-        """Commit the transaction opened by :meth:`begin`."""
-        self._in_tx = False
-        self._cur.execute("COMMIT")
-
-    def release(self, exc: BaseException | None) -> None:
-        """Return the connection to the pool; roll back or discard it after a failure."""
-        raw = self._raw
-        if raw is None:
-            return
-        self._raw = None
-        cur, self._cur = self._cur, None
-        runner = self._runner
-        try:
-            if exc is not None:
-                if runner.is_disconnect(exc, raw, cur):
-                    runner.invalidate(raw, exc)
-                    return
-                if self._in_tx:
-                    cur.execute("ROLLBACK")
-        except Exception as cleanup_exc:  # the connection is unusable: drop it
-            raw.invalidate(cleanup_exc)
-            return
-        runner.give_back(raw, cur)
-
-
-class Runner:
-    """Runs core operations on leased connections of one engine, translating driver errors."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        target: Target,
-        *,
-        foreign: bool = False,
-        durability: Durability = "full",
-        busy_timeout: float = 30.0,
-        keep: int = 5,
-    ) -> None:
-        self.engine = engine
-        self.target = target
-        self.foreign = foreign
-        self._idle: list[tuple[PoolProxiedConnection, Any, float]] = []
-        self._keep = keep
-        self._generation = 0
-        self._durability = durability
-        self._busy_timeout = busy_timeout
-        self.dialect = engine.dialect
-        self.dbapi = engine.dialect.loaded_dbapi
-        self.driver_errors: tuple[type[BaseException], ...] = (
-            self.dbapi.Error,
-            DBAPIError,
-            OSError,
-            asyncio.TimeoutError,
+def migration_engine(
+    target: Target, side: Side, *, durability: Durability, busy_timeout: float
+) -> Any:
+    """A short-lived engine for schema upgrades: transactional, unpooled, locked on SQLite."""
+    if target.backend == "sqlite":
+        engine = create_engine(
+            target.sync_url,
+            poolclass=NullPool,
+            connect_args={"timeout": busy_timeout, "isolation_level": None},
         )
 
-    # A small free list in front of SQLAlchemy's pool: an operation takes a connection (with
-    # its cursor) from it and puts it back, with no pool checkout/checkin events, reset or
-    # cursor creation on the hot path. SQLAlchemy still creates, recycles and disposes of the
-    # connections: one idle too long goes back to it, and a disconnect empties the list.
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _rec: Any) -> None:
+            sqlite_setup(dbapi_conn, durability, busy_timeout)
 
-    def lease(self) -> tuple[PoolProxiedConnection, Any]:
-        """A connection and its cursor, from the free list or from SQLAlchemy's pool."""
-        idle = self._idle
-        while idle:
-            try:
-                raw, cur, since = idle.pop()
-            except IndexError:  # another thread took the last one
-                break
-            if time.monotonic() - since < IDLE_RECYCLE:
-                return raw, cur
-            self._return_to_pool(raw, cur)
-        raw = self.engine.raw_connection()
-        raw.info[_GENERATION] = self._generation
-        if self.foreign:
-            self.adopt(raw)
-        return raw, raw.cursor()
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN EXCLUSIVE")
 
-    def give_back(self, raw: PoolProxiedConnection, cur: Any) -> None:
-        """Keep a healthy connection for the next operation (or return it to the pool)."""
-        if len(self._idle) < self._keep and self._generation == raw.info.get(_GENERATION, 0):
-            self._idle.append((raw, cur, time.monotonic()))
-        else:
-            self._return_to_pool(raw, cur)
+        return engine
+    if side == "sync":
+        return create_engine(target.sync_url, poolclass=NullPool)
+    from sqlalchemy.ext.asyncio import create_async_engine
 
-    def _return_to_pool(self, raw: PoolProxiedConnection, cur: Any) -> None:
-        try:
-            cur.close()
-            if self.foreign:
-                dbapi_conn: Any = raw.dbapi_connection
-                self.dialect.reset_isolation_level(dbapi_conn)
-            raw.close()
-        except Exception as exc:  # an unusable connection is just dropped
-            raw.invalidate(exc)
-
-    def drain(self) -> None:
-        """Return every idle connection to the pool (before dispose, or after a disconnect)."""
-        while self._idle:
-            try:
-                raw, cur, _ = self._idle.pop()
-            except IndexError:
-                break
-            self._return_to_pool(raw, cur)
-
-    def adopt(self, raw: PoolProxiedConnection) -> None:
-        """Make a connection of a caller-built engine fit the hot path: autocommit, pragmas."""
-        dbapi_conn: Any = raw.dbapi_connection
-        if self.target.backend == "sqlite" and "sessiondb" not in raw.info:
-            sqlite_setup(dbapi_conn, self._durability, self._busy_timeout)
-            raw.info["sessiondb"] = True
-        self.dialect.set_isolation_level(dbapi_conn, "AUTOCOMMIT")
-
-    def is_disconnect(self, exc: BaseException, raw: Any, cur: Any) -> bool:
-        if isinstance(exc, DBAPIError):
-            return bool(exc.connection_invalidated)
-        if isinstance(exc, (OSError, InterfaceError)):
-            return True
-        if isinstance(exc, self.dbapi.Error):
-            return bool(self.dialect.is_disconnect(exc, raw.dbapi_connection, cur))
-        return False
-
-    def invalidate(self, raw: PoolProxiedConnection, exc: BaseException) -> None:
-        """Drop ``raw`` and every connection pooled before it (the server likely restarted)."""
-        self._generation += 1
-        try:
-            raw.invalidate(exc)
-        finally:
-            self.engine.pool._invalidate(raw)
-            self.drain()
-
-    def translating(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` (no connection lease), translating driver errors."""
-        try:
-            return fn(*args)
-        except self.driver_errors as exc:
-            raise translate(exc, self.target) from exc
-
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(cx, *args)`` with a fresh :class:`Cx`; driver errors become sessiondb errors."""
-        cx = Cx(self)
-        try:
-            result = fn(cx, *args)
-        except self.driver_errors as exc:
-            cx.release(exc)
-            raise translate(exc, self.target) from exc
-        except BaseException as exc:
-            cx.release(exc)
-            raise
-        cx.release(None)
-        return result
-
-
-class AsyncRunner:
-    """Awaitable :meth:`Runner.call`: greenlet over an async driver, or a worker thread (SQLite)."""
-
-    def __init__(self, runner: Runner, *, threads: int) -> None:
-        self.runner = runner
-        self._executor: ThreadPoolExecutor | None = None
-        self._threads = threads
-        self._lock = threading.Lock()
-        self._in_thread = runner.target.backend == "sqlite"
-
-    def _pool(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="sessiondb")
-            return self._executor
-
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._in_thread:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self._executor or self._pool(), self.runner.call, fn, *args
-            )
-        from sqlalchemy.util import greenlet_spawn
-
-        return await greenlet_spawn(self.runner.call, fn, *args)
-
-    def shutdown(self) -> None:
-        with self._lock:
-            if self._executor is not None:
-                self._executor.shutdown(wait=True)
-                self._executor = None
+    return create_async_engine(target.async_url, poolclass=NullPool)

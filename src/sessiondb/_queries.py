@@ -1,7 +1,8 @@
 """The SQL of every operation, written once with SQLAlchemy Core and compiled once per dialect.
 
 :class:`Queries` holds each statement as a :class:`Stmt`: the SQL text in the driver's
-paramstyle plus the order of its parameters, ready to run on a raw DBAPI cursor. The few places
+paramstyle plus the order of its parameters, ready to run on a raw DBAPI cursor, and the names
+of its result columns, by which every row is read. The few places
 where dialects differ (JSON casts and merges, RETURNING versus MySQL's ``LAST_INSERT_ID``,
 insert-if-absent) are decided here and nowhere else.
 """
@@ -18,6 +19,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
+from ._rows import positions
 from ._schema import Tables, Timestamp
 
 __all__ = ["Queries", "Stmt"]
@@ -25,11 +27,21 @@ __all__ = ["Queries", "Stmt"]
 
 @dataclass(frozen=True, slots=True)
 class Stmt:
-    """A compiled statement: SQL text and, for positional paramstyles, the parameter order."""
+    """A compiled statement: SQL text, for positional paramstyles the parameter order, and the
+    names of its result columns."""
 
     sql: str
     names: tuple[str, ...] | None
     fixed: dict[str, Any] | None = None  # values SQLAlchemy bound itself (e.g. SQLite's OFFSET 0)
+    columns: tuple[str, ...] = ()  # the result columns, in order; empty if it returns no rows
+
+    def at(self, name: str) -> int:
+        """The index of result column ``name`` in this statement's rows."""
+        return positions(self.columns, name)[0]
+
+    def positions(self, *names: str) -> tuple[int, ...]:
+        """The index of each of ``names`` in this statement's rows."""
+        return positions(self.columns, *names)
 
     def bind(self, params: dict[str, Any]) -> Any:
         """The parameters in the form the driver wants (a tuple, or the dict itself)."""
@@ -47,6 +59,8 @@ def p(name: str, type_: Any = None) -> sa.BindParameter[Any]:
 
 
 ONE: sa.ColumnElement[Any] = sa.literal_column("1")
+#: The owner of a session: statements that bind these need not select them.
+OWNER = ("id", "app_name", "user_id")
 
 
 class Queries:
@@ -70,18 +84,23 @@ class Queries:
         user_state = sa.select(self.json_out(users.c.state, label=False)).where(
             users.c.app_name == c.app_name, users.c.user_id == c.user_id
         )
-        self.cols = [
-            c.id, c.app_name, c.user_id, self.json_out(c.state), c.created_at, c.updated_at,
-            c.version, c.event_count, c.event_bytes,
-            app_state.scalar_subquery().label("app_state"),
-            user_state.scalar_subquery().label("user_state"),
-            c.title, self.json_out(c.labels), c.expires_at,
-        ]  # fmt: skip
-        self.light_cols = [
-            *self.cols[:3], sa.literal_column("'{}'").label("state"), *self.cols[4:9],
-            sa.null().label("app_state"), sa.null().label("user_state"), *self.cols[11:],
-        ]  # fmt: skip
-        cols = self.cols
+        # A session is read from these columns, by name (see _rows.Rows.session_reader); the
+        # variants below replace some of them and keep the rest.
+        full: dict[str, sa.ColumnElement[Any]] = {
+            "id": c.id, "app_name": c.app_name, "user_id": c.user_id,
+            "state": self.json_out(c.state), "created_at": c.created_at,
+            "updated_at": c.updated_at, "version": c.version, "event_count": c.event_count,
+            "event_bytes": c.event_bytes,
+            "app_state": app_state.scalar_subquery().label("app_state"),
+            "user_state": user_state.scalar_subquery().label("user_state"),
+            "title": c.title, "labels": self.json_out(c.labels), "expires_at": c.expires_at,
+        }  # fmt: skip
+        self.cols = list(full.values())
+        self.light_cols = list(
+            {**full, "state": sa.literal_column("'{}'").label("state"),
+             "app_state": sa.null().label("app_state"),
+             "user_state": sa.null().label("user_state")}.values()
+        )  # fmt: skip
         # Where the owner is a parameter, the scoped states are read with uncorrelated
         # subqueries: the database evaluates each once per statement, not once per row.
         app_by_param = sa.select(self.json_out(apps.c.state, label=False)).where(
@@ -90,24 +109,26 @@ class Queries:
         user_by_param = sa.select(self.json_out(users.c.state, label=False)).where(
             users.c.app_name == p("app"), users.c.user_id == p("user")
         )
-        self.owner_cols = [
-            *cols[:9],
-            app_by_param.scalar_subquery().label("app_state"),
-            user_by_param.scalar_subquery().label("user_state"),
-            *cols[11:],
-        ]
-        self.app_cols = [*cols[:9], app_by_param.scalar_subquery().label("app_state"), *cols[10:]]
+        owner = {
+            **full,
+            "app_state": app_by_param.scalar_subquery().label("app_state"),
+            "user_state": user_by_param.scalar_subquery().label("user_state"),
+        }
+        self.owner_cols = list(owner.values())
+        self.app_cols = list(
+            {**full, "app_state": app_by_param.scalar_subquery().label("app_state")}.values()
+        )
         # an expired session is invisible to every read and write, purged or not
         self.live = sa.or_(c.expires_at.is_(None), c.expires_at > now)
         live = self.live
         owned = sa.and_(c.id == p("sid"), c.app_name == p("app"), c.user_id == p("user"))
         # id, app_name and user_id are parameters here: not selecting them saves a column
         # descriptor each, which pure-Python drivers (PyMySQL) parse on every query
-        self.get_session = self.compile(sa.select(*self.owner_cols[3:]).where(owned, live))
-        self.get_by_id = self.compile(sa.select(*cols).where(c.id == p("sid"), live))
+        self.get_session = self.compile(sa.select(*self.without(owner, *OWNER)).where(owned, live))
+        self.get_by_id = self.compile(sa.select(*self.cols).where(c.id == p("sid"), live))
         order = (c.updated_at.desc(), c.id.desc())
         self.list_user = self.compile(
-            sa.select(c.id, *self.owner_cols[3:])
+            sa.select(*self.without(owner, *OWNER[1:]))
             .where(c.app_name == p("app"), c.user_id == p("user"), live)
             .order_by(*order)
         )
@@ -135,12 +156,16 @@ class Queries:
         user_sub = sa.select(self.json_out(users.c.state, label=False)).where(
             users.c.app_name == p("app"), users.c.user_id == p("user")
         )
+        # MariaDB has INSERT ... RETURNING (MySQL has not)
+        self.insert_returns = self.returning or bool(getattr(dialect, "is_mariadb", False))
         self.insert_session = self.compile(
-            insert.returning(app_sub.scalar_subquery(), user_sub.scalar_subquery())
-            if self.returning or dialect.name == "mariadb" or getattr(dialect, "is_mariadb", False)
+            insert.returning(
+                app_sub.scalar_subquery().label("app_state"),
+                user_sub.scalar_subquery().label("user_state"),
+            )
+            if self.insert_returns
             else insert
         )
-        self.insert_returns = self.returning or bool(getattr(dialect, "is_mariadb", False))
         self.insert_plain = self.compile(insert)
 
         # -- sessions: write -----------------------------------------------------------------
@@ -267,7 +292,6 @@ class Queries:
                 ),
                 "delete": self.compile(sa.delete(table).where(*where)),
             }
-        self.delete_user_sessions = self.clear_user
 
         # -- labels ----------------------------------------------------------------------------
         lb = tables.labels
@@ -279,11 +303,13 @@ class Queries:
         # -- administration --------------------------------------------------------------------
         self.stats = self.compile(
             sa.select(
-                c.app_name, sa.func.count(), sa.func.count(sa.distinct(c.user_id)),
-                sa.func.coalesce(sa.func.sum(c.event_count), 0),
-                sa.func.coalesce(sa.func.sum(self.byte_length(c.state)), 0),
-                sa.func.coalesce(sa.func.sum(c.event_bytes), 0),
-                sa.func.min(c.created_at), sa.func.max(c.updated_at),
+                c.app_name, sa.func.count().label("sessions"),
+                sa.func.count(sa.distinct(c.user_id)).label("users"),
+                sa.func.coalesce(sa.func.sum(c.event_count), 0).label("events"),
+                sa.func.coalesce(sa.func.sum(self.byte_length(c.state)), 0).label("state_bytes"),
+                sa.func.coalesce(sa.func.sum(c.event_bytes), 0).label("event_bytes"),
+                sa.func.min(c.created_at).label("oldest_created_at"),
+                sa.func.max(c.updated_at).label("newest_updated_at"),
             ).where(live).group_by(c.app_name).order_by(c.app_name)
         )  # fmt: skip
         self.export_cols = [
@@ -328,6 +354,13 @@ class Queries:
                 users.c.app_name, users.c.user_id
             )
         )
+
+    @staticmethod
+    def without(
+        columns: dict[str, sa.ColumnElement[Any]], *names: str
+    ) -> list[sa.ColumnElement[Any]]:
+        """The ``columns`` except ``names``, in order."""
+        return [col for name, col in columns.items() if name not in names]
 
     # -- dialect differences ------------------------------------------------------------------
 
@@ -448,7 +481,10 @@ class Queries:
         """COUNT(*) of sessions matching the filters."""
         s = self.tables.sessions
         return self.cached(
-            ("count", f), lambda: sa.select(sa.func.count()).select_from(s).where(*self.filters(f))
+            ("count", f),
+            lambda: (
+                sa.select(sa.func.count().label("count")).select_from(s).where(*self.filters(f))
+            ),
         )
 
     def pick_ids(self, f: frozenset[str]) -> Stmt:
@@ -521,15 +557,15 @@ class Queries:
         if self.dialect.positional:
             names = tuple(compiled.positiontup or ())
         fixed = {name: value for name, value in compiled.params.items() if value is not None}
-        return Stmt(compiled.string, names, fixed or None)
+        exported = getattr(construct, "exported_columns", None)
+        columns = tuple(exported.keys()) if exported is not None else ()
+        return Stmt(compiled.string, names, fixed or None, columns)
 
     def list_events(self, after: bool, before: bool, limit: bool, newest_first: bool) -> Stmt:
         """The event slice query for this combination of bounds (compiled once, cached)."""
-        key = ("events", after, before, limit, newest_first)
-        stmt = self._cache.get(key)
-        if stmt is None:
-            ev = self.tables.events
-            c = ev.c
+
+        def build() -> ClauseElement:
+            c = self.tables.events.c
             query = sa.select(
                 c.session_id, c.seq, c.author, self.json_out(c.content), c.created_at,
                 self.json_out(c.state_delta), c.invocation_id, self.json_out(c.meta),
@@ -541,8 +577,9 @@ class Queries:
             query = query.order_by(c.seq.desc() if newest_first else c.seq)
             if limit:
                 query = query.limit(p("limit", sa.Integer()))
-            stmt = self._cache[key] = self.compile(query)
-        return stmt
+            return query
+
+        return self.cached(("events", after, before, limit, newest_first), build)
 
     # -- value conversion ---------------------------------------------------------------------
 

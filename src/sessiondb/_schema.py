@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.ext.compiler import compiles
 
 from ._ids import MAX_ID_LENGTH
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 __all__ = ["Tables", "drop_all", "tables", "version_table_name"]
 
@@ -171,10 +174,19 @@ def tables(prefix: str = "") -> Tables:
     return Tables(md, sessions, events, app_states, user_states, labels)
 
 
-def drop_all(url: str, prefix: str = "") -> None:
-    """Drop every table sessiondb made with ``prefix``, its version table included.
+def drop_all(url: str | URL, prefix: str = "") -> None:
+    """Drop every table sessiondb made with ``prefix`` in the database at ``url``: sessions,
+    events, labels, app and user states, and sessiondb's own Alembic version table.
 
-    For tests and benchmarks; an application deletes data with the store's methods.
+    ``prefix`` is the ``table_prefix`` the stores were opened with. Everything sessiondb stored
+    under it is gone afterwards. Tables that do not exist are skipped; other tables (the host
+    application's, its ``alembic_version``, sessiondb's under another prefix) are never
+    touched. A SQLite file is left in place, without sessiondb's tables.
+
+    The operator's ``sessiondb uninstall``; also used by the tests and the benchmarks. An
+    application deletes data with the store's methods instead. Raises
+    :class:`~sessiondb.errors.ConfigurationError` for a malformed URL and SQLAlchemy's errors
+    when the database cannot be reached or a table cannot be dropped.
     """
     from ._urls import resolve_url
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import ConfigurationError, DriverNotInstalledError
 
@@ -154,30 +154,3 @@ def _check_sqlite(text: str, parsed: URL) -> None:
             f"{text!r}: sessiondb needs a SQLite file, e.g. 'sqlite:///./sessions.db' "
             "(in-memory databases cannot be shared between connections)"
         )
-
-
-def engine_kwargs(target: Target, *, connect_timeout: float, pool_size: int) -> dict[str, Any]:
-    """Engine options for the hot path: no pre-ping, no reset round trip, autocommit."""
-    kw: dict[str, Any] = {"pool_pre_ping": False, "pool_reset_on_return": None}
-    if target.backend == "sqlite":
-        kw["pool_size"] = pool_size
-        kw["max_overflow"] = 2 * pool_size
-        return kw
-    kw["isolation_level"] = "AUTOCOMMIT"
-    kw["pool_size"] = pool_size
-    kw["max_overflow"] = 2 * pool_size
-    kw["pool_timeout"] = 30
-    if target.backend == "mysql":
-        kw["pool_recycle"] = 3600
-    return kw
-
-
-def connect_args(target: Target, driver: str, *, connect_timeout: float) -> dict[str, Any]:
-    """Driver connect arguments: the connect timeout, spelled the way each driver wants it."""
-    if target.backend == "sqlite":
-        return {"timeout": connect_timeout, "check_same_thread": False, "isolation_level": None}
-    if driver == "asyncpg":
-        return {"timeout": connect_timeout}
-    if driver in ("psycopg", "psycopg_async", "psycopg2"):
-        return {"connect_timeout": max(1, int(connect_timeout))}
-    return {"connect_timeout": max(1, int(connect_timeout))}

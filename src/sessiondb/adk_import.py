@@ -25,7 +25,6 @@ import pickle
 import typing
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import astuple
 from datetime import date, datetime, time, timedelta, timezone
 from enum import Enum
 from functools import lru_cache
@@ -35,6 +34,7 @@ from google.adk.events.event import Event as AdkEvent
 from google.adk.events.event_actions import EventActions
 from pydantic import BaseModel
 
+from . import _records
 from .adk import event_record
 from .errors import ConfigurationError, InvalidRecordError
 from .models import ImportResult
@@ -274,13 +274,13 @@ class _Reader:
             if "app_states" in t:
                 for row in conn.execute(sa.select(t["app_states"])).mappings():
                     state = _json(row["state"]) or {}
-                    scoped.append({"type": "app_state", "app_name": row["app_name"],
-                                   "state": state})  # fmt: skip
+                    scoped.append(_records.scope_record("app", row["app_name"], None, state))
             if "user_states" in t:
                 for row in conn.execute(sa.select(t["user_states"])).mappings():
                     state = _json(row["state"]) or {}
-                    scoped.append({"type": "user_state", "app_name": row["app_name"],
-                                   "user_id": row["user_id"], "state": state})  # fmt: skip
+                    scoped.append(
+                        _records.scope_record("user", row["app_name"], row["user_id"], state)
+                    )
             for start in range(0, len(scoped), _BATCH):
                 yield scoped[start : start + _BATCH]
 
@@ -295,7 +295,7 @@ class _Reader:
             .where(events.c.session_id.in_(ids))
             .order_by(events.c.timestamp, events.c.id)
         )
-        history: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        history: dict[tuple[str, str, str], list[AdkEvent]] = {}
         for row in conn.execute(stmt).mappings():
             key = (row["app_name"], row["user_id"], row["session_id"])
             try:
@@ -308,25 +308,27 @@ class _Reader:
                     raise InvalidRecordError(f"{where} cannot be read: {exc}") from exc
                 self.unreadable.append(f"{where}: {exc}")
                 continue
-            record = event_record(event)
-            record["created_at"] = _iso(event.timestamp)
-            record["metadata"] = None
-            history.setdefault(key, []).append(record)
+            history.setdefault(key, []).append(event)
         out = []
         for s in page:
-            evs = history.get((s["app_name"], s["user_id"], s["id"]), [])
-            for seq, e in enumerate(evs, 1):
-                e["seq"] = seq
+            adk_events = history.get((s["app_name"], s["user_id"], s["id"]), [])
+            evs = [
+                _records.event_record(
+                    seq=seq, created_at=_iso(event.timestamp), metadata=None, **event_record(event)
+                )
+                for seq, event in enumerate(adk_events, 1)
+            ]
             self.read_sessions += 1
             self.read_events += len(evs)
             out.append(
-                {"type": "session", "id": s["id"], "app_name": s["app_name"],
-                 "user_id": s["user_id"], "state": _json(s["state"]) or {},
-                 "created_at": _iso(_epoch(s["create_time"])),
-                 "updated_at": _iso(_epoch(s["update_time"])),
-                 # a sessiondb session is at version 1 + its appends: a later import of the
-                 # same ADK session with more events replaces the state and adds the events
-                 "version": 1 + len(evs), "events": evs}
+                _records.session_record(
+                    id=s["id"], app_name=s["app_name"], user_id=s["user_id"],
+                    state=_json(s["state"]) or {}, created_at=_iso(_epoch(s["create_time"])),
+                    updated_at=_iso(_epoch(s["update_time"])),
+                    # a sessiondb session is at version 1 + its appends: a later import of the
+                    # same ADK session with more events replaces the state and adds the events
+                    version=1 + len(evs), events=evs,
+                )
             )  # fmt: skip
         return out
 
@@ -411,16 +413,12 @@ async def aimport_adk(
                     done = await loop.run_in_executor(pool, store.import_records, batch)
                 else:
                     done = await store.import_records(batch)
-                total = _sum(total, done)
+                total += done
     finally:
         reader.close()
         if own is not None:
             await own.close()
     return _counts(total, reader)
-
-
-def _sum(a: ImportResult, b: ImportResult) -> ImportResult:
-    return ImportResult(*(x + y for x, y in zip(astuple(a), astuple(b), strict=True)))
 
 
 def import_adk(
@@ -472,7 +470,7 @@ def import_adk(
     total = ImportResult()
     try:
         for batch in reader.batches():
-            total = _sum(total, store.import_records(batch))
+            total += store.import_records(batch)
     finally:
         reader.close()
         if own is not None:

@@ -103,3 +103,15 @@ class ImportResult:
     app_states: int = 0
     user_states: int = 0
     skipped: int = 0
+
+    def __add__(self, other: ImportResult) -> ImportResult:
+        """The totals of two imports (or of two batches of one)."""
+        if not isinstance(other, ImportResult):
+            return NotImplemented
+        return ImportResult(
+            sessions=self.sessions + other.sessions,
+            events=self.events + other.events,
+            app_states=self.app_states + other.app_states,
+            user_states=self.user_states + other.user_states,
+            skipped=self.skipped + other.skipped,
+        )

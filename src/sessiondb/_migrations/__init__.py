@@ -8,12 +8,12 @@ version table (``sessiondb_alembic_version``), apart from the host application's
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from .._engine import Cx
+    from .._runner import Cx
 
 __all__ = ["HEAD", "REVISIONS", "read_revision", "upgrade"]
 
@@ -37,13 +37,15 @@ def read_revision(cx: Cx, prefix: str) -> str | None:
     from .._queries import Stmt
     from .._schema import version_table_name
 
-    stmt = Stmt(f"SELECT version_num FROM {version_table_name(prefix)}", ())
+    stmt = Stmt(
+        f"SELECT version_num FROM {version_table_name(prefix)}", (), columns=("version_num",)
+    )
     cx.connect()
     try:
         row = cx.one(stmt, {})
     except cx.dbapi.Error:
         return None
-    return None if row is None else str(row[0])
+    return None if row is None else str(row[stmt.at("version_num")])
 
 
 def upgrade(connection: Connection, prefix: str, revision: str = "head") -> None:
@@ -58,15 +60,3 @@ def upgrade(connection: Connection, prefix: str, revision: str = "head") -> None
     cfg.attributes["connection"] = connection
     cfg.attributes["table_prefix"] = prefix
     command.upgrade(cfg, revision)
-
-
-def alembic_config(**attributes: Any) -> Any:
-    """An Alembic ``Config`` for sessiondb's scripts (for tooling and tests)."""
-    from importlib.resources import files
-
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(files("sessiondb") / "_migrations"))
-    cfg.attributes.update(attributes)
-    return cfg
