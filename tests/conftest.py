@@ -8,8 +8,8 @@ Private databases
 -----------------
 ``SESSIONDB_TEST_POSTGRESQL_URL`` and ``SESSIONDB_TEST_MYSQL_URL`` (defaults
 ``postgresql://postgres@127.0.0.1:5432/test`` and ``mysql://root@127.0.0.1:3306/test``) only say
-how to reach each server and as whom: the database they name is used for ``CREATE DATABASE`` /
-``DROP DATABASE`` and nothing is ever written into it. Every pytest process (every pytest-xdist
+how to reach each server and as whom: nothing is ever written into the database they name (on
+PostgreSQL the tests connect to it, else to ``postgres``, to run ``CREATE DATABASE``). Every pytest process (every pytest-xdist
 worker) creates its own databases, named ``sdbt_<run>_<worker>`` and ``sdbt_<run>_<worker>_<n>``
 (``<run>`` is random per run, ``<worker>`` is ``gw0``, ``gw1``... or ``main``), when a test first
 needs one, and drops them when the test session ends, passed or failed. It never drops a database
