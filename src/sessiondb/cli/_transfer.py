@@ -14,6 +14,7 @@ import typer
 
 from sessiondb import SessionDBError
 
+from .. import _records
 from ._app import (
     ENV_URL,
     AppOpt,
@@ -65,7 +66,7 @@ class _JsonLines:
                 raise CliError(
                     f"{self.name} line {self.line} is not JSON: {exc.msg} (column {exc.colno})"
                 ) from None
-            if not isinstance(record, dict) or not isinstance(record.get("type"), str):
+            if _records.kind(record) is None:
                 raise CliError(
                     f"{self.name} line {self.line} is not a sessiondb record "
                     '(expected a JSON object with a "type" key)'
@@ -74,18 +75,17 @@ class _JsonLines:
 
 
 def _tally(counts: dict[str, int], record: dict[str, Any]) -> None:
-    kind = record.get("type")
-    counts[str(kind)] = counts.get(str(kind), 0) + 1
-    if kind == "session":
-        counts["event"] = counts.get("event", 0) + len(record.get("events") or ())
+    kind = str(_records.kind(record))
+    counts[kind] = counts.get(kind, 0) + 1
+    counts["event"] = counts.get("event", 0) + _records.event_count(record)
 
 
 def _summary(counts: dict[str, int]) -> str:
     return (
-        f"{plural(counts.get('session', 0), 'session')} "
+        f"{plural(counts.get(_records.SESSION, 0), 'session')} "
         f"({plural(counts.get('event', 0), 'event')}), "
-        f"{plural(counts.get('app_state', 0), 'app state')}, "
-        f"{plural(counts.get('user_state', 0), 'user state')}"
+        f"{plural(counts.get(_records.APP_STATE, 0), 'app state')}, "
+        f"{plural(counts.get(_records.USER_STATE, 0), 'user state')}"
     )
 
 
@@ -128,7 +128,7 @@ def export_command(
             for record in store.export_records(app_name, batch_size=batch_size):
                 sink.write(dumps(record).encode() + b"\n")
                 _tally(counts, record)
-                if record.get("type") == "session":
+                if _records.kind(record) == _records.SESSION:
                     advance(1)
             sink.flush()
         except BaseException:
@@ -241,7 +241,7 @@ def copy_command(
         def records(advance: Callable[[float], None]) -> Iterator[dict[str, Any]]:
             for record in src.export_records(app_name, batch_size=batch_size):
                 yield record
-                if record.get("type") == "session":
+                if _records.kind(record) == _records.SESSION:
                     advance(1)
 
         with progress("copying", total, enabled=fancy) as advance:
