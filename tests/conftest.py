@@ -9,10 +9,11 @@ Private databases
 ``SESSIONDB_TEST_POSTGRESQL_URL`` and ``SESSIONDB_TEST_MYSQL_URL`` (defaults
 ``postgresql://postgres@127.0.0.1:5432/test`` and ``mysql://root@127.0.0.1:3306/test``) only say
 how to reach each server and as whom: nothing is ever written into the database they name (on
-PostgreSQL the tests connect to it, else to ``postgres``, to run ``CREATE DATABASE``). Every pytest process (every pytest-xdist
-worker) creates its own databases, named ``sdbt_<run>_<worker>`` and ``sdbt_<run>_<worker>_<n>``
-(``<run>`` is random per run, ``<worker>`` is ``gw0``, ``gw1``... or ``main``), when a test first
-needs one, and drops them when the test session ends, passed or failed. It never drops a database
+PostgreSQL the tests connect to it, else to ``postgres``, to run ``CREATE DATABASE``). Every
+pytest process (every pytest-xdist worker) creates its own databases, named
+``sdbt_<run>_<worker>`` and ``sdbt_<run>_<worker>_<n>`` (``<run>`` is random per run,
+``<worker>`` is ``gw0``, ``gw1``... or ``main``), when a test first needs one, and drops them
+when the test session ends, passed or failed. It never drops a database
 it did not create. Test runs sharing a server therefore never see each other's rows.
 
 Fixture API
@@ -536,13 +537,3 @@ def process_pool() -> Iterator[Callable[[int], ProcessPool]]:
         if not pool.broken:
             exits.append((pool.size, codes))
     assert all(codes == [0] * size for size, codes in exits), f"exit codes: {exits}"
-
-
-# -- transitional: tests/test_cli.py still imports these; no other test module may ---------------
-
-
-def drop_tables(url: str, prefix: str) -> None:
-    """Drop every table sessiondb made with ``prefix`` (its version table included)."""
-    from sessiondb._schema import drop_all
-
-    drop_all(url, prefix)
