@@ -47,7 +47,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from .targets import create_database, drop_sessiondb
+from .targets import adk_database, create_database, drop_sessiondb
 
 APP = "adkbench"
 USER = "ada"
@@ -60,7 +60,6 @@ SERVER_URLS = {
     "postgresql": "postgresql://postgres@127.0.0.1:5432/test_scale",
     "mysql": "mysql://root@127.0.0.1:3306/test_scale",
 }
-ADK_DATABASE = "test_adkbench"
 URL_ENV = {
     "postgresql": "SESSIONDB_ADKBENCH_POSTGRESQL_URL",
     "mysql": "SESSIONDB_ADKBENCH_MYSQL_URL",
@@ -184,7 +183,7 @@ def place(contender: str, backend: str, tmp: Path) -> Place:
         create_database(backend, url)
         drop_sessiondb(url, PREFIX)
         return Place(url, lambda: drop_sessiondb(url, PREFIX))
-    adk_url = base.set(database=ADK_DATABASE).render_as_string(hide_password=False)
+    adk_url = base.set(database=adk_database(str(base))).render_as_string(hide_password=False)
     create_database(backend, adk_url)
     drop_adk(adk_url)
     driver_url = (

@@ -24,8 +24,12 @@ URL_ENV = {
     "mysql": "SESSIONDB_BENCH_MYSQL_URL",
 }
 ADMIN_DRIVER = {"postgresql": "psycopg", "mysql": "pymysql"}
-# ADK and sessiondb both want a table called "sessions": ADK gets a database of its own.
-ADK_DATABASE = "sessiondb_bench_adk"
+
+
+def adk_database(url: str) -> str:
+    """ADK's own database beside the one ``url`` names (ADK and sessiondb both want a table
+    called "sessions"): ``<database>_adk``, so runs on separate databases never share it."""
+    return f"{_parsed(url).database or 'sessiondb_bench'}_adk"
 
 
 @dataclass(frozen=True)
@@ -165,20 +169,21 @@ def ensure_adk_database(url: str) -> str | None:
     """Create ADK's own database on the server; its name, or None if that is not allowed."""
     parsed = _parsed(url)
     backend = parsed.get_backend_name()
+    name = adk_database(url)
     conn = connect(url)
     try:
         cur = conn.cursor()
         if backend == "postgresql":
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (ADK_DATABASE,))
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if cur.fetchone() is None:
-                cur.execute(f'CREATE DATABASE "{ADK_DATABASE}"')
+                cur.execute(f'CREATE DATABASE "{name}"')
         else:
-            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{ADK_DATABASE}` CHARACTER SET utf8mb4")
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
     except Exception:
         return None
     finally:
         conn.close()
-    return ADK_DATABASE
+    return name
 
 
 def drop_tables(url: str, tables: list[str]) -> None:
