@@ -20,7 +20,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from . import _doctor, _migrations
 from ._backup import backup
-from ._checks import seconds
+from ._checks import seconds, store_options
 from ._core import Core
 from ._engine import Durability, make_engine, migration_engine
 from ._queries import Queries
@@ -74,8 +74,12 @@ class Options:
             raise ConfigurationError("table_prefix is limited to 24 characters")
         if self.sqlite_durability not in ("full", "fast"):
             raise ConfigurationError("sqlite_durability must be 'full' or 'fast'")
-        if self.pool_size < 1:
-            raise ConfigurationError("pool_size must be at least 1")
+        store_options(
+            connect_timeout=self.connect_timeout, busy_timeout=self.busy_timeout,
+            pool_size=self.pool_size, engine_options=self.engine_options,
+            flags={"tz_aware": self.tz_aware, "auto_migrate": self.auto_migrate,
+                   "sliding_ttl": self.sliding_ttl},
+        )  # fmt: skip
         if self.ttl is not None:
             try:
                 seconds(self.ttl, "ttl")

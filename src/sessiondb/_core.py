@@ -11,6 +11,10 @@ Writes take one of two paths. The *fast path* is one statement: a whole-state re
 partial update the database can merge itself exactly like ``dict.update``. The *general path*
 is one transaction holding the session's row lock: read, change in Python, write back, append
 events, route ``app:``/``user:`` keys to their tables. Both are atomic.
+
+A whole-state write writes only the ``app:``/``user:`` keys the caller changed: every read
+tells :attr:`Core.reads` what it handed out, and :func:`sessiondb._scopes.decide` compares
+(docs/state.md, "Whole-state writes and shared keys").
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import _checks, _cursors, _json, _scopes
 from ._ids import check_id, new_session_id
 from ._rows import UTC, Row, Rows
-from ._scopes import Change
+from ._scopes import Change, Decision, Reads
 from .errors import (
     ArgumentTypeError,
     InvalidArgumentError,
@@ -56,6 +60,8 @@ class Core:
         self.rows = rows
         self.ttl = ttl
         self.sliding = sliding
+        self.reads = Reads()
+        """What this store's reads handed out of each session's scopes (bounded)."""
 
     def bind(self, queries: Queries) -> None:
         """Attach the compiled statements (once the dialect knows its server), and build the
@@ -65,12 +71,18 @@ class Core:
         rows = self.rows
         # get_session and list_user bind the owner instead of selecting it: the caller appends
         # those values to each row, in the order named here
-        self._read_owned = rows.session_reader(q.get_session.columns, ("id", "app_name", "user_id"))
-        self._read_of_user = rows.session_reader(q.list_user.columns, ("app_name", "user_id"))
-        self._read_session = rows.session_reader(q.get_by_id.columns)
-        self._read_app = rows.session_reader(q.list_app.columns)
+        seen = self.reads.add
+        self._read_owned = rows.session_reader(
+            q.get_session.columns, ("id", "app_name", "user_id"), seen
+        )
+        self._read_of_user = rows.session_reader(q.list_user.columns, ("app_name", "user_id"), seen)
+        self._read_session = rows.session_reader(q.get_by_id.columns, remember=seen)
+        self._read_app = rows.session_reader(q.list_app.columns, remember=seen)
+        # transform_state takes what it read from the row itself (its exact base)
+        self._read_base = rows.session_reader(q.get_by_id.columns)
+        self._base_at = q.get_by_id.positions("app_state", "user_state")
         # readers of the statements built on demand (listings, event slices), by columns
-        self._readers: dict[tuple[str, ...], Callable[[Row], Session]] = {}
+        self._readers: dict[tuple[tuple[str, ...], bool], Callable[[Row], Session]] = {}
         self._event_readers: dict[tuple[str, ...], Callable[[Row], Event]] = {}
         self._read_stats = rows.stats_reader(q.stats.columns)
         self._version_at = q.get_version.at("version")
@@ -80,11 +92,14 @@ class Core:
         if q.insert_returns:
             self._inserted_at = q.insert_session.positions("app_state", "user_state")
 
-    def _reader(self, stmt: Stmt) -> Callable[[Row], Session]:
-        """The session reader of a statement built on demand (a listing's shape)."""
-        read = self._readers.get(stmt.columns)
+    def _reader(self, stmt: Stmt, light: bool) -> Callable[[Row], Session]:
+        """The session reader of a statement built on demand (a listing's shape); a light
+        listing hands out no state, so it tells :attr:`reads` nothing."""
+        read = self._readers.get((stmt.columns, light))
         if read is None:
-            read = self._readers[stmt.columns] = self.rows.session_reader(stmt.columns)
+            read = self._readers[stmt.columns, light] = self.rows.session_reader(
+                stmt.columns, remember=None if light else self.reads.add
+            )
         return read
 
     def _event_reader(self, stmt: Stmt) -> Callable[[Row], Event]:
@@ -183,9 +198,12 @@ class Core:
     ) -> list[Event]:
         check_id(session_id, "session_id")
         params: dict[str, Any] = {"sid": session_id}
-        for name, value in (("after", after_seq), ("before", before_seq), ("limit", limit)):
+        for name, arg, value in (
+            ("after", "after_seq", after_seq), ("before", "before_seq", before_seq),
+            ("limit", "limit", limit),
+        ):  # fmt: skip
             if value is not None:
-                params[name] = _checks.non_negative_int(value, name)
+                params[name] = _checks.non_negative_int(value, arg)
         if limit == 0:
             return []
         stmt = self.q.list_events(
@@ -198,17 +216,19 @@ class Core:
         self, cx: Cx, *, scope: Scope, app_name: str, user_id: str | None
     ) -> dict[str, Any]:
         stmt = self.q.scopes[scope]["get"]
-        row = cx.one(stmt, self._scope_params(app_name, user_id))
+        row = cx.one(stmt, self._scope_params(scope, app_name, user_id))
         return {} if row is None else self.rows.loads(row[stmt.at("state")])
 
     def delete_scoped_state(
         self, cx: Cx, *, scope: Scope, app_name: str, user_id: str | None
     ) -> bool:
-        return cx.run(self.q.scopes[scope]["delete"], self._scope_params(app_name, user_id)) > 0
+        params = self._scope_params(scope, app_name, user_id)
+        return cx.run(self.q.scopes[scope]["delete"], params) > 0
 
-    def _scope_params(self, app_name: str, user_id: str | None) -> dict[str, Any]:
+    @staticmethod
+    def _scope_params(scope: Scope, app_name: str, user_id: str | None) -> dict[str, Any]:
         params = {"app": check_id(app_name, "app_name")}
-        if user_id is not None:
+        if scope == "user":
             params["user"] = check_id(user_id, "user_id")
         return params
 
@@ -269,7 +289,11 @@ class Core:
         except cx.dbapi.IntegrityError as exc:
             raise SessionExistsError(f"a session with id {sid!r} already exists") from exc
         loads = rows.loads
-        result = _scopes.merge_into(loads(text), loads(app_state), loads(user_state))
+        app_now, user_now = loads(app_state), loads(user_state)
+        result = _scopes.merge_into(loads(text), app_now, user_now)
+        self.reads.add(
+            sid, _scopes.Seen(app_state, user_state, _scopes.merge_into({}, app_now, user_now))
+        )
         shown = rows.present(now)
         return Session(
             sid, app_name, user_id, shown, shown, result, 1, title=title, labels=label_list,
@@ -287,11 +311,59 @@ class Core:
     def update_session_state(
         self, cx: Cx, *, session_id: str, state: dict[str, Any], expected_version: int | None
     ) -> int:
+        return self._replace(cx, session_id, state, expected_version, self.reads.of(session_id))
+
+    def _replace(
+        self,
+        cx: Cx,
+        session_id: str,
+        state: dict[str, Any],
+        expected_version: int | None,
+        reads: list[_scopes.Seen] | None,
+    ) -> int:
+        """Replace the session's own state; write the scoped keys changed since ``reads``."""
         check_id(session_id, "session_id")
+        expected_version = _checks.version(expected_version)
         text = self.rows.encode_state(state)
         if not _scopes.is_plain(state):
+            decision = _scopes.decide(state, reads, self.rows.loads)
+            if decision.ambiguous:
+                key = decision.ambiguous[0]
+                raise StaleSessionError(
+                    f"state[{key!r}] = {state[key]!r} is what an older read of session "
+                    f"{session_id!r} returned, not the latest: this store cannot tell a stale "
+                    "copy from a change back, so nothing was written. Set shared keys with "
+                    "patch_state, or change them in transform_state"
+                )
             own, app, user = _scopes.split(state)
-            return self._general(cx, session_id, expected_version, own, app, user, replace=True)
+            if decision.write or decision.unknown:
+                _, app, user = _scopes.split(decision.write)
+                _, app_guard, user_guard = _scopes.split(decision.unknown)
+                version = self._general(
+                    cx, session_id, expected_version, own, app, user, replace=True,
+                    guards=(app_guard.set, user_guard.set),
+                )  # fmt: skip
+                self._held(session_id, decision)
+                return version
+            # no shared key changed: the session's own keys, in one statement
+            text = self.rows.encode_state(own.set)
+            version = self._replace_own(cx, session_id, text, expected_version)
+            self._held(session_id, decision)
+            return version
+        return self._replace_own(cx, session_id, text, expected_version)
+
+    def _held(self, session_id: str, decision: Decision) -> None:
+        """After a whole-state write: the caller holds its state's scoped values (unchanged
+        ones included), so writing that dict again must not write them either."""
+        _, app, user = _scopes.split(decision.held)
+        dumps = self.rows.dumps
+        self.reads.add(
+            session_id,
+            _scopes.Seen(dumps(app.set, "app state"), dumps(user.set, "user state"),
+                         decision.held),
+        )  # fmt: skip
+
+    def _replace_own(self, cx: Cx, session_id: str, text: str, expected_version: int | None) -> int:
         q = self.q
         params: dict[str, Any] = {"sid": session_id, "state": text, "now": q.ts_in(self.rows.now())}
         stmt = self._with_expected(q.update_state, q.update_state_expected, params,
@@ -312,6 +384,15 @@ class Core:
         expected_version: int | None,
     ) -> int:
         check_id(session_id, "session_id")
+        expected_version = _checks.version(expected_version)
+        if set_ is not None and not isinstance(set_, Mapping):
+            raise StateTypeError(f"set must be a mapping of keys to values, not {set_!r}")
+        if increment is not None and not isinstance(increment, Mapping):
+            raise StateTypeError(
+                f"increment must be a mapping of keys to numbers, not {increment!r}"
+            )
+        if isinstance(remove, (str, bytes, Mapping)) or not isinstance(remove, Iterable):
+            raise StateTypeError(f"remove must be a list of keys, not {remove!r}")
         set_ = dict(set_ or {})
         remove = list(remove)
         increment = dict(increment or {})
@@ -334,13 +415,24 @@ class Core:
             }
             stmt = self._with_expected(q.patch_fast, q.patch_fast_expected, params,
                                        expected_version)  # fmt: skip
-            version = self._bump(cx, stmt, params)
+            try:
+                version = self._bump(cx, stmt, params)
+            except cx.dbapi.Error as exc:
+                if not self._too_deep_for_server(exc):
+                    raise
+                version = None  # nothing was written (autocommit): the general path copes
             if version is not None:
                 return version
             # not found, stale, or (MariaDB) too deep for its JSON functions: the general
             # path tells which, and copes with the last
         own, app, user = _scopes.split(set_, remove, increment)
         return self._general(cx, session_id, expected_version, own, app, user)
+
+    def _too_deep_for_server(self, exc: BaseException) -> bool:
+        """MariaDB's JSON functions refuse documents nested deeper than 32 levels (error 4040),
+        MySQL's deeper than 100 (3157); sessiondb's limit is ``_json.MAX_DEPTH`` everywhere."""
+        args: tuple[Any, ...] = getattr(exc, "args", ())
+        return self.q.backend == "mysql" and len(args) > 0 and args[0] in (4040, 3157)
 
     def _fast_patch_ok(
         self, set_: dict[str, Any], remove: list[str], increment: dict[str, Any]
@@ -386,6 +478,7 @@ class Core:
         expected_version: int | None,
     ) -> list[Event]:
         check_id(session_id, "session_id")
+        expected_version = _checks.version(expected_version)
         if isinstance(events, Mapping) or not isinstance(events, Sequence):
             raise ArgumentTypeError("events must be a sequence of mappings")
         prepared = [self._prepare_event(i, e) for i, e in enumerate(events)]
@@ -434,19 +527,23 @@ class Core:
         fn: Callable[[dict[str, Any]], dict[str, Any] | None],
         attempts: int,
     ) -> int:
-        """Read, ``fn(state)``, write with ``expected_version``; retry when another writer won."""
+        """Read, ``fn(state)``, write with ``expected_version``; retry when another writer won.
+
+        The scoped keys ``fn`` changed are those that differ from this very read.
+        """
         check_id(session_id, "session_id")
+        attempts = _checks.positive_int(attempts, "attempts")
+        i_app, i_user = self._base_at
         for attempt in range(attempts):
             row = cx.one(self.q.get_by_id, {"sid": session_id, "now": self.rows.read_now()})
             if row is None:
                 raise SessionNotFoundError(f"no session with id {session_id!r}")
-            session = self._read_session(row)
+            session = self._read_base(row)
+            base = _scopes.seen_in(session.state, row[i_app], row[i_user])
             result = fn(session.state)
             new_state = session.state if result is None else result
             try:
-                return self.update_session_state(
-                    cx, session_id=session_id, state=new_state, expected_version=session.version
-                )
+                return self._replace(cx, session_id, new_state, session.version, [base])
             except StaleSessionError:
                 if attempt == attempts - 1:
                     raise
@@ -475,7 +572,7 @@ class Core:
         return cx.run(self.q.clear_user, {"app": app_name, "user": user_id})
 
     def delete_user_data(self, cx: Cx, *, app_name: str, user_id: str) -> int:
-        params = self._scope_params(app_name, check_id(user_id, "user_id"))
+        params = self._scope_params("user", app_name, user_id)
         cx.begin()
         count = cx.run(self.q.clear_user, params)
         cx.run(self.q.scopes["user"]["delete"], params)
@@ -528,8 +625,8 @@ class Core:
         names.add("live")
         params["now"] = self.rows.read_now()
         if limit is not None:
-            # one more tells whether another page follows
-            params["limit"] = _checks.positive_int(limit, "limit") + 1
+            # one more tells whether another page follows (and still fits in 64 bits)
+            params["limit"] = min(_checks.positive_int(limit, "limit"), _checks.MAX_COUNT - 1) + 1
         if cursor is not None:
             at, params["cursor_id"] = _cursors.decode(cursor, order)
             params["cursor_at"] = self.q.ts_in(at)
@@ -543,7 +640,7 @@ class Core:
             last = rows[-1]
             key = stmt.at("updated_at" if order == "updated" else "created_at")
             next_cursor = _cursors.encode(order, last[key], last[stmt.at("id")])
-        read = self._reader(stmt)
+        read = self._reader(stmt, not include_state)
         return SessionList([read(r) for r in rows], next_cursor)
 
     def count_sessions(
@@ -670,7 +767,7 @@ class Core:
     ) -> Stmt:
         if expected is None:
             return plain
-        params["expected"] = int(expected)
+        params["expected"] = expected
         return guarded
 
     def _bump(self, cx: Cx, stmt: Stmt, params: dict[str, Any]) -> int | None:
@@ -705,23 +802,31 @@ class Core:
         replace: bool = False,
         events: list[dict[str, Any]] | None = None,
         out: list[Event] | None = None,
+        guards: tuple[dict[str, Any], dict[str, Any]] = ({}, {}),
     ) -> int:
-        """The general write path: one transaction under the session's row lock."""
+        """The general write path: one transaction under the session's row lock.
+
+        ``guards`` hold (app, user) values the stored ones must equal, else
+        :class:`StaleSessionError` and nothing is written.
+        """
         q, rows = self.q, self.rows
         now, stamp, row = self._lock(cx, q.lock_session, session_id)
         i_app, i_user, i_state, i_version, i_last_seq = self._locked_at
         app_name, user_id, text = row[i_app], row[i_user], row[i_state]
         version, last_seq = row[i_version], row[i_last_seq]
-        if expected is not None and int(expected) != version:
+        if expected is not None and expected != version:
             raise StaleSessionError(
                 f"session {session_id!r} is at version {version}, not the expected {expected}",
-                expected=int(expected),
+                expected=expected,
                 actual=int(version),
             )
         state = own.set if replace else own.apply(rows.loads(text))
         new_text = rows.encode_state(state)
-        self._scope_write(cx, "app", {"app": app_name}, app, now)
-        self._scope_write(cx, "user", {"app": app_name, "user": user_id}, user, now)
+        app_guard, user_guard = guards
+        self._scope_write(cx, "app", {"app": app_name}, app, now, app_guard, session_id)
+        self._scope_write(
+            cx, "user", {"app": app_name, "user": user_id}, user, now, user_guard, session_id
+        )
         events = events or []
         new_rows = [
             {**e, "sid": session_id, "seq": last_seq + i, "now": stamp}
@@ -762,10 +867,20 @@ class Core:
         return now, stamp, row
 
     def _scope_write(
-        self, cx: Cx, scope: Scope, params: dict[str, Any], change: Change, now: datetime
+        self,
+        cx: Cx,
+        scope: Scope,
+        params: dict[str, Any],
+        change: Change,
+        now: datetime,
+        guard: dict[str, Any] | None = None,
+        session_id: str = "",
     ) -> None:
-        """Apply ``change`` to a scoped state: make sure its row exists, lock it, rewrite it."""
-        if not change:
+        """Apply ``change`` to a scoped state: make sure its row exists, lock it, rewrite it.
+
+        Each ``guard`` key must hold its value already, else :class:`StaleSessionError`.
+        """
+        if not change and not guard:
             return
         stmts = self.q.scopes[scope]
         stamp = self.q.ts_in(now)
@@ -773,7 +888,18 @@ class Core:
         lock = stmts["lock"]
         row = cx.one(lock, params)
         prefix = _scopes.APP if scope == "app" else _scopes.USER
-        state = change.apply(self.rows.loads(row[lock.at("state")]), prefix)
+        stored = self.rows.loads(row[lock.at("state")])
+        for key, value in (guard or {}).items():
+            if key not in stored or not _json.same(value, stored[key]):
+                raise StaleSessionError(
+                    f"state[{prefix + key!r}] = {value!r} differs from the stored value, and "
+                    f"this store has not read session {session_id!r} lately, so it cannot tell a "
+                    "change from a stale copy: nothing was written. Read the session with this "
+                    "store first, or set shared keys with patch_state"
+                )
+        if not change:
+            return
+        state = change.apply(stored, prefix)
         cx.run(
             stmts["write"],
             {**params, "state": self.rows.encode_state(state, f"{scope} state"), "now": stamp},

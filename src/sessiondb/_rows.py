@@ -115,12 +115,16 @@ class Rows:
     # -- readers ---------------------------------------------------------------------------------
 
     def session_reader(
-        self, columns: Sequence[str], given: Sequence[str] = ()
+        self,
+        columns: Sequence[str],
+        given: Sequence[str] = (),
+        remember: Callable[[str, _scopes.Seen], None] | None = None,
     ) -> Callable[[Row], Session]:
         """A function from a row of a statement with ``columns`` to a :class:`Session`.
 
         ``given`` names the fields a statement binds instead of selecting (its owner, say):
-        the caller appends their values to the row, in that order.
+        the caller appends their values to the row, in that order. ``remember(id, seen)``,
+        if given, is told what each session handed out of its ``app:``/``user:`` scopes.
         """
         (i_id, i_app, i_user, i_state, i_created, i_updated, i_version, i_count, i_bytes,
          i_app_state, i_user_state, i_title, i_labels, i_expires) = positions(
@@ -135,12 +139,18 @@ class Rows:
             (_scopes.merge_into),
         )
         pg = self.pg
+        seen_of, nothing_seen = _scopes.Seen, _scopes.NOTHING_SEEN
 
         def read(row: Row) -> Session:
             state = json_loads(row[i_state], pg=pg)
             app_state, user_state = row[i_app_state], row[i_user_state]
             if app_state is not None or user_state is not None:
-                merge_into(state, loads(app_state), loads(user_state))
+                app, user = loads(app_state), loads(user_state)
+                merge_into(state, app, user)
+                if remember is not None:
+                    remember(row[i_id], seen_of(app_state, user_state, merge_into({}, app, user)))
+            elif remember is not None:
+                remember(row[i_id], nothing_seen)
             labels, expires = row[i_labels], row[i_expires]
             return Session(
                 row[i_id], row[i_app], row[i_user], present(row[i_created]),

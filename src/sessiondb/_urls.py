@@ -149,6 +149,17 @@ def _check_sqlite(text: str, parsed: URL) -> None:
             f"SQLite URLs take three slashes before a relative path, as in "
             f"'sqlite:///{raw}' (four for an absolute path: 'sqlite:////abs/path.db')",
         )
+    raw = text.split("://", 1)[1] if "://" in text else text
+    if parsed.query or "?" in raw:
+        # sqlite3 would open a file named up to the "?" and ignore the options (mode=ro
+        # included), or fail later on a malformed one (timeout=abc): refuse them all
+        options = "&".join(f"{k}={v}" for k, v in parsed.query.items()) or raw.split("?", 1)[1]
+        raise ConfigurationError(
+            f"{text!r}: sessiondb takes no options in a SQLite URL (got {options!r}). Give "
+            "busy_timeout=... to the store instead; a read-only SQLite database is not "
+            "supported. If '?' is part of the file name, write it as %3F, as in "
+            "'sqlite:///./what%3F.db'"
+        )
     if parsed.database in (None, "", ":memory:") or (parsed.database or "").startswith("file:"):
         raise ConfigurationError(
             f"{text!r}: sessiondb needs a SQLite file, e.g. 'sqlite:///./sessions.db' "
