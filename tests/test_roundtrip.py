@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sessiondb import SessionStore
+from sessiondb import InvalidStateError, SessionStore
 
 from ._values import json_values, typed
 
@@ -43,13 +43,44 @@ async def test_tricky_values_round_trip(store: Any) -> None:
     assert listed[0].state == expected
 
 
-async def test_deep_nesting(store: Any) -> None:
-    deep: Any = "bottom"
-    for i in range(200):
-        deep = {f"k{i}": [deep]}
+def nested(levels: int) -> Any:
+    """A value ``levels`` objects and arrays deep, alternating."""
+    value: Any = "bottom"
+    for i in range(levels):
+        value = {f"k{i}": value} if i % 2 else [value]
+    return value
+
+
+async def test_nesting_limit_is_the_same_everywhere(store: Any) -> None:
+    # the state itself is one level: 100 in all is the documented limit (_json.MAX_DEPTH),
+    # patchable on MariaDB too, whose JSON functions stop at 32
+    deep = nested(99)
     s = await store.create_session("app", "u1", {"deep": deep})
     got = await store.get_session("app", "u1", s.id)
     assert got is not None and got.state == {"deep": deep}
+    assert await store.patch_state(s.id, {"flag": 1}) == 2  # the one-statement merge
+    assert await store.patch_state(s.id, {"more": [deep[0]]}) == 3
+    assert await store.patch_state(s.id, {"obj": {"d": deep[0]}}, increment={"n": 1}) == 4
+    await store.append_event(s.id, "tool", deep, state_delta={"x": deep})
+    got = await store.get_session("app", "u1", s.id)
+    assert got.state == {"deep": deep, "flag": 1, "more": [deep[0]], "obj": {"d": deep[0]},
+                         "n": 1, "x": deep}  # fmt: skip
+    assert (await store.list_events(s.id))[0].content == deep
+
+    too_deep = nested(100)
+    for call in (
+        lambda: store.create_session("app", "u1", {"deep": too_deep}),
+        lambda: store.update_session_state(s.id, {"deep": too_deep}),
+        lambda: store.patch_state(s.id, {"deep": too_deep}),
+        lambda: store.append_event(s.id, "tool", [too_deep]),
+        lambda: store.append_event(s.id, "tool", state_delta={"d": too_deep}),
+        lambda: store.create_session("app", "u1", {"deep": nested(2000)}),
+    ):
+        with pytest.raises(InvalidStateError, match="deeper than 100 levels"):
+            await call()
+    assert len(await store.list_sessions("app", "u1")) == 1
+    again = await store.get_session("app", "u1", s.id)
+    assert again == got and again.version == 5 and again.event_count == 1
 
 
 @pytest.mark.slow
