@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import math
 import socket
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from sessiondb import (
+    ArgumentTypeError,
     AsyncSessionStore,
     ConfigurationError,
     DatabaseSessionService,
     DatabaseUnavailableError,
     DriverNotInstalledError,
+    InvalidArgumentError,
+    InvalidCursorError,
     InvalidIdError,
     InvalidStateError,
     SessionDBError,
@@ -174,3 +178,184 @@ async def test_bad_state_names_the_path_and_writes_nothing(
         await store.update_session_state(s.id, bad)
     got = await store.get_session("app", "u1", s.id)
     assert got is not None and got.state == {"keep": "me"} and got.version == 1
+
+
+# -- issue 10 §4: every bad argument is a typed error, and nothing is written ------------------
+
+
+async def _unchanged(store: Any, sid: str, state: dict[str, Any]) -> None:
+    got = await store.get_session("app", "u1", sid)
+    assert got is not None and got.state == state and got.version == 1 and got.event_count == 0
+    assert len(await store.list_sessions("app", None)) == 1
+
+
+SURROGATE = "\ud800"
+
+
+async def test_lone_surrogates_are_invalid_state(store: Any) -> None:
+    s = await store.create_session("app", "u1", {"keep": "me"})
+    calls = [
+        lambda: store.create_session("app", "u1", {"x": SURROGATE}),
+        lambda: store.create_session("app", "u1", {"deep": [{"k": "a" + SURROGATE}]}),
+        lambda: store.create_session("app", "u1", {SURROGATE: 1}),
+        lambda: store.update_session_state(s.id, {"x": SURROGATE}),
+        lambda: store.update_session_state(s.id, {"app:x": SURROGATE}),
+        lambda: store.patch_state(s.id, {"x": SURROGATE}),
+        lambda: store.append_event(s.id, "user", {"text": SURROGATE}),
+        lambda: store.append_event(s.id, "user", state_delta={"x": SURROGATE}),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidStateError, match="surrogate"):
+            await call()
+    for call in (
+        lambda: store.create_session("app", SURROGATE),
+        lambda: store.create_session("app", "u1", session_id="s" + SURROGATE),
+        lambda: store.append_event(s.id, SURROGATE),
+    ):
+        with pytest.raises(InvalidIdError):
+            await call()
+    with pytest.raises(InvalidArgumentError, match="surrogate"):
+        await store.set_metadata(s.id, title="t" + SURROGATE)
+    await _unchanged(store, s.id, {"keep": "me"})
+    assert await store.get_app_state("app") == {}
+
+
+BIG = 2**63
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda st, sid: st.list_sessions("app", "u1", limit=BIG),
+        lambda st, sid: st.list_events(sid, after_seq=BIG),
+        lambda st, sid: st.list_events(sid, before_seq=BIG),
+        lambda st, sid: st.list_events(sid, limit=BIG),
+        lambda st, sid: st.get_session("app", "u1", sid, recent_events=BIG),
+        lambda st, sid: st.update_session_state(sid, {"x": 1}, expected_version=BIG),
+        lambda st, sid: st.patch_state(sid, {"x": 1}, expected_version=BIG),
+        lambda st, sid: st.patch_state(sid, increment={"n": 1}, expected_version=BIG),
+        lambda st, sid: st.append_event(sid, "user", expected_version=BIG),
+        lambda st, sid: st.purge_expired(batch_size=BIG),
+        lambda st, sid: st.delete_sessions("app", batch_size=BIG),
+    ],
+    ids=["limit", "after_seq", "before_seq", "events-limit", "recent_events", "update",
+         "patch", "patch-increment", "append", "purge", "delete"],
+)  # fmt: skip
+async def test_counts_beyond_64_bits(store: Any, call: Any) -> None:
+    s = await store.create_session("app", "u1", {"n": 0})
+    with pytest.raises(InvalidArgumentError, match="64 bits") as info:
+        await call(store, s.id)
+    assert not isinstance(info.value, TypeError)
+    await _unchanged(store, s.id, {"n": 0})
+
+
+@pytest.mark.parametrize("bad", [1.9, 1.0, True, "1", None.__class__], ids=repr)
+async def test_expected_version_is_a_real_int(store: Any, bad: Any) -> None:
+    s = await store.create_session("app", "u1", {"n": 0})
+    for call in (
+        lambda: store.update_session_state(s.id, {"n": 1}, expected_version=bad),
+        lambda: store.update_session_state(s.id, {"n": 1, "user:x": 1}, expected_version=bad),
+        lambda: store.patch_state(s.id, {"n": 1}, expected_version=bad),
+        lambda: store.patch_state(s.id, increment={"n": 1}, expected_version=bad),
+        lambda: store.append_event(s.id, "user", expected_version=bad),
+        lambda: store.append_events(s.id, [{"author": "user"}], expected_version=bad),
+    ):
+        with pytest.raises(ArgumentTypeError, match="expected_version"):
+            await call()
+    await _unchanged(store, s.id, {"n": 0})
+    assert await store.get_user_state("app", "u1") == {}
+
+
+@pytest.mark.parametrize(
+    "duration", [1e300, math.inf, math.nan, 2**63, timedelta(days=10**8), -1, 0], ids=repr
+)
+async def test_durations_out_of_range(store: Any, duration: Any) -> None:
+    s = await store.create_session("app", "u1", {"n": 0})
+    with pytest.raises(InvalidArgumentError, match="ttl"):
+        await store.create_session("app", "u1", ttl=duration)
+    with pytest.raises(InvalidArgumentError, match="ttl"):
+        await store.set_metadata(s.id, ttl=duration)
+    with pytest.raises(InvalidArgumentError, match="older_than"):
+        await store.delete_sessions("app", older_than=duration)
+    await _unchanged(store, s.id, {"n": 0})
+    got = await store.get_session("app", "u1", s.id)
+    assert got.expires_at is None
+
+
+async def test_arguments_of_the_wrong_type(store: Any) -> None:
+    s = await store.create_session("app", "u1", {"n": 0})
+    with pytest.raises(ArgumentTypeError, match="attempts"):
+        await store.transform_state(s.id, lambda st: {**st, "n": 1}, attempts="3")
+    with pytest.raises(InvalidArgumentError, match="attempts"):
+        await store.transform_state(s.id, lambda st: {**st, "n": 1}, attempts=0)
+    for cursor in (5, b"abc", None.__class__, "!!not-ours!!"):
+        with pytest.raises(InvalidCursorError):
+            await store.list_sessions("app", "u1", limit=1, cursor=cursor)
+    with pytest.raises(InvalidIdError):
+        await store.get_user_state("app", None)
+    with pytest.raises(InvalidIdError):
+        await store.delete_user_state("app", None)
+    await _unchanged(store, s.id, {"n": 0})
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"set": ["ab"]},
+        {"set": "ab"},
+        {"set": [("a", "b")]},
+        {"increment": [("n", 1)]},
+        {"remove": "n"},
+        {"remove": 5},
+    ],
+    ids=repr,
+)
+async def test_patch_arguments_must_have_their_shape(store: Any, kwargs: dict[str, Any]) -> None:
+    s = await store.create_session("app", "u1", {"n": 0})
+    with pytest.raises(StateTypeError):
+        await store.patch_state(s.id, **kwargs)
+    await _unchanged(store, s.id, {"n": 0})
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"pool_size": "5"},
+        {"pool_size": 5.0},
+        {"pool_size": True},
+        {"pool_size": 0},
+        {"busy_timeout": "x"},
+        {"busy_timeout": math.inf},
+        {"busy_timeout": 10**12},
+        {"connect_timeout": "10"},
+        {"connect_timeout": math.nan},
+        {"tz_aware": "yes"},
+        {"engine_options": ["echo"]},
+        {"ttl": math.inf},
+    ],
+    ids=repr,
+)
+@pytest.mark.parametrize("front", [SessionStore, AsyncSessionStore, DatabaseSessionService])
+def test_bad_store_options_are_configuration_errors(
+    tmp_path: Any, front: Any, options: dict[str, Any]
+) -> None:
+    path = tmp_path / "x.db"
+    with pytest.raises(ConfigurationError):
+        front(f"sqlite:///{path}", **options)
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    "tail",
+    ["x.db?timeout=abc", "x.db?mode=ro", "what?.db", "x.db?mode=ro&uri=true", "x.db?"],
+)
+def test_sqlite_url_options_are_refused(tmp_path: Any, tail: str) -> None:
+    with pytest.raises(ConfigurationError, match="%3F"):
+        SessionStore(f"sqlite:///{tmp_path}/{tail}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_question_mark_in_a_file_name_is_written_as_pct_3f(tmp_path: Any) -> None:
+    with SessionStore(f"sqlite:///{tmp_path}/what%3F.db") as store:
+        store.create_session("app", "u")
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".db"] == ["what?.db"]
