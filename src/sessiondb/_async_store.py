@@ -154,11 +154,17 @@ class AsyncSessionStore:
     async def update_session_state(
         self, session_id: str, state: dict[str, Any], *, expected_version: int | None = None
     ) -> int:
-        """Replace the whole state and return the session's new version.
+        """Replace the session's own state and return its new version.
 
-        Raises :class:`~sessiondb.errors.SessionNotFoundError` for an unknown id, and
-        :class:`~sessiondb.errors.StaleSessionError` (writing nothing) if ``expected_version``
-        is given and the stored version differs.
+        ``app:``/``user:`` keys are shared: only those you changed since this store handed you
+        the session are written, so writing back a stale copy never reverts another session's
+        newer value; a key the dict lacks is kept (docs/state.md, "Whole-state writes and
+        shared keys"). Raises :class:`~sessiondb.errors.SessionNotFoundError` for an unknown
+        id, and :class:`~sessiondb.errors.StaleSessionError` (writing nothing) if
+        ``expected_version`` (an int) is given and the stored version differs, or if a shared
+        value cannot be placed: this store never read the session and the value differs from
+        the stored one, or it is an older read's value. Use :meth:`patch_state` to set shared
+        keys regardless.
         """
         return await self._call(
             self._core.update_session_state, session_id=session_id, state=state,
@@ -178,7 +184,8 @@ class AsyncSessionStore:
 
         Keys in ``remove`` are deleted, then ``set`` is merged in (``dict.update``), then each
         ``increment`` key is added to (a missing key counts as 0). ``app:``/``user:`` keys go
-        to their scope, ``temp:`` keys are dropped. Concurrent patches never lose each other.
+        to their scope (always written), ``temp:`` keys are dropped. ``set`` and ``increment``
+        are mappings, ``remove`` a list of keys. Concurrent patches never lose each other.
         """
         return await self._call(
             self._core.patch_state, session_id=session_id, set_=set, remove=remove,
@@ -196,7 +203,8 @@ class AsyncSessionStore:
 
         The write is made with ``expected_version``; when another writer got there first,
         the state is read again and ``fn`` runs again, up to ``attempts`` times (then
-        :class:`~sessiondb.errors.StaleSessionError`). Returns the new version.
+        :class:`~sessiondb.errors.StaleSessionError`). Returns the new version. The
+        ``app:``/``user:`` keys written are those ``fn`` changed from the state it was given.
         """
         return await self._call(
             self._core.transform_state, session_id=session_id, fn=fn, attempts=attempts
