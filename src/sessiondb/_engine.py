@@ -8,6 +8,8 @@ short-lived, transactional engine schema upgrades run on.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import event
@@ -39,10 +41,36 @@ def sqlite_setup(dbapi_conn: Any, durability: Durability, busy_timeout: float) -
     try:
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         for pragma in _SQLITE_PRAGMAS[durability]:
-            cur.execute(f"PRAGMA {pragma}")
+            if pragma.startswith("journal_mode="):
+                _set_journal_mode(cur, pragma, busy_timeout)
+            else:
+                cur.execute(f"PRAGMA {pragma}")
         cur.execute("PRAGMA foreign_keys=ON")
     finally:
         cur.close()
+
+
+def _set_journal_mode(cur: Any, pragma: str, busy_timeout: float) -> None:
+    """``PRAGMA journal_mode=WAL``, waiting for the lock as long as the busy timeout allows.
+
+    Turning a new file to WAL takes its write lock from inside a read transaction, where
+    SQLite never calls the busy handler: while another process reads the file (the first use
+    of one database by several processes at once) the pragma fails at once with "database is
+    locked". Once the file is in WAL mode the pragma needs no lock, so this retries until
+    one process has converted the file, within ``busy_timeout``, as the busy handler would.
+    """
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.001
+    while True:
+        try:
+            cur.execute(f"PRAGMA {pragma}")
+            cur.fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)  # the busy handler's wait, for the one case it does not cover
+        pause = min(pause * 2, 0.05)
 
 
 def _pool_options(target: Target, pool_size: int) -> dict[str, Any]:
