@@ -160,6 +160,12 @@ class Cx:
         self._raw = None
         cur, self._cur = self._cur, None
         runner = self._runner
+        if exc is not None and not isinstance(exc, Exception):
+            # cancelled (or interrupted) while a statement may be half sent or its answer half
+            # read: the connection's state is unknown, so it is closed, never reused. The
+            # server then rolls back what was not committed: all or nothing.
+            raw.invalidate(exc)
+            return
         try:
             if exc is not None:
                 if runner.is_disconnect(exc, raw, cur):

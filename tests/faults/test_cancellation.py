@@ -129,13 +129,7 @@ async def cancel_writes(url: str, db: Any) -> list[str]:
 CANCEL = [
     pytest.param("sqlite"),
     pytest.param("postgresql"),
-    pytest.param(
-        "mysql",
-        marks=xfail(
-            "a write cancelled during a statement puts its aiomysql connection back in the pool "
-            "broken: every later call on it fails with DatabaseError 'Cancelled during execution'"
-        ),
-    ),
+    pytest.param("mysql"),
 ]
 
 
