@@ -8,9 +8,12 @@ differ only in how they wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
-from collections.abc import Callable
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeGuard, TypeVar, Union
@@ -246,8 +249,167 @@ class Backend(_BaseBackend):
             self.engine.dispose()
 
 
+class _Claim:
+    """A wait for a ``threading.Lock`` in a worker thread, for a task that may be cancelled.
+
+    The worker keeps waiting after the task is gone; the lock must not stay taken then. Both
+    sides agree under ``mutex``: whoever comes second releases the lock.
+    """
+
+    __slots__ = ("lock", "mutex", "state")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.lock = lock
+        self.mutex = threading.Lock()
+        self.state: Literal["waiting", "held", "abandoned"] = "waiting"
+
+    def wait(self) -> None:
+        """In a worker thread: take the lock (and give it back if the task gave up)."""
+        self.lock.acquire()
+        with self.mutex:
+            if self.state == "abandoned":
+                self.lock.release()
+            else:
+                self.state = "held"
+
+    def abandon(self) -> None:
+        """The task gave up (cancelled): release the lock now, or when the worker gets it."""
+        with self.mutex:
+            if self.state == "held":
+                self.lock.release()
+            self.state = "abandoned"
+
+
+@asynccontextmanager
+async def holding(lock: threading.Lock) -> AsyncIterator[None]:
+    """Hold a ``threading.Lock`` from a coroutine: waiting never blocks the event loop, and
+    a task cancelled while waiting never leaves the lock taken."""
+    if not lock.acquire(blocking=False):
+        claim = _Claim(lock)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, claim.wait)
+        except BaseException:
+            claim.abandon()
+            raise
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+class _LoopPool:
+    """One event loop's engine and runners (PostgreSQL, MySQL).
+
+    An asyncio connection belongs to the loop that opened it, so each loop that uses an async
+    store gets a pool of its own, and a connection never serves two loops. The pool is closed
+    on its loop when the loop shuts down: ``asyncio.run``, ``asyncio.Runner`` and the SDKs'
+    sync runners finalize every async generator before closing their loop, and a generator
+    suspended inside ``try/finally`` is how the pool learns that its loop ends.
+    """
+
+    def __init__(self, engine: AsyncEngine, runner: Runner, *, owns_engine: bool) -> None:
+        self.engine = engine
+        self.runner = runner
+        self.arunner = AsyncRunner(runner, threads=1)  # greenlets: no thread is ever started
+        self.owns_engine = owns_engine
+        self.closed = False
+        self._guard: AsyncGenerator[None, None] | None = None
+
+    def watch(self, forget: Callable[[_LoopPool], None]) -> None:
+        """Close this pool when the running loop shuts down (``forget`` drops it first)."""
+        guard = self._guard = self._until_loop_ends(forget)
+        step: Any = guard.__anext__()  # runs to the yield: the loop now knows the generator
+        with contextlib.suppress(StopIteration):
+            step.send(None)
+
+    async def _until_loop_ends(self, forget: Callable[[_LoopPool], None]) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            self._guard = None
+            forget(self)
+            await self.aclose()
+
+    def _finish_guard(self) -> None:
+        """End the guard at once (the pool is closed: its ``finally`` has nothing to await)."""
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            step: Any = guard.aclose()
+            with contextlib.suppress(StopIteration, RuntimeError):
+                step.send(None)
+
+    async def aclose(self) -> None:
+        """Close the pool's connections, on its own loop."""
+        if self.closed:
+            return
+        self.closed = True
+        self._finish_guard()
+        await greenlet_spawn(self.runner.drain)
+        if self.owns_engine:
+            await self.engine.dispose()
+
+    def abandon(self) -> None:
+        """Forget a pool whose loop has stopped: nothing can be awaited on it any more."""
+        if self.closed:
+            return
+        self.closed = True
+        self._finish_guard()
+        _abandon_connections(self.runner, self.engine)
+
+
+def _abandon_connections(runner: Runner, engine: AsyncEngine) -> None:
+    """Close the idle connections of a pool whose event loop has stopped, without that loop:
+    each transport's socket is closed directly (the driver's own close would schedule work
+    on the dead loop). Connections still checked out are left to their holders."""
+    dbapi_conns: list[Any] = []
+    while runner._idle:
+        try:
+            raw, _cur, _since = runner._idle.pop()
+        except IndexError:
+            break
+        dbapi_conns.append(raw.dbapi_connection)
+    queue: Any = getattr(engine.sync_engine.pool, "_pool", None)
+    records: list[Any] = []
+    while queue is not None:
+        try:
+            records.append(queue.get(False))
+        except Exception:  # empty
+            break
+    dbapi_conns += [record.dbapi_connection for record in records]
+    for dbapi_conn in dbapi_conns:
+        _close_sockets(getattr(dbapi_conn, "driver_connection", None))
+    for record in records:
+        record.dbapi_connection = None  # closed above; the record is dropped with the pool
+
+
+def _close_sockets(driver_conn: Any) -> None:
+    """Close the socket under an asyncpg or aiomysql connection, and mark it closed."""
+    if driver_conn is None:
+        return
+    transports = [getattr(driver_conn, "_transport", None)]  # asyncpg
+    writer = getattr(driver_conn, "_writer", None)  # aiomysql
+    transports.append(getattr(writer, "transport", None))
+    for transport in transports:
+        sock = getattr(transport, "_sock", None)
+        if sock is not None:
+            transport._sock = None  # type: ignore[union-attr]
+            with contextlib.suppress(OSError):
+                sock.close()
+    with contextlib.suppress(Exception):
+        if hasattr(driver_conn, "_aborted"):  # asyncpg: closed, its __del__ has nothing to do
+            driver_conn._aborted = True
+        if writer is not None:  # aiomysql: likewise
+            driver_conn._writer = None
+            driver_conn._reader = None
+
+
 class AsyncBackend(_BaseBackend):
-    """The asynchronous backend: greenlets over an async driver, or worker threads on SQLite."""
+    """The asynchronous backend: greenlets over an async driver, or worker threads on SQLite.
+
+    On PostgreSQL and MySQL every event loop that uses the store gets an engine (a pool) of
+    its own, made on its first call there; on SQLite the worker threads serve every loop.
+    The schema is checked once per store, under a ``threading.Lock`` waited for off the loop.
+    """
 
     def __init__(self, source: Source, options: Options) -> None:
         if isinstance(source, Engine) and resolve_url(source.url).backend != "sqlite":
@@ -256,16 +418,83 @@ class AsyncBackend(_BaseBackend):
             )
         super().__init__(source, options, "async")
         self.arunner = AsyncRunner(self.runner, threads=options.pool_size)
-        self._lock: asyncio.Lock | None = None
+        self._lock = threading.Lock()  # the schema check, once per store, whatever the loop
+        self._in_thread = not is_async_engine(self.engine)
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool]
+        self._pools = weakref.WeakKeyDictionary()
+        self._pools_lock = threading.Lock()
+        self._spare: _LoopPool | None = None
+        if not self._in_thread:
+            self._spare = _LoopPool(self.engine, self.runner, owns_engine=self.owns_engine)  # type: ignore[arg-type]
+
+    # -- one pool per event loop -------------------------------------------------------------
+
+    def _pool(self) -> _LoopPool:
+        """The running loop's pool, made on its first use there."""
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = self._new_pool(loop)
+        return pool
+
+    def _new_pool(self, loop: asyncio.AbstractEventLoop) -> _LoopPool:
+        with self._pools_lock:
+            pool = self._pools.get(loop)
+            if pool is not None:
+                return pool
+            if self._spare is not None:
+                pool, self._spare = self._spare, None
+            elif self.owns_engine:
+                pool = self._make_pool()
+            else:
+                raise ConfigurationError(
+                    "this AsyncSessionStore runs on an AsyncEngine you passed in, and its "
+                    "connections belong to the event loop that used it first: asyncio "
+                    "connections cannot move to another loop. Open the store from a URL "
+                    "(sessiondb then keeps one pool per event loop), or make one store per loop"
+                )
+            self._pools[loop] = pool
+        pool.watch(self._forget)
+        return pool
+
+    def _make_pool(self) -> _LoopPool:
+        options = self.options
+        engine: Any = make_engine(
+            self.target,
+            "async",
+            connect_timeout=options.connect_timeout,
+            busy_timeout=options.busy_timeout,
+            pool_size=options.pool_size,
+            durability=options.sqlite_durability,
+            options=options.engine_options,
+        )
+        runner = Runner(
+            engine.sync_engine,
+            self.target,
+            durability=options.sqlite_durability,
+            busy_timeout=options.busy_timeout,
+            keep=options.pool_size,
+        )
+        return _LoopPool(engine, runner, owns_engine=True)
+
+    def _forget(self, pool: _LoopPool) -> None:
+        """Drop ``pool`` (its loop is shutting down); the loop's next call makes a new one."""
+        with self._pools_lock:
+            for loop, mine in list(self._pools.items()):
+                if mine is pool:
+                    del self._pools[loop]
+
+    def _arunner(self) -> AsyncRunner:
+        return self.arunner if self._in_thread else self._pool().arunner
+
+    # -- the schema --------------------------------------------------------------------------
 
     async def ensure_schema(self) -> None:
         """Check the schema once, upgrading it (under a lock) when it is missing or old."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
+        async with holding(self._lock):
             if self.ready:
                 return
-            revision = await self.arunner.call(
+            revision = await self._arunner().call(
                 _migrations.read_revision, prefix=self.options.table_prefix
             )
             if _decide(revision, self.options, self.target):
@@ -273,17 +502,23 @@ class AsyncBackend(_BaseBackend):
                     await self._upgrade()
                 except self.runner.driver_errors as exc:
                     raise translate(exc, self.target) from exc
-            self._bind()
+            self._bind_dialect()
             self.ready = True
+
+    def _bind_dialect(self) -> None:
+        if not self._in_thread:
+            # the dialect of a pool that has connected (so it knows MySQL from MariaDB)
+            self.dialect = self._pool().runner.dialect
+        self._bind()
 
     async def _upgrade(self) -> None:
         if self.target.backend == "sqlite":
+            # the worker thread takes UPGRADE_LOCK and releases it, whatever happens here
             await asyncio.get_running_loop().run_in_executor(None, self._upgrade_sync)
             return
         # Alembic's context is process-wide: one upgrade at a time in this process. The lock
-        # is taken in a worker thread, so waiting for it never blocks the event loop.
-        await asyncio.get_running_loop().run_in_executor(None, _migrations.UPGRADE_LOCK.acquire)
-        try:
+        # is waited for off the loop, and never left taken by a cancelled task.
+        async with holding(_migrations.UPGRADE_LOCK):
             engine = self._migration_engine("async")
             try:
                 async with engine.connect() as conn:
@@ -291,28 +526,33 @@ class AsyncBackend(_BaseBackend):
                     await conn.commit()
             finally:
                 await engine.dispose()
-        finally:
-            _migrations.UPGRADE_LOCK.release()
 
     async def current_revision(self) -> str | None:
-        return await self.arunner.call(_migrations.read_revision, prefix=self.options.table_prefix)
+        return await self._arunner().call(
+            _migrations.read_revision, prefix=self.options.table_prefix
+        )
 
     async def migrate(self) -> str:
-        try:
-            await self._upgrade()
-        except self.runner.driver_errors as exc:
-            raise translate(exc, self.target) from exc
-        self._bind()
-        self.ready = True
+        async with holding(self._lock):
+            try:
+                await self._upgrade()
+            except self.runner.driver_errors as exc:
+                raise translate(exc, self.target) from exc
+            if not self._in_thread:
+                # connect once, so the dialect knows its server before the queries compile
+                await self._arunner().call(
+                    _migrations.read_revision, prefix=self.options.table_prefix
+                )
+            self._bind_dialect()
+            self.ready = True
         return _migrations.HEAD
 
     async def doctor(self) -> dict[str, Any]:
         revision = await self.current_revision()
-        engine = self.engine
-        if is_async_engine(engine):
-            async with engine.connect() as conn:
+        if not self._in_thread:
+            async with self._pool().engine.connect() as conn:
                 return await conn.run_sync(self._diagnose, revision)
-        sync_engine: Engine = engine  # type: ignore[assignment]
+        sync_engine: Engine = self.engine  # type: ignore[assignment]
 
         def gather() -> dict[str, Any]:
             with sync_engine.connect() as conn:
@@ -327,7 +567,9 @@ class AsyncBackend(_BaseBackend):
         event loop."""
         if not self.ready:
             await self.ensure_schema()
-        return await self.arunner.call(fn, *args, **kwargs)
+        if self._in_thread:
+            return await self.arunner.call(fn, *args, **kwargs)
+        return await self._pool().arunner.call(fn, *args, **kwargs)
 
     async def backup(self, path: str) -> None:
         """SQLite's online backup of the database into ``path``."""
@@ -335,12 +577,33 @@ class AsyncBackend(_BaseBackend):
         await self.call(backup, path=path)
 
     async def close(self) -> None:
-        self.arunner.shutdown()
-        if is_async_engine(self.engine):
-            await greenlet_spawn(self.runner.drain)
-            if self.owns_engine:
-                await self.engine.dispose()
-        else:
+        """Close every loop's pool: this loop's here, a running loop's on that loop (waited
+        for up to ``connect_timeout``), and a stopped loop's without awaiting anything."""
+        if self._in_thread:
+            self.arunner.shutdown()
             self.runner.drain()
             if self.owns_engine:
                 self.engine.dispose()
+            return
+        current = asyncio.get_running_loop()
+        with self._pools_lock:
+            pools = list(self._pools.items())
+            self._pools.clear()
+            spare, self._spare = self._spare, None
+        for loop, pool in pools:
+            if loop is current:
+                await pool.aclose()
+            elif loop.is_running() and not loop.is_closed():
+                try:
+                    done = asyncio.run_coroutine_threadsafe(pool.aclose(), loop)
+                    await asyncio.wait_for(asyncio.wrap_future(done), self.options.connect_timeout)
+                except (RuntimeError, asyncio.TimeoutError):
+                    pass  # that loop is stopping, or busy: its own shutdown closes the pool
+            else:
+                pool.abandon()
+        if spare is not None:
+            await spare.aclose()  # never connected: nothing to wait for
+        if not self.owns_engine:
+            first = pools[0][1] if pools else spare
+            if first is not None:  # the caller's engine may serve the next loop
+                self._spare = _LoopPool(first.engine, first.runner, owns_engine=False)

@@ -30,7 +30,6 @@ from ._harness import (
     new_user,
     run_bounded,
     wait_until,
-    xfail,
 )
 
 #: When each cancellation strikes, after the write starts: a sweep over one round trip or so.
@@ -146,15 +145,14 @@ def test_cancelled_write_is_all_or_nothing(
 
 
 def waiting_for_upgrade_lock() -> bool:
-    """Some thread is blocked on UPGRADE_LOCK (today: a default-executor thread running
-    ``UPGRADE_LOCK.acquire``, or ``_upgrade_sync`` at its ``with UPGRADE_LOCK``)."""
+    """Some thread is blocked on UPGRADE_LOCK: a worker thread waiting for it on behalf of a
+    task (``sessiondb._backend._Claim.wait``), or ``_upgrade_sync`` at its ``with``."""
     for frame in sys._current_frames().values():
         f: Any = frame
         while f is not None:
-            loc = f.f_locals
-            if f.f_code.co_name == "_upgrade_sync" or UPGRADE_LOCK.acquire in (
-                loc.get("fn"),
-                getattr(loc.get("self"), "fn", None),
+            waiter = f.f_locals.get("self")
+            if f.f_code.co_name == "_upgrade_sync" or (
+                f.f_code.co_name == "wait" and getattr(waiter, "lock", None) is UPGRADE_LOCK
             ):
                 return True
             f = f.f_back
@@ -201,23 +199,7 @@ async def cancel_while_waiting(url: str) -> list[str]:
     return problems
 
 
-LOCK = [
-    pytest.param("sqlite"),
-    pytest.param(
-        "postgresql",
-        marks=xfail(
-            "a task cancelled while waiting for UPGRADE_LOCK leaves it acquired for good (the "
-            "executor thread acquires it after the task is gone)"
-        ),
-    ),
-    pytest.param(
-        "mysql",
-        marks=xfail(
-            "a task cancelled while waiting for UPGRADE_LOCK leaves it acquired for good (the "
-            "executor thread acquires it after the task is gone)"
-        ),
-    ),
-]
+LOCK = ["sqlite", "postgresql", "mysql"]
 
 
 @pytest.mark.parametrize("dbms", LOCK)

@@ -19,8 +19,6 @@ from typing import Any
 
 import pytest
 
-from ._harness import xfail
-
 REPO = Path(__file__).resolve().parents[2]
 BOUND = 90.0
 _RESULTS: dict[str, tuple[int, list[dict[str, Any]], str]] = {}
@@ -62,16 +60,7 @@ def check(dbms: str, request: pytest.FixtureRequest, bad: str) -> None:
     assert not problems, "\n".join(problems)
 
 
-HANGS = xfail(
-    "a call from another event loop hangs, or fails with an untyped "
-    "RuntimeError ('got Future attached to a different loop'), or crashes the interpreter "
-    "(PostgreSQL: asyncpg segfaults)",
-)
-LOOPS = [
-    pytest.param("sqlite"),
-    pytest.param("postgresql", marks=HANGS),
-    pytest.param("mysql", marks=HANGS),
-]
+LOOPS = ["sqlite", "postgresql", "mysql"]
 
 
 @pytest.mark.parametrize("dbms", LOOPS)
