@@ -322,7 +322,9 @@ class _LoopPool:
         with contextlib.suppress(StopIteration):
             step.send(None)
 
-    async def _until_loop_ends(self, forget: Callable[[_LoopPool], None]) -> AsyncGenerator[None, None]:
+    async def _until_loop_ends(
+        self, forget: Callable[[_LoopPool], None]
+    ) -> AsyncGenerator[None, None]:
         try:
             yield
         finally:
