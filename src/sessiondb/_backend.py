@@ -316,7 +316,14 @@ class _LoopPool:
         self._guard: AsyncGenerator[None, None] | None = None
 
     def watch(self, forget: Callable[[_LoopPool], None]) -> None:
-        """Close this pool when the running loop shuts down (``forget`` drops it first)."""
+        """Close this pool when the running loop shuts down (``forget`` drops it first).
+
+        A loop that has already finalized its async generators (``Runner.run_sync`` does so
+        after each run, and runs again) cannot watch a new one: the pool then lives until
+        the store is closed.
+        """
+        if getattr(asyncio.get_running_loop(), "_asyncgens_shutdown_called", False):
+            return
         guard = self._guard = self._until_loop_ends(forget)
         step: Any = guard.__anext__()  # runs to the yield: the loop now knows the generator
         with contextlib.suppress(StopIteration):
@@ -362,14 +369,15 @@ class _LoopPool:
 def _abandon_connections(runner: Runner, engine: AsyncEngine) -> None:
     """Close the idle connections of a pool whose event loop has stopped, without that loop:
     each transport's socket is closed directly (the driver's own close would schedule work
-    on the dead loop). Connections still checked out are left to their holders."""
-    dbapi_conns: list[Any] = []
+    on the dead loop), then SQLAlchemy is told the connection is gone. Connections still
+    checked out are left to their holders."""
+    fairies: list[Any] = []
     while runner._idle:
         try:
             raw, _cur, _since = runner._idle.pop()
         except IndexError:
             break
-        dbapi_conns.append(raw.dbapi_connection)
+        fairies.append(raw)
     queue: Any = getattr(engine.sync_engine.pool, "_pool", None)
     records: list[Any] = []
     while queue is not None:
@@ -377,11 +385,10 @@ def _abandon_connections(runner: Runner, engine: AsyncEngine) -> None:
             records.append(queue.get(False))
         except Exception:  # empty
             break
-    dbapi_conns += [record.dbapi_connection for record in records]
-    for dbapi_conn in dbapi_conns:
-        _close_sockets(getattr(dbapi_conn, "driver_connection", None))
-    for record in records:
-        record.dbapi_connection = None  # closed above; the record is dropped with the pool
+    for conn in fairies + records:
+        _close_sockets(getattr(conn.dbapi_connection, "driver_connection", None))
+        with contextlib.suppress(Exception):
+            conn.invalidate()  # the driver's terminate now finds nothing left to do
 
 
 def _close_sockets(driver_conn: Any) -> None:
@@ -395,6 +402,7 @@ def _close_sockets(driver_conn: Any) -> None:
         sock = getattr(transport, "_sock", None)
         if sock is not None:
             transport._sock = None  # type: ignore[union-attr]
+            transport._closing = True  # type: ignore[union-attr]
             with contextlib.suppress(OSError):
                 sock.close()
     with contextlib.suppress(Exception):
