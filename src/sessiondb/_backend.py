@@ -280,14 +280,32 @@ class _Claim:
             self.state = "abandoned"
 
 
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 @asynccontextmanager
 async def holding(lock: threading.Lock) -> AsyncIterator[None]:
     """Hold a ``threading.Lock`` from a coroutine: waiting never blocks the event loop, and
     a task cancelled while waiting never leaves the lock taken."""
     if not lock.acquire(blocking=False):
         claim = _Claim(lock)
+        loop = asyncio.get_running_loop()
+        taken: asyncio.Future[None] = loop.create_future()
+
+        def wait() -> None:
+            # a thread of its own: a pool's threads may all be busy with work that needs
+            # the lock's holder to go on (the default executor runs the SQLite upgrade)
+            claim.wait()
+            try:
+                loop.call_soon_threadsafe(_settle, taken)
+            except RuntimeError:  # the loop is closed: nobody will take the lock over
+                claim.abandon()
+
+        threading.Thread(target=wait, name="sessiondb-lock", daemon=True).start()
         try:
-            await asyncio.get_running_loop().run_in_executor(None, claim.wait)
+            await taken
         except BaseException:
             claim.abandon()
             raise
