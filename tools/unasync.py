@@ -23,7 +23,8 @@ TARGET = ROOT / "_store.py"
 ASYNC_DOC = (
     "Sessions in a database, with awaitable calls that never block the event loop.\n\n"
     "    PostgreSQL and MySQL use a native async driver (asyncpg, aiomysql); SQLite runs each\n"
-    "    call in a worker thread. Use one store per event loop (open it in your app's lifespan)."
+    "    call in a worker thread. One store may serve several event loops and threads: each\n"
+    "    loop gets a connection pool of its own, closed when the loop shuts down."
 )
 SYNC_DOC = "Sessions in a database, with blocking calls. Safe to share between threads."
 

@@ -22,11 +22,9 @@ imports it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import weakref
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -54,7 +52,6 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
 from ._async_store import AsyncSessionStore
 from ._ids import MAX_ID_LENGTH
-from ._urls import resolve_url
 from .errors import SessionExistsError, SessionNotFoundError, StaleSessionError
 from .models import Event as StoredEvent
 from .models import Session as StoredSession
@@ -146,36 +143,6 @@ def to_adk_event(stored: StoredEvent) -> AdkEvent:
     )
 
 
-class _LoopStore:
-    """A store used by one event loop, closed on that loop when the loop shuts down.
-
-    ``asyncio.run`` closes every unfinished async generator before it closes its loop; a
-    generator suspended inside ``try/finally`` is how the store learns that its loop ends,
-    so its connections are closed by the loop they belong to.
-    """
-
-    def __init__(self, store: AsyncSessionStore) -> None:
-        self.store = store
-        self._guard: AsyncGenerator[None, None] | None = None
-
-    async def _until_loop_ends(self) -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            await self.store.close()
-
-    async def close_with_loop(self) -> None:
-        if self._guard is None:
-            self._guard = self._until_loop_ends()
-            await self._guard.__anext__()
-
-    async def close(self) -> None:
-        if self._guard is not None:
-            await self._guard.aclose()  # runs its finally: closes the store
-        else:
-            await self.store.close()
-
-
 class SessiondbSessionService(BaseSessionService):
     """An ADK session service that keeps sessions in a sessiondb database.
 
@@ -189,10 +156,10 @@ class SessiondbSessionService(BaseSessionService):
         **store_options: options of :class:`~sessiondb.AsyncSessionStore` (``table_prefix``,
             ``pool_size``, ``ttl``, ...) when a URL is given.
 
-    A service opened from a URL works across event loops (ADK's synchronous ``Runner.run``
-    starts a new loop for every call): on PostgreSQL and MySQL it keeps one store per loop,
-    as asyncio database connections cannot move between loops. A ``store`` you pass in is
-    used as it is, so use it on the loop it belongs to.
+    A service works across event loops (ADK's synchronous ``Runner.run`` starts a new loop
+    for every call): its store keeps one connection pool per event loop on PostgreSQL and
+    MySQL, as asyncio connections cannot move between loops, and closes each when its loop
+    shuts down.
     """
 
     def __init__(
@@ -209,37 +176,24 @@ class SessiondbSessionService(BaseSessionService):
         self._given = store
         self._url = url
         self._options: dict[str, Any] = {"tz_aware": True, **store_options}
-        self._sqlite = store is None and resolve_url(url or "").backend == "sqlite"
         self._single: AsyncSessionStore | None = None
-        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopStore]
-        self._per_loop = weakref.WeakKeyDictionary()
+        if url is not None:
+            self._single = AsyncSessionStore(url, **self._options)  # checks the URL now
 
     # -- the store ---------------------------------------------------------------------------
 
     @property
     def store(self) -> AsyncSessionStore:
-        """The sessiondb store underneath, for everything beyond ADK's API.
-
-        On PostgreSQL and MySQL, read it inside the event loop that will use it.
-        """
+        """The sessiondb store underneath, for everything beyond ADK's API (any event loop
+        may use it)."""
         if self._given is not None:
             return self._given
-        if self._sqlite:
-            if self._single is None:
-                self._single = AsyncSessionStore(self._url or "", **self._options)
-            return self._single
-        loop = asyncio.get_running_loop()  # RuntimeError outside a loop: no store fits
-        entry = self._per_loop.get(loop)
-        if entry is None:
-            entry = _LoopStore(AsyncSessionStore(self._url or "", **self._options))
-            self._per_loop[loop] = entry
-        return entry.store
+        if self._single is None:
+            self._single = AsyncSessionStore(self._url or "", **self._options)
+        return self._single
 
     async def _store(self) -> AsyncSessionStore:
-        store = self.store
-        if self._given is None and not self._sqlite:
-            await self._per_loop[asyncio.get_running_loop()].close_with_loop()
-        return store
+        return self.store
 
     # -- conversions ---------------------------------------------------------------------------
 
@@ -395,20 +349,13 @@ class SessiondbSessionService(BaseSessionService):
     # -- lifetime ------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Close what this service opened (a ``store=`` you passed stays open).
-
-        A store of another event loop is closed when that loop is shut down by
-        ``asyncio.run`` (as ``Runner.run`` does), or else dropped.
-        """
+        """Close what this service opened (a ``store=`` you passed stays open): the pool of
+        every event loop that used it."""
         if self._given is not None:
             return
         single, self._single = self._single, None
         if single is not None:
             await single.close()
-        mine = self._per_loop.pop(asyncio.get_running_loop(), None)
-        self._per_loop.clear()
-        if mine is not None:
-            await mine.close()
 
     async def __aenter__(self) -> SessiondbSessionService:
         return self
