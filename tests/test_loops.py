@@ -145,6 +145,35 @@ def test_async_store_loop_beside_threads_and_close_from_another_loop(db_url: str
     assert not leaks.seen
 
 
+def test_close_reaches_a_loop_running_in_another_thread(db_url: str) -> None:
+    """close() from one loop closes the pool of a loop that runs on in another thread, on
+    that loop, and the store still works there afterwards (a new pool)."""
+
+    def scenario() -> None:
+        store = AsyncSessionStore(db_url)
+        other = asyncio.new_event_loop()
+        runner = threading.Thread(target=other.run_forever, daemon=True)
+        runner.start()
+        try:
+
+            def on_other(aw: Any) -> Any:
+                return asyncio.run_coroutine_threadsafe(aw, other).result(BOUND)
+
+            sid = on_other(store.create_session("loops", "x")).id
+            asyncio.run(asyncio.wait_for(store.close(), BOUND))  # from a loop of its own
+            assert on_other(store.get_session("loops", "x", sid)) is not None
+            on_other(store.close())
+        finally:
+            other.call_soon_threadsafe(other.stop)
+            runner.join(BOUND)
+            other.run_until_complete(other.shutdown_asyncgens())
+            other.close()
+
+    with Unraisable() as leaks:
+        scenario()
+    assert not leaks.seen
+
+
 def test_caller_engine_used_from_another_loop_fails_at_once(backend: str, db_url: str) -> None:
     """An AsyncEngine passed in belongs to the loop that used it first: another loop gets a
     typed error saying what to do, at once, and the first loop keeps working."""
