@@ -24,4 +24,4 @@ found=$(PYTHONPATH="$work/site" "$PY" -c "import sessiondb; print(sessiondb.__fi
 case "$found" in "$work/site/"*) ;; *) echo "sdist check: imported $found, not the built wheel" >&2; exit 1 ;; esac
 echo "sdist check: $(basename "$sdist") builds; running its SQLite tests against its wheel"
 env -u SESSIONDB_REQUIRE_GUIDE PYTHONPATH="$work/site" SESSIONDB_TEST_BACKENDS=sqlite \
-  "$PY" -m pytest -q -p no:cacheprovider -m "not slow" -x "$@"
+  "$PY" -m pytest -q -p no:cacheprovider -n auto -m "not slow and not faults" -x "$@"
