@@ -14,6 +14,7 @@ from ._service import DatabaseSessionService
 from ._store import SessionStore
 from .errors import (
     ArgumentTypeError,
+    AuthenticationError,
     ConfigurationError,
     DatabaseError,
     DatabaseUnavailableError,
@@ -23,6 +24,7 @@ from .errors import (
     InvalidIdError,
     InvalidRecordError,
     InvalidStateError,
+    OutcomeUnknownError,
     SchemaError,
     SessionDBError,
     SessionExistsError,
@@ -38,6 +40,7 @@ __all__ = [
     "AppStats",
     "ArgumentTypeError",
     "AsyncSessionStore",
+    "AuthenticationError",
     "ConfigurationError",
     "DatabaseError",
     "DatabaseSessionService",
@@ -50,6 +53,7 @@ __all__ = [
     "InvalidIdError",
     "InvalidRecordError",
     "InvalidStateError",
+    "OutcomeUnknownError",
     "SCHEMA_HEAD",
     "SchemaError",
     "Session",

@@ -23,7 +23,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from . import _doctor, _migrations
 from ._backup import backup
-from ._checks import seconds, store_options
+from ._checks import _option_number, seconds, store_options
 from ._core import Core
 from ._engine import Durability, make_engine, migration_engine
 from ._queries import Queries
@@ -63,6 +63,7 @@ class Options:
     pool_size: int = 5
     sqlite_durability: Durability = "full"
     engine_options: dict[str, Any] | None = None
+    statement_timeout: float | None = None
     ttl: timedelta | float | None = None
     sliding_ttl: bool = False
 
@@ -83,6 +84,8 @@ class Options:
             flags={"tz_aware": self.tz_aware, "auto_migrate": self.auto_migrate,
                    "sliding_ttl": self.sliding_ttl},
         )  # fmt: skip
+        if self.statement_timeout is not None:
+            _option_number("statement_timeout", self.statement_timeout, 86400)
         if self.ttl is not None:
             try:
                 seconds(self.ttl, "ttl")
@@ -133,6 +136,11 @@ class _BaseBackend:
                 pool_size=options.pool_size,
                 durability=options.sqlite_durability,
                 options=options.engine_options,
+                statement_timeout=options.statement_timeout,
+            )
+        elif options.engine_options:
+            raise ConfigurationError(
+                "engine_options apply to engines sessiondb creates: set them on your own engine"
             )
         self.engine = engine
         sync_engine: Engine = engine.sync_engine if is_async_engine(engine) else engine  # type: ignore[assignment]
@@ -143,6 +151,7 @@ class _BaseBackend:
             durability=options.sqlite_durability,
             busy_timeout=options.busy_timeout,
             keep=options.pool_size,
+            **self._timeouts(),
         )
         self.tables = tables(options.table_prefix)
         self.dialect = sync_engine.dialect
@@ -154,6 +163,15 @@ class _BaseBackend:
         )
         self.transfer = Transfer(self.rows)
         self.ready = False
+
+    def _timeouts(self) -> dict[str, Any]:
+        """A runner's timeouts: a backstop read timeout (the server's statement limit, then
+        the connect timeout) and the connect timeout."""
+        options = self.options
+        read_timeout = None
+        if options.statement_timeout is not None and self.target.backend != "sqlite":
+            read_timeout = options.statement_timeout + options.connect_timeout
+        return {"read_timeout": read_timeout, "connect_timeout": options.connect_timeout}
 
     def _bind(self) -> None:
         # after the first connection, so the dialect knows its server (MySQL or MariaDB)
@@ -179,6 +197,7 @@ class _BaseBackend:
             side,
             durability=options.sqlite_durability,
             busy_timeout=options.busy_timeout,
+            connect_timeout=options.connect_timeout,
         )
 
     def _upgrade_sync(self) -> None:
@@ -495,6 +514,7 @@ class AsyncBackend(_BaseBackend):
             pool_size=options.pool_size,
             durability=options.sqlite_durability,
             options=options.engine_options,
+            statement_timeout=options.statement_timeout,
         )
         runner = Runner(
             engine.sync_engine,
@@ -502,6 +522,7 @@ class AsyncBackend(_BaseBackend):
             durability=options.sqlite_durability,
             busy_timeout=options.busy_timeout,
             keep=options.pool_size,
+            **self._timeouts(),
         )
         return _LoopPool(engine, runner, owns_engine=True)
 

@@ -44,7 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["Core"]
 
 Scope = Literal["app", "user"]
-_EVENT_KEYS = frozenset({"author", "content", "state_delta", "invocation_id", "metadata"})
+_EVENT_KEYS = frozenset(
+    {"author", "content", "state_delta", "invocation_id", "metadata", "event_id"}
+)
 _METADATA_KEYS = frozenset({"title", "labels", "ttl", "sliding"})
 # default delete batches: a SQLite write locks the whole database, a server write only rows
 SQLITE_BATCH = 200
@@ -455,6 +457,7 @@ class Core:
         invocation_id: str | None,
         metadata: dict[str, Any] | None,
         expected_version: int | None,
+        event_id: str | None = None,
     ) -> Event:
         """Append one event (``append_events`` of a single one)."""
         event = {
@@ -463,6 +466,7 @@ class Core:
             "state_delta": state_delta,
             "invocation_id": invocation_id,
             "metadata": metadata,
+            "event_id": event_id,
         }
         appended = self.append_events(
             cx, session_id=session_id, events=[event], expected_version=expected_version
@@ -484,14 +488,22 @@ class Core:
         prepared = [self._prepare_event(i, e) for i, e in enumerate(events)]
         if not prepared:
             return []
+        ids = [e["event_id"] for e in prepared if e["event_id"] is not None]
+        if len(set(ids)) != len(ids):
+            raise InvalidArgumentError("events holds the same event_id twice")
+        deltas = [event.get("state_delta") for event in events]
         delta: dict[str, Any] = {}
-        for event in events:
-            delta.update(event.get("state_delta") or {})
+        for d in deltas:
+            delta.update(d or {})
         own, app, user = _scopes.split(delta)
         appended: list[Event] = []
+        # with an id on every event, a lost connection is no risk: the append is repeated
+        # and finds what the first attempt stored
+        cx.repeatable = len(ids) == len(prepared)
         self._general(
-            cx, session_id, expected_version, own, app, user, events=prepared, out=appended
-        )
+            cx, session_id, expected_version, own, app, user, events=prepared, out=appended,
+            deltas=deltas,
+        )  # fmt: skip
         return appended
 
     def _prepare_event(self, index: int, event: Mapping[str, Any]) -> dict[str, Any]:
@@ -513,10 +525,13 @@ class Core:
         invocation = event.get("invocation_id")
         if invocation is not None:
             check_id(invocation, f"{root}['invocation_id']")
+        event_id = event.get("event_id")
+        if event_id is not None:
+            check_id(event_id, f"{root}['event_id']")
         size = sum(len(t.encode()) for t in (content, delta_text, meta_text) if t is not None)
         return {
             "author": author, "content": content, "delta": delta_text, "meta": meta_text,
-            "invocation": invocation, "size": size,
+            "invocation": invocation, "size": size, "event_id": event_id,
         }  # fmt: skip
 
     def transform_state(
@@ -540,7 +555,7 @@ class Core:
                 raise SessionNotFoundError(f"no session with id {session_id!r}")
             session = self._read_base(row)
             base = _scopes.seen_in(session.state, row[i_app], row[i_user])
-            result = fn(session.state)
+            result = cx.outside(fn, session.state)  # user code: its errors pass through
             new_state = session.state if result is None else result
             try:
                 return self._replace(cx, session_id, new_state, session.version, [base])
@@ -803,6 +818,7 @@ class Core:
         events: list[dict[str, Any]] | None = None,
         out: list[Event] | None = None,
         guards: tuple[dict[str, Any], dict[str, Any]] = ({}, {}),
+        deltas: list[Any] | None = None,
     ) -> int:
         """The general write path: one transaction under the session's row lock.
 
@@ -814,6 +830,21 @@ class Core:
         i_app, i_user, i_state, i_version, i_last_seq = self._locked_at
         app_name, user_id, text = row[i_app], row[i_user], row[i_state]
         version, last_seq = row[i_version], row[i_last_seq]
+        stored: dict[str, Event] = {}
+        if events and any(e["event_id"] is not None for e in events):
+            stored = self._stored_events(cx, session_id, events)
+            if stored:
+                kept = [i for i, e in enumerate(events) if e["event_id"] not in stored]
+                if not kept:  # every event is stored already: write nothing
+                    cx.commit()
+                    if out is not None:
+                        out.extend(stored[e["event_id"]] for e in events)
+                    return int(version)
+                delta: dict[str, Any] = {}
+                for i in kept:
+                    delta.update((deltas or [])[i] or {})
+                own, app, user = _scopes.split(delta)
+                all_events, events = events, [events[i] for i in kept]
         if expected is not None and expected != version:
             raise StaleSessionError(
                 f"session {session_id!r} is at version {version}, not the expected {expected}",
@@ -849,12 +880,27 @@ class Core:
         if out is not None:
             shown = rows.present(now)
             loads = rows.loads
-            out.extend(
+            made = [
                 Event(session_id, r["seq"], r["author"], loads(r["content"]), shown,
-                      loads(r["delta"]), r["invocation"], loads(r["meta"]))
+                      loads(r["delta"]), r["invocation"], loads(r["meta"]), r["event_id"])
                 for r in new_rows
-            )  # fmt: skip
+            ]  # fmt: skip
+            if stored:  # in the order asked: stored ones where they were
+                fresh = iter(made)
+                made = [stored.get(e["event_id"]) or next(fresh) for e in all_events]
+            out.extend(made)
         return int(version) + 1
+
+    def _stored_events(
+        self, cx: Cx, session_id: str, events: list[dict[str, Any]]
+    ) -> dict[str, Event]:
+        """The session's events already stored under the ids of ``events``, by id."""
+        ids = [e["event_id"] for e in events if e["event_id"] is not None]
+        stmt = self.q.events_by_id(len(ids))
+        read = self._event_reader(stmt)
+        params: dict[str, Any] = {"sid": session_id}
+        params.update({f"e{i}": v for i, v in enumerate(ids)})
+        return {ev.event_id: ev for ev in map(read, cx.all(stmt, params)) if ev.event_id}
 
     def _lock(self, cx: Cx, stmt: Stmt, session_id: str) -> tuple[datetime, Any, Any]:
         """Open a transaction and lock the (live) session's row: (now, its driver form, row)."""

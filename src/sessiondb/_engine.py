@@ -21,7 +21,14 @@ if TYPE_CHECKING:
 
     from ._urls import Target
 
-__all__ = ["Durability", "make_engine", "migration_engine", "sqlite_setup"]
+__all__ = [
+    "HONOURED",
+    "Durability",
+    "check_engine_options",
+    "make_engine",
+    "migration_engine",
+    "sqlite_setup",
+]
 
 Durability = Literal["full", "fast"]
 Side = Literal["sync", "async"]
@@ -73,6 +80,45 @@ def _set_journal_mode(cur: Any, pragma: str, busy_timeout: float) -> None:
         pause = min(pause * 2, 0.05)
 
 
+#: engine_options sessiondb honours (on its free list of connections too); every other
+#: option is refused with ConfigurationError rather than silently ignored.
+HONOURED = frozenset({
+    "pool_pre_ping",   # a real ping each time a pooled connection is leased (a round trip)
+    "pool_recycle",    # connections older than this are replaced when leased
+    "pool_timeout",    # seconds to wait for a connection when all are busy
+    "max_overflow",    # connections opened beyond pool_size under load
+    "pool_use_lifo",
+    "connect_args",    # merged into sessiondb's own (its timeouts win unless given here)
+    "echo_pool", "logging_name", "pool_logging_name", "hide_parameters",
+})  # fmt: skip
+_REFUSED_HINTS = {
+    "pool_size": "use the store's pool_size option",
+    "isolation_level": "sessiondb runs in autocommit and opens its own transactions",
+    "pool_reset_on_return": "sessiondb resets connections itself (no reset round trip)",
+    "poolclass": "sessiondb keeps a pool of its own in front of SQLAlchemy's QueuePool",
+    "echo": "sessiondb runs raw DBAPI cursors, which SQLAlchemy's echo does not log; "
+    "use the driver's logging",
+    "execution_options": "sessiondb runs raw DBAPI cursors, without execution options",
+}
+
+
+def check_engine_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """The engine options sessiondb honours; any other raises :class:`ConfigurationError`."""
+    from .errors import ConfigurationError
+
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise ConfigurationError(f"engine_options must be a dict, not {type(options).__name__}")
+    for key in options:
+        if key not in HONOURED:
+            hint = _REFUSED_HINTS.get(key, f"sessiondb honours only {sorted(HONOURED)}")
+            raise ConfigurationError(f"engine option {key!r} is not supported: {hint}")
+    if "connect_args" in options and not isinstance(options["connect_args"], dict):
+        raise ConfigurationError("engine_options['connect_args'] must be a dict")
+    return dict(options)
+
+
 def _pool_options(target: Target, pool_size: int) -> dict[str, Any]:
     """Pool options for the hot path: no pre-ping, no reset round trip, autocommit."""
     kw: dict[str, Any] = {
@@ -91,14 +137,81 @@ def _pool_options(target: Target, pool_size: int) -> dict[str, Any]:
 
 
 def _connect_args(
-    target: Target, driver: str, *, connect_timeout: float, busy_timeout: float
+    target: Target,
+    driver: str,
+    *,
+    connect_timeout: float,
+    busy_timeout: float,
+    statement_timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Driver connect arguments: the timeout, spelled the way each driver wants it."""
+    """Driver connect arguments: the timeouts, spelled the way each driver wants them.
+
+    Every driver bounds the whole connection set-up (TCP, greeting, authentication) by
+    ``connect_timeout``; ``statement_timeout`` is the server's own limit on each statement.
+    """
     if target.backend == "sqlite":
+        # no server to limit statements: statement_timeout bounds the wait for a lock
+        if statement_timeout is not None:
+            busy_timeout = min(busy_timeout, statement_timeout)
         return {"timeout": busy_timeout, "check_same_thread": False, "isolation_level": None}
+    ms = None if statement_timeout is None else max(1, int(statement_timeout * 1000))
     if driver == "asyncpg":
-        return {"timeout": connect_timeout}
-    return {"connect_timeout": max(1, int(connect_timeout))}
+        args: dict[str, Any] = {"timeout": connect_timeout}
+        if ms is not None:
+            args["server_settings"] = {"statement_timeout": str(ms)}
+        return args
+    if driver == "psycopg":
+        args = {"connect_timeout": max(1, round(connect_timeout))}
+        if ms is not None:
+            args["options"] = f"-c statement_timeout={ms}"
+        return args
+    args = {"connect_timeout": connect_timeout}
+    if driver == "pymysql":
+        # PyMySQL's connect_timeout covers TCP only: the greeting and authentication wait
+        # under read_timeout, which _on_mysql_connect sets back to the statement bound
+        args["read_timeout"] = connect_timeout
+    elif driver == "aiomysql":
+        args["async_creator_fn"] = _bounded_connect(driver, connect_timeout)
+    return args
+
+
+def _bounded_connect(driver: str, timeout: float) -> Any:
+    """aiomysql's connect, greeting and authentication included, bounded by ``timeout``; a
+    connection that fails or is cancelled half-way is closed, never left to the GC."""
+    import asyncio
+    import importlib
+
+    module = importlib.import_module(f"{driver}.connection")
+
+    async def bounded(*args: Any, **kwargs: Any) -> Any:
+        kwargs.pop("async_creator_fn", None)
+        conn = module.Connection(*args, **kwargs)
+        try:
+            await asyncio.wait_for(conn._connect(), timeout)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    return bounded
+
+
+def _mysql_session(dbapi_conn: Any, statement_timeout: float | None, read_timeout: Any) -> None:
+    """Per-connection MySQL/MariaDB settings: the statement limit, PyMySQL's read timeout."""
+    if type(dbapi_conn).__module__ == "pymysql.connections":
+        dbapi_conn._read_timeout = read_timeout
+    if statement_timeout is None:
+        return
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("SELECT VERSION()")
+        version = str(cur.fetchone()[0])
+        if "mariadb" in version.lower():
+            cur.execute(f"SET SESSION max_statement_time={float(statement_timeout)}")
+        else:
+            cur.execute(f"SET SESSION max_execution_time={max(1, int(statement_timeout * 1000))}")
+    finally:
+        cur.close()
 
 
 def make_engine(
@@ -110,19 +223,29 @@ def make_engine(
     pool_size: int,
     durability: Durability,
     options: dict[str, Any] | None = None,
+    statement_timeout: float | None = None,
 ) -> Engine | AsyncEngine:
     """Create our own engine for ``target``: hot-path pool options, timeouts, SQLite pragmas."""
     target.require_driver(side)
+    options = check_engine_options(options)
+    if target.backend == "sqlite" and statement_timeout is not None:
+        busy_timeout = min(busy_timeout, statement_timeout)
     url = target.sync_url if side == "sync" else target.async_url
     kw = _pool_options(target, pool_size)
-    kw["connect_args"] = _connect_args(
-        target, url.get_driver_name(), connect_timeout=connect_timeout, busy_timeout=busy_timeout
-    )
-    kw.update(options or {})
+    connect_args = _connect_args(
+        target, url.get_driver_name(), connect_timeout=connect_timeout,
+        busy_timeout=busy_timeout, statement_timeout=statement_timeout,
+    )  # fmt: skip
+    connect_args.update(options.pop("connect_args", {}))
+    kw["connect_args"] = connect_args
+    kw.update(options)
     if side == "async" and target.backend != "sqlite":
         from sqlalchemy.ext.asyncio import create_async_engine
 
-        return create_async_engine(url, **kw)
+        async_engine = create_async_engine(url, **kw)
+        if target.backend == "mysql":
+            _listen_mysql(async_engine.sync_engine, statement_timeout, connect_args)
+        return async_engine
     engine = create_engine(url, **kw)
     if target.backend == "sqlite":
 
@@ -130,11 +253,28 @@ def make_engine(
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             sqlite_setup(dbapi_conn, durability, busy_timeout)
 
+    elif target.backend == "mysql":
+        _listen_mysql(engine, statement_timeout, connect_args)
     return engine
 
 
+def _listen_mysql(engine: Engine, statement_timeout: float | None, args: dict[str, Any]) -> None:
+    read_timeout = None
+    if statement_timeout is not None:  # the server's limit first, the socket's as a backstop
+        read_timeout = statement_timeout + args.get("connect_timeout", 10)
+
+    @event.listens_for(engine, "connect")
+    def _on_mysql_connect(dbapi_conn: Any, _record: Any) -> None:
+        _mysql_session(dbapi_conn, statement_timeout, read_timeout)
+
+
 def migration_engine(
-    target: Target, side: Side, *, durability: Durability, busy_timeout: float
+    target: Target,
+    side: Side,
+    *,
+    durability: Durability,
+    busy_timeout: float,
+    connect_timeout: float = 10.0,
 ) -> Any:
     """A short-lived engine for schema upgrades: transactional, unpooled, locked on SQLite."""
     if target.backend == "sqlite":
@@ -153,8 +293,15 @@ def migration_engine(
             conn.exec_driver_sql("BEGIN EXCLUSIVE")
 
         return engine
+    url = target.sync_url if side == "sync" else target.async_url
+    args = _connect_args(
+        target, url.get_driver_name(), connect_timeout=connect_timeout, busy_timeout=busy_timeout
+    )
     if side == "sync":
-        return create_engine(target.sync_url, poolclass=NullPool)
+        engine = create_engine(url, poolclass=NullPool, connect_args=args)
+        if target.backend == "mysql":
+            _listen_mysql(engine, None, args)
+        return engine
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    return create_async_engine(target.async_url, poolclass=NullPool)
+    return create_async_engine(url, poolclass=NullPool, connect_args=args)

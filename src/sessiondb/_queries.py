@@ -34,6 +34,7 @@ class Stmt:
     names: tuple[str, ...] | None
     fixed: dict[str, Any] | None = None  # values SQLAlchemy bound itself (e.g. SQLite's OFFSET 0)
     columns: tuple[str, ...] = ()  # the result columns, in order; empty if it returns no rows
+    writes: bool = True  # it may change data (False only for plain SELECTs: safe to repeat)
 
     def at(self, name: str) -> int:
         """The index of result column ``name`` in this statement's rows."""
@@ -260,6 +261,7 @@ class Queries:
                 meta=self.json_in("meta"),
                 created_at=now,
                 size=p("size"),
+                event_id=p("event_id"),
             )
         )
 
@@ -332,7 +334,7 @@ class Queries:
                 {"session_id": p("sid"), "seq": p("seq"), "author": p("author"),
                  "content": self.json_in("content"), "state_delta": self.json_in("delta"),
                  "invocation_id": p("invocation"), "meta": self.json_in("meta"),
-                 "created_at": now, "size": p("size")},
+                 "created_at": now, "size": p("size"), "event_id": p("event_id")},
             )
         )  # fmt: skip
         e = ev.c
@@ -535,6 +537,7 @@ class Queries:
                     c.invocation_id,
                     self.json_out(c.meta),
                     c.size,
+                    c.event_id,
                 )
                 .where(c.session_id.in_([p(f"id{i}") for i in range(n)]))
                 .order_by(c.session_id, c.seq)
@@ -559,7 +562,10 @@ class Queries:
         fixed = {name: value for name, value in compiled.params.items() if value is not None}
         exported = getattr(construct, "exported_columns", None)
         columns = tuple(exported.keys()) if exported is not None else ()
-        return Stmt(compiled.string, names, fixed or None, columns)
+        writes = bool(compiled.isinsert or compiled.isupdate or compiled.isdelete)
+        if getattr(construct, "_for_update_arg", None) is not None:
+            writes = True  # a row lock: part of a write
+        return Stmt(compiled.string, names, fixed or None, columns, writes)
 
     def list_events(self, after: bool, before: bool, limit: bool, newest_first: bool) -> Stmt:
         """The event slice query for this combination of bounds (compiled once, cached)."""
@@ -567,9 +573,8 @@ class Queries:
         def build() -> ClauseElement:
             c = self.tables.events.c
             query = sa.select(
-                c.session_id, c.seq, c.author, self.json_out(c.content), c.created_at,
-                self.json_out(c.state_delta), c.invocation_id, self.json_out(c.meta),
-            ).where(c.session_id == p("sid"))  # fmt: skip
+                *self.event_cols(),
+            ).where(c.session_id == p("sid"))
             if after:
                 query = query.where(c.seq > p("after"))
             if before:
@@ -580,6 +585,27 @@ class Queries:
             return query
 
         return self.cached(("events", after, before, limit, newest_first), build)
+
+    def event_cols(self) -> list[sa.ColumnElement[Any]]:
+        """The columns an :class:`~sessiondb.Event` is read from."""
+        c = self.tables.events.c
+        return [
+            c.session_id, c.seq, c.author, self.json_out(c.content), c.created_at,
+            self.json_out(c.state_delta), c.invocation_id, self.json_out(c.meta), c.event_id,
+        ]  # fmt: skip
+
+    def events_by_id(self, n: int) -> Stmt:
+        """The events of :sid whose event_id is one of :e0 ... :e{n-1}."""
+
+        def build() -> ClauseElement:
+            c = self.tables.events.c
+            return (
+                sa.select(*self.event_cols())
+                .where(c.session_id == p("sid"), c.event_id.in_([p(f"e{i}") for i in range(n)]))
+                .order_by(c.seq)
+            )
+
+        return self.cached(("events_by_id", n), build)
 
     # -- value conversion ---------------------------------------------------------------------
 

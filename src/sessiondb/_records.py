@@ -4,7 +4,8 @@ An export is a stream of records, one JSON object each (one line of a JSON Lines
 
 - ``{"type": "session", "id", "app_name", "user_id", "state", "created_at", "updated_at",
   "version", "expires_at", "ttl_seconds", "title", "labels", "events": [...]}``, each event
-  ``{"seq", "author", "content", "created_at", "state_delta", "invocation_id", "metadata"}``;
+  ``{"seq", "author", "content", "created_at", "state_delta", "invocation_id", "metadata"}``
+  and ``"event_id"`` when the event has one;
 - ``{"type": "app_state", "app_name", "state"}`` and
   ``{"type": "user_state", "app_name", "user_id", "state"}``.
 
@@ -96,12 +97,16 @@ def event_record(
     state_delta: dict[str, Any] | None,
     invocation_id: str | None,
     metadata: dict[str, Any] | None,
+    event_id: str | None = None,
 ) -> dict[str, Any]:
-    """One event of a session record (``created_at``: ISO 8601)."""
-    return {
+    """One event of a session record (``created_at``: ISO 8601; ``event_id`` only if set)."""
+    record = {
         "seq": seq, "author": author, "content": content, "created_at": created_at,
         "state_delta": state_delta, "invocation_id": invocation_id, "metadata": metadata,
     }  # fmt: skip
+    if event_id is not None:
+        record["event_id"] = event_id
+    return record
 
 
 def session_record(
@@ -171,6 +176,7 @@ class EventRecord:
     invocation_id: Any
     metadata: Any
     created_at: datetime  # naive UTC
+    event_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +268,8 @@ def check(index: int, record: Any) -> SessionRecord | ScopeRecord:
                     content=e.get("content"), state_delta=e.get("state_delta"),
                     invocation_id=e.get("invocation_id"), metadata=e.get("metadata"),
                     created_at=_when(e.get("created_at"), f"{where}: events[{j}].created_at"),
+                    event_id=None if e.get("event_id") is None
+                    else check_id(e["event_id"], "event_id"),
                 )
             )  # fmt: skip
         return SessionRecord(

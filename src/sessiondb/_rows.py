@@ -163,9 +163,10 @@ class Rows:
 
     def event_reader(self, columns: Sequence[str]) -> Callable[[Row], Event]:
         """A function from a row of a statement with ``columns`` to an :class:`Event`."""
-        i_sid, i_seq, i_author, i_content, i_created, i_delta, i_invocation, i_meta = positions(
+        (i_sid, i_seq, i_author, i_content, i_created, i_delta, i_invocation, i_meta,
+         i_event_id) = positions(
             columns, "session_id", "seq", "author", "content", "created_at", "state_delta",
-            "invocation_id", "meta",
+            "invocation_id", "meta", "event_id",
         )  # fmt: skip
         present, loads = self.present, self.loads
 
@@ -173,7 +174,7 @@ class Rows:
             return Event(
                 row[i_sid], row[i_seq], row[i_author], loads(row[i_content]),
                 present(row[i_created]), loads(row[i_delta]), row[i_invocation],
-                loads(row[i_meta]),
+                loads(row[i_meta]), row[i_event_id],
             )  # fmt: skip
 
         return read

@@ -7,78 +7,321 @@ that need several statements open an explicit transaction with :meth:`Cx.begin`.
 
 Async front ends call the very same sync-style operation: on PostgreSQL and MySQL inside
 SQLAlchemy's ``greenlet_spawn`` over a true async driver, on SQLite in a worker thread.
+
+Reliability (docs/reliability.md):
+
+- A connection taken from the free list is first checked *without a round trip*: a zero-timeout
+  ``select()`` on its socket. A connection the server closed (restart, kill, idle timeout) is
+  readable (EOF, or the server's farewell error): it is discarded and another one is taken.
+- A disconnect that reaches a statement all the same is retried once, on a new connection,
+  when nothing the operation sent can have been applied (only reads, or a transaction that had
+  not reached COMMIT). Otherwise the outcome is unknown: :class:`OutcomeUnknownError`, never a
+  silent repeat, unless the operation declared itself repeatable (event appends with ids).
+- Every driver error is classified here, once (:func:`classify`), by SQLSTATE, MySQL error
+  number or SQLite result code, and translated (:func:`translate`). Exceptions raised by user
+  code (:meth:`Cx.outside`) pass through untouched and leave the pool alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import select
+import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
 from ._engine import Durability, sqlite_setup
 from ._urls import Target
-from .errors import DatabaseError, DatabaseUnavailableError, SessionDBError
+from .errors import (
+    AuthenticationError,
+    ConfigurationError,
+    DatabaseError,
+    DatabaseUnavailableError,
+    InvalidStateError,
+    OutcomeUnknownError,
+    SessionDBError,
+)
 
 if TYPE_CHECKING:
     from ._queries import Stmt
 
-__all__ = ["AsyncRunner", "Cx", "Runner", "translate"]
+__all__ = ["AsyncRunner", "Cx", "Runner", "classify", "translate"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 #: Seconds a connection may sit in the free list before it goes back to SQLAlchemy's pool.
 IDLE_RECYCLE = 300.0
+#: Seconds the read-timeout watchdog thread stays with nothing to watch before it ends.
+IDLE_WATCHDOG = 10.0
 _GENERATION = "sessiondb_generation"
+_BORN = "sessiondb_born"
+
+Kind = Literal["disconnect", "auth", "no_database", "too_large", "no_table", "busy", "other"]
+
+# -- classification: one place, by SQLSTATE / MySQL errno / SQLite result code ---------------------
+
+#: MySQL/MariaDB server errors that mean the connection is gone or cannot be made.
+_MYSQL_GONE = frozenset({1040, 1053, 1077, 1152, 1158, 1159, 1160, 1161, 1927, 4031})
+_MYSQL_AUTH = frozenset({1044, 1045, 1698, 1130, 1251})
+_MYSQL_TOO_LARGE = frozenset({1153, 1301})
+_SQLITE_CANTOPEN, _SQLITE_IOERR, _SQLITE_TOOBIG = 14, 10, 18
+_SQLITE_BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+
+
+def _orig(exc: BaseException) -> BaseException:
+    return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+
+
+def _sqlstate(orig: BaseException) -> str | None:
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return str(state) if state else None
+
+
+def _pg_without_sqlstate(orig: BaseException) -> Kind:
+    """libpq reports connection failures as text only (no SQLSTATE reaches the client)."""
+    text = str(orig)
+    if "FATAL:" in text or "connection failed" in text:
+        if "password authentication failed" in text or "no pg_hba.conf entry" in text:
+            return "auth"
+        if " role " in text and "does not exist" in text:
+            return "auth"
+        if "database " in text and "does not exist" in text:
+            return "no_database"
+    return "disconnect"
+
+
+def classify(exc: BaseException, backend: str) -> Kind:
+    """What a driver (or pool) exception means, whatever the driver and front end."""
+    orig = _orig(exc)
+    if isinstance(orig, (OSError, TimeoutError, asyncio.TimeoutError, EOFError)):
+        return "disconnect"
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", None)
+        base = code & 0xFF if isinstance(code, int) else None
+        if base in (_SQLITE_CANTOPEN, _SQLITE_IOERR):
+            return "disconnect"
+        if base == _SQLITE_TOOBIG:
+            return "too_large"
+        if base in _SQLITE_BUSY:
+            return "busy"
+        if "no such table" in str(orig):
+            return "no_table"
+        return "other"
+    if backend == "postgresql":
+        state = _sqlstate(orig)
+        if state is None:
+            # client-side errors: a lost or unusable connection (psycopg's "connection timeout
+            # expired", asyncpg's "cannot switch to state 12; another operation is in
+            # progress" or "connection is closed"); a misuse is a ProgrammingError
+            name = type(orig).__name__
+            if "Programming" in name or "Data" in name or "Integrity" in name:
+                return "other"
+            return _pg_without_sqlstate(orig)
+        if state.startswith("28"):
+            return "auth"
+        if state == "3D000":
+            return "no_database"
+        if state.startswith(("08", "57P")) or state == "53300":
+            return "disconnect"
+        if state == "42P01":
+            return "no_table"
+        if state == "54000":
+            return "too_large"
+        return "other"
+    if backend == "mysql":
+        args = getattr(orig, "args", ())
+        code = args[0] if args and isinstance(args[0], int) else None
+        if code is None:
+            # aiomysql/PyMySQL raise InterfaceError(0, '') on a closed connection
+            return "disconnect" if "Interface" in type(orig).__name__ else "other"
+        if 2000 <= code < 3000 or code in _MYSQL_GONE:
+            return "disconnect"
+        if code in _MYSQL_AUTH:
+            return "auth"
+        if code == 1049:
+            return "no_database"
+        if code in _MYSQL_TOO_LARGE:
+            return "too_large"
+        if code == 1146:
+            return "no_table"
+    return "other"
 
 
 def _message(exc: BaseException) -> str:
-    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    orig = _orig(exc)
     text = str(orig).strip().splitlines()
     return text[0] if text else type(orig).__name__
 
 
-def _is_unavailable(exc: BaseException, backend: str) -> bool:
-    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    if isinstance(orig, (OSError, TimeoutError, asyncio.TimeoutError)):
-        return True
-    if isinstance(orig, sqlite3.OperationalError):
-        return "unable to open" in str(orig) or "disk I/O" in str(orig)
-    name = type(orig).__name__
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if backend == "postgresql":
-        if sqlstate:
-            return str(sqlstate).startswith(("08", "57P"))
-        return name in ("OperationalError", "InterfaceError", "ConnectionDoesNotExistError")
-    if backend == "mysql":
-        args = getattr(orig, "args", ())
-        code = args[0] if args and isinstance(args[0], int) else None
-        return code is not None and 2000 <= code < 3000
-    return False
+def translate(
+    exc: BaseException, target: Target, kind: Kind | None = None, *, sent: bool = False
+) -> SessionDBError:
+    """Turn a driver or pool exception into a sessiondb error (the caller chains ``from exc``).
 
-
-def translate(exc: BaseException, target: Target) -> SessionDBError:
-    """Turn a driver or pool exception into a sessiondb error (the caller chains ``from exc``)."""
+    ``sent``: a write may have reached the server before the connection died.
+    """
+    if kind is None:
+        kind = classify(exc, target.backend)
     message = _message(exc)
-    password = target.sync_url.password
+    url = target.sync_url
+    password = url.password
     if password:
         message = message.replace(str(password), "***")
-    if _is_unavailable(exc, target.backend):
-        what = "open the SQLite file" if target.backend == "sqlite" else "reach the database"
-        return DatabaseUnavailableError(
-            f"cannot {what} at {target.location} ({target.safe_url}): {message}"
+    where = target.location
+    if kind == "auth":
+        return AuthenticationError(
+            f"authentication failed for user {url.username!r} at {where}: {message}"
         )
-    return DatabaseError(f"{target.backend} error at {target.location}: {message}")
+    if kind == "no_database":
+        return ConfigurationError(f"database {url.database!r} does not exist at {where}")
+    if kind == "too_large":
+        return InvalidStateError(f"the data is too large for the {target.backend} server at "
+                                 f"{where}: {message}")  # fmt: skip
+    if kind == "disconnect":
+        if sent:
+            return OutcomeUnknownError(
+                f"the connection to {where} was lost after a write was sent: it may or may not "
+                f"have been applied ({target.safe_url}): {message}"
+            )
+        what = "open the SQLite file" if target.backend == "sqlite" else "reach the database"
+        return DatabaseUnavailableError(f"cannot {what} at {where} ({target.safe_url}): {message}")
+    return DatabaseError(f"{target.backend} error at {where}: {message}")
+
+
+# -- liveness without a round trip ---------------------------------------------------------------
+
+
+def _fd_psycopg(conn: Any) -> int | None:
+    if conn.closed:
+        return None
+    return int(conn.pgconn.socket)
+
+
+def _fd_pymysql(conn: Any) -> int | None:
+    sock = conn._sock
+    return None if sock is None else int(sock.fileno())
+
+
+def _fd_asyncpg(conn: Any) -> int | None:
+    if conn.is_closed():
+        return None
+    sock = conn._transport.get_extra_info("socket")
+    return None if sock is None else int(sock.fileno())
+
+
+def _fd_aiomysql(conn: Any) -> int | None:
+    writer, reader = conn._writer, conn._reader
+    if writer is None or reader is None or reader.at_eof() or len(reader._buffer):
+        return None
+    sock = writer.transport.get_extra_info("socket")
+    return None if sock is None else int(sock.fileno())
+
+
+_FD_OF: dict[str, Callable[[Any], int | None]] = {
+    "psycopg": _fd_psycopg,
+    "pymysql": _fd_pymysql,
+    "asyncpg": _fd_asyncpg,
+    "aiomysql": _fd_aiomysql,
+}
+
+
+def _closed_by_server(fd_of: Callable[[Any], int | None], conn: Any) -> bool:
+    """True when the server closed this idle connection (or spoke unasked, e.g. its "terminating
+    connection" notice): its socket is readable. One ``select()`` call, no round trip."""
+    try:
+        fd = fd_of(conn)
+        if fd is None or fd < 0:
+            return True
+        readable, _, _ = select.select((fd,), (), (), 0)
+    except (OSError, ValueError, AttributeError):
+        return True
+    return bool(readable)
+
+
+class Watchdog:
+    """A read timeout for drivers that have none: a statement still waiting for its answer
+    after ``limit`` seconds has its socket shut down, so the driver raises a disconnect.
+
+    One daemon thread per runner, started only with ``statement_timeout``; a statement costs a
+    dict insert and a dict delete.
+    """
+
+    def __init__(self, limit: float, fd_of: Callable[[Any], int | None]) -> None:
+        self.limit = limit
+        self._fd_of = fd_of
+        self._active: dict[int, tuple[float, Any]] = {}
+        self._keys = itertools.count()
+        self._heap: list[tuple[float, int]] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def start(self, conn: Any) -> int:
+        key = next(self._keys)
+        deadline = time.monotonic() + self.limit
+        self._active[key] = (deadline, conn)
+        with self._cond:
+            heapq.heappush(self._heap, (deadline, key))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="sessiondb-watchdog", daemon=True
+                )
+                self._thread.start()
+        return key
+
+    def stop(self, key: int) -> None:
+        self._active.pop(key, None)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._closed:
+                now = time.monotonic()
+                while self._heap and self._heap[0][0] <= now:
+                    _, key = heapq.heappop(self._heap)
+                    entry = self._active.pop(key, None)
+                    if entry is not None:
+                        self._cut(entry[1])
+                if not self._heap:
+                    # nothing to watch: wait a while, then end (the next statement restarts it)
+                    self._cond.wait(IDLE_WATCHDOG)
+                    if not self._heap:
+                        break
+                    continue
+                self._cond.wait(self._heap[0][0] - now)
+            self._thread = None
+
+    def _cut(self, conn: Any) -> None:
+        try:
+            fd = self._fd_of(conn)
+            if fd is not None and fd >= 0:
+                sock = socket.socket(fileno=fd)
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                finally:
+                    sock.detach()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+# -- one operation's access ----------------------------------------------------------------------
 
 
 class Cx:
@@ -87,7 +330,18 @@ class Cx:
     Nothing is leased until the first statement runs, so argument errors never touch the pool.
     """
 
-    __slots__ = ("_cur", "_in_tx", "_raw", "_runner", "backend", "dbapi")
+    __slots__ = (
+        "_cur",
+        "_in_tx",
+        "_raw",
+        "_runner",
+        "backend",
+        "dbapi",
+        "fresh",
+        "repeatable",
+        "sent",
+        "user_error",
+    )
 
     def __init__(self, runner: Runner) -> None:
         self._runner = runner
@@ -96,11 +350,18 @@ class Cx:
         self._in_tx = False
         self.backend = runner.target.backend
         self.dbapi = runner.dbapi
+        #: a write may have been applied: sent outside a transaction, or a COMMIT was sent
+        self.sent = False
+        #: the connection was opened by this operation (a failure on it is an outage)
+        self.fresh = False
+        #: the operation may be run again after a lost connection whatever it sent
+        self.repeatable = False
+        self.user_error: BaseException | None = None
 
     def _cursor(self) -> Any:
         cur = self._cur
         if cur is None:
-            self._raw, cur = self._runner.lease()
+            self._raw, cur, self.fresh = self._runner.lease()
             self._cur = cur
         return cur
 
@@ -113,29 +374,57 @@ class Cx:
         self._cursor()
         return self._raw.driver_connection  # type: ignore[union-attr]
 
+    def outside(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run user code (a callback): its exceptions pass through untouched."""
+        try:
+            return fn(*args)
+        except BaseException as exc:
+            self.user_error = exc
+            raise
+
+    def _execute(self, stmt: Stmt, params: dict[str, Any]) -> Any:
+        cur = self._cursor()
+        bound = stmt.bind(params)
+        runner = self._runner
+        if stmt.writes and not self._in_tx:
+            self.sent = True
+        if runner.max_packet:
+            runner.check_size(bound)
+        watchdog = runner.watchdog
+        if watchdog is None:
+            cur.execute(stmt.sql, bound)
+        else:
+            key = watchdog.start(self._raw.driver_connection)  # type: ignore[union-attr]
+            try:
+                cur.execute(stmt.sql, bound)
+            finally:
+                watchdog.stop(key)
+        return cur
+
     def one(self, stmt: Stmt, params: dict[str, Any]) -> Any:
         """Run ``stmt`` and return its first row, or ``None``."""
-        cur = self._cursor()
-        cur.execute(stmt.sql, stmt.bind(params))
-        rows = cur.fetchall()  # drained, so SQLite ends the statement (and its read snapshot)
+        rows = self._execute(stmt, params).fetchall()  # drained: SQLite ends the statement
         return rows[0] if rows else None
 
     def all(self, stmt: Stmt, params: dict[str, Any]) -> list[Any]:
         """Run ``stmt`` and return every row."""
-        cur = self._cursor()
-        cur.execute(stmt.sql, stmt.bind(params))
-        return cur.fetchall()  # type: ignore[no-any-return]
+        return self._execute(stmt, params).fetchall()  # type: ignore[no-any-return]
 
     def run(self, stmt: Stmt, params: dict[str, Any]) -> int:
         """Run ``stmt`` and return the number of rows it changed."""
-        cur = self._cursor()
-        cur.execute(stmt.sql, stmt.bind(params))
-        return cur.rowcount  # type: ignore[no-any-return]
+        return self._execute(stmt, params).rowcount  # type: ignore[no-any-return]
 
     def run_many(self, stmt: Stmt, rows: list[dict[str, Any]]) -> None:
         """Run ``stmt`` once per parameter set, batched by the driver."""
         if rows:
-            self._cursor().executemany(stmt.sql, [stmt.bind(p) for p in rows])
+            cur = self._cursor()
+            bound = [stmt.bind(p) for p in rows]
+            if self._runner.max_packet:
+                for b in bound:
+                    self._runner.check_size(b)
+            if not self._in_tx:
+                self.sent = True
+            cur.executemany(stmt.sql, bound)
 
     @property
     def lastrowid(self) -> int:
@@ -150,13 +439,17 @@ class Cx:
     def commit(self) -> None:
         """Commit the transaction opened by :meth:`begin`."""
         self._in_tx = False
+        self.sent = True
         self._cur.execute("COMMIT")
 
-    def release(self, exc: BaseException | None) -> None:
-        """Return the connection to the pool; roll back or discard it after a failure."""
+    def release(self, exc: BaseException | None, kind: Kind | None = None) -> bool:
+        """Return the connection to the pool; roll back or discard it after a failure.
+
+        True when the connection was found dead (and the pool invalidated).
+        """
         raw = self._raw
         if raw is None:
-            return
+            return False
         self._raw = None
         cur, self._cur = self._cur, None
         runner = self._runner
@@ -165,18 +458,22 @@ class Cx:
             # read: the connection's state is unknown, so it is closed, never reused. The
             # server then rolls back what was not committed: all or nothing.
             raw.invalidate(exc)
-            return
+            return False
         try:
             if exc is not None:
-                if runner.is_disconnect(exc, raw, cur):
+                if kind == "disconnect":
                     runner.invalidate(raw, exc)
-                    return
+                    return True
+                if kind == "too_large":  # the server hangs up on an oversized packet
+                    raw.invalidate(exc)
+                    return False
                 if self._in_tx:
                     cur.execute("ROLLBACK")
         except Exception as cleanup_exc:  # the connection is unusable: drop it
             raw.invalidate(cleanup_exc)
-            return
+            return False
         runner.give_back(raw, cur)
+        return False
 
 
 class Runner:
@@ -191,6 +488,8 @@ class Runner:
         durability: Durability = "full",
         busy_timeout: float = 30.0,
         keep: int = 5,
+        read_timeout: float | None = None,
+        connect_timeout: float = 10.0,
     ) -> None:
         self.engine = engine
         self.target = target
@@ -200,6 +499,13 @@ class Runner:
         self._generation = 0
         self._durability = durability
         self._busy_timeout = busy_timeout
+        # the engine's own pool options, honoured on the free list too
+        pool: Any = engine.pool
+        self._pre_ping = bool(getattr(pool, "_pre_ping", False))
+        # a call that failed after this long met a server that does not answer (a timeout),
+        # not a stale connection: another attempt would only double the wait
+        self._retry_within = connect_timeout
+        self._recycle = float(getattr(pool, "_recycle", -1))
         self.dialect = engine.dialect
         self.dbapi = engine.dialect.loaded_dbapi
         self.driver_errors: tuple[type[BaseException], ...] = (
@@ -208,28 +514,99 @@ class Runner:
             OSError,
             asyncio.TimeoutError,
         )
+        self._fd_of = _FD_OF.get(self.dialect.driver)
+        self.watchdog: Watchdog | None = None
+        if read_timeout is not None and self._fd_of is not None:
+            self.watchdog = Watchdog(read_timeout, self._fd_of)
+        #: MySQL's max_allowed_packet, read once per pool (0: no check)
+        self.max_packet = 0
+        self._packet_known = target.backend != "mysql"
 
     # A small free list in front of SQLAlchemy's pool: an operation takes a connection (with
     # its cursor) from it and puts it back, with no pool checkout/checkin events, reset or
     # cursor creation on the hot path. SQLAlchemy still creates, recycles and disposes of the
     # connections: one idle too long goes back to it, and a disconnect empties the list.
 
-    def lease(self) -> tuple[PoolProxiedConnection, Any]:
-        """A connection and its cursor, from the free list or from SQLAlchemy's pool."""
+    def lease(self) -> tuple[PoolProxiedConnection, Any, bool]:
+        """A live connection, its cursor, and whether it was opened just now."""
         idle = self._idle
         while idle:
             try:
                 raw, cur, since = idle.pop()
             except IndexError:  # another thread took the last one
                 break
-            if time.monotonic() - since < IDLE_RECYCLE:
-                return raw, cur
-            self._return_to_pool(raw, cur)
-        raw = self.engine.raw_connection()
-        raw.info[_GENERATION] = self._generation
-        if self.foreign:
-            self.adopt(raw)
-        return raw, raw.cursor()
+            if time.monotonic() - since >= IDLE_RECYCLE:
+                self._return_to_pool(raw, cur)
+            elif self._usable(raw):
+                return raw, cur, False
+            # else _usable dropped it: take another
+        for _ in range(self._keep + 2 * self._keep + 1):
+            raw = self.engine.raw_connection()
+            info = raw.info
+            if _GENERATION not in info:  # a new DBAPI connection
+                info[_GENERATION] = self._generation
+                info[_BORN] = time.monotonic()
+                if self.foreign:
+                    self.adopt(raw)
+                cur = raw.cursor()
+                if not self._packet_known:
+                    self._read_max_packet(cur)
+                return raw, cur, True
+            if self._usable(raw):  # else it was invalidated: take another
+                return raw, raw.cursor(), False
+        raise DatabaseUnavailableError(f"no live connection to {self.target.location}")
+
+    def _usable(self, raw: PoolProxiedConnection) -> bool:
+        """Whether a pooled connection may serve: not closed by the server, young enough."""
+        if self._recycle >= 0 and time.monotonic() - raw.info.get(_BORN, 0) > self._recycle:
+            raw.invalidate()
+            return False
+        fd_of = self._fd_of
+        if fd_of is not None and _closed_by_server(fd_of, raw.driver_connection):
+            self._dead(raw)
+            return False
+        if self._pre_ping:
+            try:
+                dbapi_conn: Any = raw.dbapi_connection
+                alive = bool(self.dialect.do_ping(dbapi_conn))
+            except self.driver_errors:
+                alive = False
+            if not alive:
+                self._dead(raw)
+                return False
+        return True
+
+    def _dead(self, raw: PoolProxiedConnection) -> None:
+        """A connection the server closed (or left with an answer nobody read): drop it. Older
+        ones are not dropped with it: each is checked in turn when it is leased."""
+        raw.invalidate()
+
+    def _read_max_packet(self, cur: Any) -> None:
+        cur.execute("SELECT @@max_allowed_packet")
+        row = cur.fetchone()
+        self.max_packet = int(row[0]) if row and row[0] else 0
+        self._packet_known = True
+
+    def check_size(self, bound: Any) -> None:
+        """Refuse, before sending, a statement over MySQL's ``max_allowed_packet``."""
+        values = bound.values() if isinstance(bound, dict) else bound
+        chars = 0
+        for v in values:
+            if type(v) is str:
+                chars += len(v)
+        limit = self.max_packet - 64 * 1024  # the statement's own text, and headroom
+        if 4 * chars < limit:
+            return
+        size = 0
+        for v in values:
+            if type(v) is str:
+                size += len(v.encode()) + sum(v.count(c) for c in "\\'\"\0\n\r\x1a")
+        if size >= limit:
+            raise InvalidStateError(
+                f"the data to store is {size} bytes once escaped, over the limit of the "
+                f"{self.target.backend} server at {self.target.location} (max_allowed_packet "
+                f"= {self.max_packet} bytes): store less, or raise max_allowed_packet"
+            )
 
     def give_back(self, raw: PoolProxiedConnection, cur: Any) -> None:
         """Keep a healthy connection for the next operation (or return it to the pool)."""
@@ -265,15 +642,6 @@ class Runner:
             raw.info["sessiondb"] = True
         self.dialect.set_isolation_level(dbapi_conn, "AUTOCOMMIT")
 
-    def is_disconnect(self, exc: BaseException, raw: Any, cur: Any) -> bool:
-        if isinstance(exc, DBAPIError):
-            return bool(exc.connection_invalidated)
-        if isinstance(exc, (OSError, InterfaceError)):
-            return True
-        if isinstance(exc, self.dbapi.Error):
-            return bool(self.dialect.is_disconnect(exc, raw.dbapi_connection, cur))
-        return False
-
     def invalidate(self, raw: PoolProxiedConnection, exc: BaseException) -> None:
         """Drop ``raw`` and every connection pooled before it (the server likely restarted)."""
         self._generation += 1
@@ -291,18 +659,39 @@ class Runner:
             raise translate(exc, self.target) from exc
 
     def call(self, fn: Callable[Concatenate[Cx, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn(cx, ...)`` with a fresh :class:`Cx`; driver errors become sessiondb errors."""
-        cx = Cx(self)
-        try:
-            result = fn(cx, *args, **kwargs)
-        except self.driver_errors as exc:
-            cx.release(exc)
-            raise translate(exc, self.target) from exc
-        except BaseException as exc:
-            cx.release(exc)
-            raise
-        cx.release(None)
-        return result
+        """Run ``fn(cx, ...)`` with a fresh :class:`Cx`; driver errors become sessiondb errors.
+
+        A connection found dead is replaced and the operation run once more when nothing it
+        sent can have been applied (or it is repeatable); else :class:`OutcomeUnknownError`.
+        """
+        retried = False
+        start = time.monotonic()
+        while True:
+            cx = Cx(self)
+            try:
+                result = fn(cx, *args, **kwargs)
+            except self.driver_errors as exc:
+                if exc is cx.user_error:
+                    cx.release(exc)
+                    raise
+                kind = classify(exc, self.target.backend)
+                dead = cx.release(exc, kind)
+                if (
+                    dead
+                    and not retried
+                    and not cx.fresh
+                    and (cx.repeatable or not cx.sent)
+                    and time.monotonic() - start < self._retry_within
+                ):
+                    retried = True
+                    continue
+                sent = kind == "disconnect" and cx.sent and not cx.repeatable
+                raise translate(exc, self.target, kind, sent=sent) from exc
+            except BaseException as exc:
+                cx.release(exc)
+                raise
+            cx.release(None)
+            return result
 
 
 class AsyncRunner:

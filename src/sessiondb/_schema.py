@@ -142,6 +142,9 @@ def tables(prefix: str = "") -> Tables:
         sa.Column("meta", JsonText(), nullable=True),
         sa.Column("created_at", Timestamp(), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
+        # the caller's idempotency key, unique per session (revision 0004)
+        sa.Column("event_id", Key(), nullable=True),
+        sa.Index(f"ix_{prefix}events_session_id_event_id", "session_id", "event_id", unique=True),
         **MYSQL_OPTIONS,
     )
     app_states = sa.Table(

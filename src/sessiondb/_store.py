@@ -28,14 +28,21 @@ class SessionStore:
         tz_aware: return timezone-aware UTC datetimes instead of naive local time.
         auto_migrate: create or upgrade the schema on first use; if False, a missing or old
             schema raises :class:`~sessiondb.errors.SchemaError`.
-        connect_timeout: seconds to wait for a database server before giving up.
+        connect_timeout: seconds to wait for a database server before giving up: connecting,
+            the server's greeting and authentication included.
+        statement_timeout: seconds a statement may run (PostgreSQL ``statement_timeout``,
+            MariaDB ``max_statement_time``, MySQL ``max_execution_time``; on SQLite it bounds
+            lock waits). With it, a server that stops answering (frozen) fails a call within
+            ``statement_timeout + connect_timeout``. None (default): no limit.
         busy_timeout: seconds SQLite waits for a lock held by another connection.
         pool_size: connections kept open (more are opened under load, up to three times this).
         sqlite_durability: ``"full"`` (default: every commit is on disk in the main file, so a
             plain file copy is a backup) or ``"fast"`` (WAL's ``synchronous=NORMAL``).
         ttl: default time to live of new sessions (None: they never expire).
         sliding_ttl: if True, every write renews a session's expiry (else it is absolute).
-        engine_options: extra keyword arguments for SQLAlchemy's ``create_engine``.
+        engine_options: pool options for SQLAlchemy's ``create_engine`` that sessiondb
+            honours (``pool_pre_ping``, ``pool_recycle``, ``pool_timeout``, ``max_overflow``,
+            ``connect_args``...); any other raises :class:`~sessiondb.errors.ConfigurationError`.
     """
 
     def __init__(
@@ -52,6 +59,7 @@ class SessionStore:
         ttl: timedelta | float | None = None,
         sliding_ttl: bool = False,
         engine_options: dict[str, Any] | None = None,
+        statement_timeout: float | None = None,
     ) -> None:
         from ._backend import Backend, Options
 
@@ -59,7 +67,7 @@ class SessionStore:
             table_prefix=table_prefix, tz_aware=tz_aware, auto_migrate=auto_migrate,
             connect_timeout=connect_timeout, busy_timeout=busy_timeout, pool_size=pool_size,
             sqlite_durability=sqlite_durability, engine_options=engine_options, ttl=ttl,
-            sliding_ttl=sliding_ttl,
+            sliding_ttl=sliding_ttl, statement_timeout=statement_timeout,
         )  # fmt: skip
         self._backend = Backend(url, options)
         self._core = self._backend.core
@@ -218,12 +226,18 @@ class SessionStore:
         invocation_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         expected_version: int | None = None,
+        event_id: str | None = None,
     ) -> Event:
-        """Append one event to the session's history; its ``state_delta`` is applied with it."""
+        """Append one event to the session's history; its ``state_delta`` is applied with it.
+
+        ``event_id`` (e.g. ADK's event id) makes the append idempotent: an event with this id
+        already in the session is returned as stored, and nothing is written. With it, a call
+        that raised :class:`~sessiondb.errors.OutcomeUnknownError` can simply be repeated.
+        """
         return self._call(
             self._core.append_event, session_id=session_id, author=author, content=content,
             state_delta=state_delta, invocation_id=invocation_id, metadata=metadata,
-            expected_version=expected_version,
+            expected_version=expected_version, event_id=event_id,
         )  # fmt: skip
 
     def append_events(
@@ -233,7 +247,8 @@ class SessionStore:
         *,
         expected_version: int | None = None,
     ) -> list[Event]:
-        """Append several events in one transaction (each a mapping of append_event's fields)."""
+        """Append several events in one transaction (each a mapping of append_event's fields,
+        ``event_id`` included: events whose id is already stored are returned, not written)."""
         return self._call(
             self._core.append_events, session_id=session_id, events=events,
             expected_version=expected_version,

@@ -179,10 +179,10 @@ class Transfer:
         ids = [r[i_id] for r in rows]
         events: dict[str, list[Record]] = {sid: [] for sid in ids}
         of = q.events_of(len(ids))
-        e_sid, e_seq, e_author, e_content, e_created, e_delta, e_invocation, e_meta = (
+        e_sid, e_seq, e_author, e_content, e_created, e_delta, e_invocation, e_meta, e_id = (
             of.positions(
                 "session_id", "seq", "author", "content", "created_at", "state_delta",
-                "invocation_id", "meta",
+                "invocation_id", "meta", "event_id",
             )
         )  # fmt: skip
         for e in cx.all(of, {f"id{i}": v for i, v in enumerate(ids)}):
@@ -191,6 +191,7 @@ class Transfer:
                     seq=e[e_seq], author=e[e_author], content=loads(e[e_content]),
                     created_at=iso(e[e_created]), state_delta=loads(e[e_delta]),
                     invocation_id=e[e_invocation], metadata=loads(e[e_meta]),
+                    event_id=e[e_id],
                 )
             )  # fmt: skip
         records = []
@@ -281,7 +282,7 @@ class Transfer:
                     q.import_event,
                     {"sid": sid, "seq": e.seq, "author": e.author, "content": content,
                      "delta": delta, "invocation": e.invocation_id, "meta": meta,
-                     "now": ts(e.created_at), "size": size},
+                     "now": ts(e.created_at), "size": size, "event_id": e.event_id},
                 )  # fmt: skip
             if new_events > 0:
                 result.events += new_events

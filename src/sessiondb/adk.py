@@ -116,6 +116,8 @@ def event_record(event: AdkEvent) -> dict[str, Any]:
         "content": content,
         "state_delta": delta or None,
         "invocation_id": _column_id(event.invocation_id),
+        # the idempotency key: a retried append never stores the event twice
+        "event_id": _column_id(event.id),
     }
 
 

@@ -20,16 +20,21 @@ conventions keeps working::
     ├── StaleSessionError                      expected_version no longer matches
     ├── SchemaError                            database schema missing, too old or too new
     └── DatabaseError                          any other driver error, translated
+        ├── AuthenticationError                the server refused the user or password
         └── DatabaseUnavailableError (ConnectionError)   cannot reach the server
+            └── OutcomeUnknownError            the connection died after a write was sent
 
-Driver exceptions are translated at one boundary (``sessiondb._engine.translate``); the original
-exception is kept as ``__cause__``.
+Driver exceptions are translated at one boundary (``sessiondb._runner.translate``), classified
+by SQLSTATE, MySQL error number or SQLite result code; the original exception is kept as
+``__cause__``. Exceptions raised by your own code (a ``transform_state`` callback) pass through
+untouched.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "ArgumentTypeError",
+    "AuthenticationError",
     "ConfigurationError",
     "InvalidArgumentError",
     "InvalidCursorError",
@@ -39,6 +44,7 @@ __all__ = [
     "DriverNotInstalledError",
     "InvalidIdError",
     "InvalidStateError",
+    "OutcomeUnknownError",
     "SchemaError",
     "SessionDBError",
     "SessionExistsError",
@@ -115,3 +121,19 @@ class DatabaseError(SessionDBError):
 
 class DatabaseUnavailableError(DatabaseError, ConnectionError):
     """The database cannot be reached (server down, wrong host or port, timeout, bad file path)."""
+
+
+class AuthenticationError(DatabaseError):
+    """The server refused the credentials (user or password): retrying will not help.
+
+    The message names the user, host and port, never the password.
+    """
+
+
+class OutcomeUnknownError(DatabaseUnavailableError):
+    """The connection died after a write was sent: it may or may not have been applied.
+
+    sessiondb never repeats such a write by itself (an increment or an event append would be
+    applied twice). Read the session to find out, or repeat an ``append_event`` with the same
+    ``event_id``, which stores the event at most once.
+    """

@@ -64,6 +64,8 @@ class Event:
     """State keys this event set, applied atomically with the append."""
     invocation_id: str | None = None
     metadata: dict[str, Any] | None = None
+    event_id: str | None = None
+    """The caller's idempotency key (e.g. ADK's event id), unique within the session."""
 
     def to_dict(self) -> dict[str, Any]:
         """The event as a dict of plain values."""

@@ -24,7 +24,6 @@ from ._harness import (
     open_store,
     run_bounded,
     wait_until,
-    xfail,
 )
 
 
@@ -59,10 +58,6 @@ async def bounce(server: Any, mode: str) -> None:
         await in_thread(server.start)
 
 
-@xfail(
-    "the first call after a restart fails with DatabaseUnavailableError "
-    "(a pooled connection the server dropped is found by a user's call)",
-)
 @pytest.mark.parametrize("mode", ["restart", "kill"])
 def test_restart_while_idle(db: Any, front: str, mode: str) -> None:
     """Server restarted (or SIGKILLed and started) while the store is idle: 0 failed calls."""
@@ -104,10 +99,6 @@ def test_outage_then_recovery(db: Any, front: str) -> None:
     run_bounded(scenario, 60)
 
 
-@xfail(
-    "engine_options={'pool_pre_ping': True} is accepted and ignored: the "
-    "first call after a restart still fails with DatabaseUnavailableError",
-)
 def test_pool_pre_ping_is_honoured_or_refused(db: Any, front: str) -> None:
     """Every engine option is honoured or refused: with pool_pre_ping, a restart is invisible."""
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["HEAD", "REVISIONS", "read_revision", "upgrade"]
 
 #: Every revision this library knows, oldest first; the last is the head.
-REVISIONS = ("0001", "0002", "0003")
+REVISIONS = ("0001", "0002", "0003", "0004")
 HEAD = REVISIONS[-1]
 
 #: Alembic keeps its migration context in module globals: upgrades in one process take turns.
@@ -35,15 +35,24 @@ def table_prefix() -> str:
 def read_revision(cx: Cx, prefix: str) -> str | None:
     """The database's sessiondb revision, or None when it has no sessiondb schema yet."""
     from .._queries import Stmt
+    from .._runner import classify
     from .._schema import version_table_name
 
     stmt = Stmt(
-        f"SELECT version_num FROM {version_table_name(prefix)}", (), columns=("version_num",)
+        f"SELECT version_num FROM {version_table_name(prefix)}",
+        (),
+        columns=("version_num",),
+        writes=False,
     )
     cx.connect()
     try:
         row = cx.one(stmt, {})
-    except cx.dbapi.Error:
+    except cx.dbapi.Error as exc:
+        # no table: no schema yet. SQLite busy: another process is creating the file's schema
+        # (the upgrade takes the lock, waits for it, and finds out). Any other error is the
+        # runner's to translate.
+        if classify(exc, cx.backend) not in ("no_table", "busy"):
+            raise
         return None
     return None if row is None else str(row[stmt.at("version_num")])
 
