@@ -255,8 +255,9 @@ class Watchdog:
     """A read timeout for drivers that have none: a statement still waiting for its answer
     after ``limit`` seconds has its socket shut down, so the driver raises a disconnect.
 
-    One daemon thread per runner, started only with ``statement_timeout``; a statement costs a
-    dict insert and a dict delete.
+    One daemon thread per runner, started only with ``statement_timeout`` and ending after
+    :data:`IDLE_WATCHDOG` seconds with nothing to watch; a statement costs a dict insert and a
+    dict delete (and a heap push).
     """
 
     def __init__(self, limit: float, fd_of: Callable[[Any], int | None]) -> None:
@@ -267,14 +268,19 @@ class Watchdog:
         self._heap: list[tuple[float, int]] = []
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._closed = False
 
     def start(self, conn: Any) -> int:
         key = next(self._keys)
         deadline = time.monotonic() + self.limit
         self._active[key] = (deadline, conn)
         with self._cond:
-            heapq.heappush(self._heap, (deadline, key))
+            heap = self._heap
+            if len(heap) > 2 * len(self._active) + 1000:  # drop finished statements' entries
+                heap[:] = [(d, k) for d, k in heap if k in self._active]
+                heapq.heapify(heap)
+            heapq.heappush(heap, (deadline, key))
+            if heap[0][1] == key:  # the earliest deadline now: wake the thread to wait less
+                self._cond.notify()
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="sessiondb-watchdog", daemon=True
@@ -285,14 +291,9 @@ class Watchdog:
     def stop(self, key: int) -> None:
         self._active.pop(key, None)
 
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-
     def _run(self) -> None:
         with self._cond:
-            while not self._closed:
+            while True:
                 now = time.monotonic()
                 while self._heap and self._heap[0][0] <= now:
                     _, key = heapq.heappop(self._heap)
