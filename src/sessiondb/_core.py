@@ -288,7 +288,9 @@ class Core:
             cx.run_many(q.insert_label, [{"sid": sid, "label": lb} for lb in label_list])
             if in_tx:
                 cx.commit()
-        except cx.dbapi.IntegrityError as exc:
+        except cx.dbapi.Error as exc:
+            if cx.kind(exc) != "duplicate":
+                raise
             raise SessionExistsError(f"a session with id {sid!r} already exists") from exc
         loads = rows.loads
         app_now, user_now = loads(app_state), loads(user_state)
@@ -420,7 +422,9 @@ class Core:
             try:
                 version = self._bump(cx, stmt, params)
             except cx.dbapi.Error as exc:
-                if not self._too_deep_for_server(exc):
+                # MariaDB's JSON functions refuse documents nested deeper than 32 levels,
+                # MySQL's deeper than 100; sessiondb's limit is _json.MAX_DEPTH everywhere
+                if cx.kind(exc) != "too_deep":
                     raise
                 version = None  # nothing was written (autocommit): the general path copes
             if version is not None:
@@ -429,12 +433,6 @@ class Core:
             # path tells which, and copes with the last
         own, app, user = _scopes.split(set_, remove, increment)
         return self._general(cx, session_id, expected_version, own, app, user)
-
-    def _too_deep_for_server(self, exc: BaseException) -> bool:
-        """MariaDB's JSON functions refuse documents nested deeper than 32 levels (error 4040),
-        MySQL's deeper than 100 (3157); sessiondb's limit is ``_json.MAX_DEPTH`` everywhere."""
-        args: tuple[Any, ...] = getattr(exc, "args", ())
-        return self.q.backend == "mysql" and len(args) > 0 and args[0] in (4040, 3157)
 
     def _fast_patch_ok(
         self, set_: dict[str, Any], remove: list[str], increment: dict[str, Any]

@@ -69,7 +69,17 @@ IDLE_WATCHDOG = 10.0
 _GENERATION = "sessiondb_generation"
 _BORN = "sessiondb_born"
 
-Kind = Literal["disconnect", "auth", "no_database", "too_large", "no_table", "busy", "other"]
+Kind = Literal[
+    "disconnect",
+    "auth",
+    "no_database",
+    "too_large",
+    "no_table",
+    "busy",
+    "duplicate",
+    "too_deep",
+    "other",
+]
 
 # -- classification: one place, by SQLSTATE / MySQL errno / SQLite result code ---------------------
 
@@ -79,6 +89,10 @@ _MYSQL_AUTH = frozenset({1044, 1045, 1698, 1130, 1251})
 _MYSQL_TOO_LARGE = frozenset({1153, 1301})
 _SQLITE_CANTOPEN, _SQLITE_IOERR, _SQLITE_TOOBIG = 14, 10, 18
 _SQLITE_BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+#: SQLITE_CONSTRAINT_PRIMARYKEY and SQLITE_CONSTRAINT_UNIQUE (extended result codes)
+_SQLITE_DUPLICATE = (1555, 2067)
+#: MariaDB (4040) and MySQL (3157): a JSON document nested too deep for their JSON functions
+_MYSQL_TOO_DEEP = frozenset({4040, 3157})
 
 
 def _orig(exc: BaseException) -> BaseException:
@@ -117,6 +131,8 @@ def classify(exc: BaseException, backend: str) -> Kind:
             return "too_large"
         if base in _SQLITE_BUSY:
             return "busy"
+        if code in _SQLITE_DUPLICATE:
+            return "duplicate"
         if "no such table" in str(orig):
             return "no_table"
         return "other"
@@ -140,6 +156,8 @@ def classify(exc: BaseException, backend: str) -> Kind:
             return "no_table"
         if state == "54000":
             return "too_large"
+        if state == "23505":
+            return "duplicate"
         return "other"
     if backend == "mysql":
         args = getattr(orig, "args", ())
@@ -157,6 +175,10 @@ def classify(exc: BaseException, backend: str) -> Kind:
             return "too_large"
         if code == 1146:
             return "no_table"
+        if code == 1062:
+            return "duplicate"
+        if code in _MYSQL_TOO_DEEP:
+            return "too_deep"
     return "other"
 
 
@@ -426,6 +448,11 @@ class Cx:
             if not self._in_tx:
                 self.sent = True
             cur.executemany(stmt.sql, bound)
+
+    def kind(self, exc: BaseException) -> Kind:
+        """What a driver error raised by one of this operation's statements means
+        (:func:`classify`), for the few a core operation answers itself."""
+        return classify(exc, self.backend)
 
     @property
     def lastrowid(self) -> int:
