@@ -22,6 +22,10 @@ quiet "$PY" -m build --wheel -o "$work/dist" "$src"
 cd "$src"
 found=$(PYTHONPATH="$work/site" "$PY" -c "import sessiondb; print(sessiondb.__file__)")
 case "$found" in "$work/site/"*) ;; *) echo "sdist check: imported $found, not the built wheel" >&2; exit 1 ;; esac
+# a sample that needs what the sdist must carry besides the package: the API and contract
+# suite, the examples, the docs' module map; any pytest arguments replace it (e.g. `tests`)
+[ "$#" -gt 0 ] || set -- tests/test_api.py tests/test_contract.py tests/test_examples.py \
+  tests/test_layout.py
 echo "sdist check: $(basename "$sdist") builds; running its SQLite tests against its wheel"
 env -u SESSIONDB_REQUIRE_GUIDE PYTHONPATH="$work/site" SESSIONDB_TEST_BACKENDS=sqlite \
   "$PY" -m pytest -q -p no:cacheprovider -n auto -m "not slow and not faults" -x "$@"
