@@ -128,31 +128,14 @@ class _BaseBackend:
         self.target, engine = _target_of(source)
         self.owns_engine = engine is None
         if engine is None:
-            engine = make_engine(
-                self.target,
-                side,
-                connect_timeout=options.connect_timeout,
-                busy_timeout=options.busy_timeout,
-                pool_size=options.pool_size,
-                durability=options.sqlite_durability,
-                options=options.engine_options,
-                statement_timeout=options.statement_timeout,
-            )
+            engine = self._new_engine(side)
         elif options.engine_options:
             raise ConfigurationError(
                 "engine_options apply to engines sessiondb creates: set them on your own engine"
             )
         self.engine = engine
         sync_engine: Engine = engine.sync_engine if is_async_engine(engine) else engine  # type: ignore[assignment]
-        self.runner = Runner(
-            sync_engine,
-            self.target,
-            foreign=not self.owns_engine,
-            durability=options.sqlite_durability,
-            busy_timeout=options.busy_timeout,
-            keep=options.pool_size,
-            **self._timeouts(),
-        )
+        self.runner = self._new_runner(sync_engine, foreign=not self.owns_engine)
         self.tables = tables(options.table_prefix)
         self.dialect = sync_engine.dialect
         self.rows = Rows(tz_aware=options.tz_aware)
@@ -163,6 +146,33 @@ class _BaseBackend:
         )
         self.transfer = Transfer(self.rows)
         self.ready = False
+
+    def _new_engine(self, side: Literal["sync", "async"]) -> Engine | AsyncEngine:
+        """An engine of sessiondb's own for this store's target and options."""
+        options = self.options
+        return make_engine(
+            self.target,
+            side,
+            connect_timeout=options.connect_timeout,
+            busy_timeout=options.busy_timeout,
+            pool_size=options.pool_size,
+            durability=options.sqlite_durability,
+            options=options.engine_options,
+            statement_timeout=options.statement_timeout,
+        )
+
+    def _new_runner(self, engine: Engine, *, foreign: bool = False) -> Runner:
+        """A runner over ``engine`` with this store's options."""
+        options = self.options
+        return Runner(
+            engine,
+            self.target,
+            foreign=foreign,
+            durability=options.sqlite_durability,
+            busy_timeout=options.busy_timeout,
+            keep=options.pool_size,
+            **self._timeouts(),
+        )
 
     def _timeouts(self) -> dict[str, Any]:
         """A runner's timeouts: a backstop read timeout (the server's statement limit, then
@@ -505,26 +515,8 @@ class AsyncBackend(_BaseBackend):
         return pool
 
     def _make_pool(self) -> _LoopPool:
-        options = self.options
-        engine: Any = make_engine(
-            self.target,
-            "async",
-            connect_timeout=options.connect_timeout,
-            busy_timeout=options.busy_timeout,
-            pool_size=options.pool_size,
-            durability=options.sqlite_durability,
-            options=options.engine_options,
-            statement_timeout=options.statement_timeout,
-        )
-        runner = Runner(
-            engine.sync_engine,
-            self.target,
-            durability=options.sqlite_durability,
-            busy_timeout=options.busy_timeout,
-            keep=options.pool_size,
-            **self._timeouts(),
-        )
-        return _LoopPool(engine, runner, owns_engine=True)
+        engine: Any = self._new_engine("async")
+        return _LoopPool(engine, self._new_runner(engine.sync_engine), owns_engine=True)
 
     def _forget(self, pool: _LoopPool) -> None:
         """Drop ``pool`` (its loop is shutting down); the loop's next call makes a new one."""
