@@ -175,20 +175,29 @@ async def test_connections_killed_while_idle_are_replaced(store: Any, admin: Adm
     assert got.event_count == 1
 
 
-async def test_write_sent_then_connection_lost_is_outcome_unknown(store: Any, admin: Admin) -> None:
-    """A one-statement write whose connection dies after it was sent is never repeated: the
-    call raises OutcomeUnknownError (a DatabaseUnavailableError), and the store goes on."""
+async def kill_its_next_call_at_the_lock(
+    store: Any, admin: Admin
+) -> tuple[Any, Callable[[], None]]:
+    """A new session whose row the admin locks; the store's next call on it waits for that
+    lock, and a background thread then kills that call's connection and frees the row.
+    Returns the session and the thread's join."""
     before = admin.others()
     s = await store.create_session("app", "u", {"n": 0})
     mine = admin.others() - before
     admin.lock_row(s.id)
 
     def kill_when_waiting() -> None:
-        waiting = wait_for(lambda: admin.waiting_for_lock(mine), "the write to wait for the lock")
+        waiting = wait_for(lambda: admin.waiting_for_lock(mine), "the call to wait for the lock")
         admin.kill(waiting)
         admin.unlock()
 
-    join = in_background(kill_when_waiting)
+    return s, in_background(kill_when_waiting)
+
+
+async def test_write_sent_then_connection_lost_is_outcome_unknown(store: Any, admin: Admin) -> None:
+    """A one-statement write whose connection dies after it was sent is never repeated: the
+    call raises OutcomeUnknownError (a DatabaseUnavailableError), and the store goes on."""
+    s, join = await kill_its_next_call_at_the_lock(store, admin)
     with pytest.raises(OutcomeUnknownError) as info:
         await store.update_session_state(s.id, {"n": 5})
     join()
@@ -201,17 +210,7 @@ async def test_write_sent_then_connection_lost_is_outcome_unknown(store: Any, ad
 async def test_transaction_cut_before_commit_is_run_again(store: Any, admin: Admin) -> None:
     """A transaction whose connection dies before COMMIT was sent cannot have been applied: it
     is run again, invisibly, and stored once."""
-    before = admin.others()
-    s = await store.create_session("app", "u", {"n": 0})
-    mine = admin.others() - before
-    admin.lock_row(s.id)
-
-    def kill_when_waiting() -> None:
-        waiting = wait_for(lambda: admin.waiting_for_lock(mine), "the append to wait for the lock")
-        admin.kill(waiting)
-        admin.unlock()
-
-    join = in_background(kill_when_waiting)
+    s, join = await kill_its_next_call_at_the_lock(store, admin)
     event = await store.append_event(s.id, "user", {"text": "once"}, state_delta={"n": 1})
     join()
     assert event.seq == 1
