@@ -17,6 +17,10 @@ Reliability (docs/reliability.md):
   when nothing the operation sent can have been applied (only reads, or a transaction that had
   not reached COMMIT). Otherwise the outcome is unknown: :class:`OutcomeUnknownError`, never a
   silent repeat, unless the operation declared itself repeatable (event appends with ids).
+- A write refused by a read-only server (a standby, a demoted primary: SQLSTATE 25006) was not
+  applied: the connection is dropped with every pooled one, and the operation run once more on
+  a new connection, which a multi-host URL with ``target_session_attrs=read-write`` opens on
+  the primary. A second refusal is :class:`ReadOnlyDatabaseError`.
 - Every driver error is classified here, once (:func:`classify`), by SQLSTATE, MySQL error
   number or SQLite result code, and translated (:func:`translate`). Exceptions raised by user
   code (:meth:`Cx.outside`) pass through untouched and leave the pool alone.
@@ -51,6 +55,7 @@ from .errors import (
     DatabaseUnavailableError,
     InvalidStateError,
     OutcomeUnknownError,
+    ReadOnlyDatabaseError,
     SessionDBError,
 )
 
@@ -78,6 +83,7 @@ Kind = Literal[
     "busy",
     "duplicate",
     "too_deep",
+    "read_only",
     "other",
 ]
 
@@ -93,6 +99,10 @@ _SQLITE_BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
 _SQLITE_DUPLICATE = (1555, 2067)
 #: MariaDB (4040) and MySQL (3157): a JSON document nested too deep for their JSON functions
 _MYSQL_TOO_DEEP = frozenset({4040, 3157})
+#: a server started --read-only (1290: ER_OPTION_PREVENTS_STATEMENT), a read-only transaction
+_MYSQL_READ_ONLY = frozenset({1290, 1792})
+#: read_only_sql_transaction: a write on a hot standby, or with default_transaction_read_only
+_PG_READ_ONLY = "25006"
 
 
 def _orig(exc: BaseException) -> BaseException:
@@ -143,6 +153,8 @@ def classify(exc: BaseException, backend: str) -> Kind:
             # expired", asyncpg's "cannot switch to state 12; another operation is in
             # progress" or "connection is closed"); a misuse is a ProgrammingError
             name = type(orig).__name__
+            if "read-only transaction" in str(orig):
+                return "read_only"
             if "Programming" in name or "Data" in name or "Integrity" in name:
                 return "other"
             return _pg_without_sqlstate(orig)
@@ -158,6 +170,8 @@ def classify(exc: BaseException, backend: str) -> Kind:
             return "too_large"
         if state == "23505":
             return "duplicate"
+        if state == _PG_READ_ONLY:
+            return "read_only"
         return "other"
     if backend == "mysql":
         args = getattr(orig, "args", ())
@@ -179,6 +193,8 @@ def classify(exc: BaseException, backend: str) -> Kind:
             return "duplicate"
         if code in _MYSQL_TOO_DEEP:
             return "too_deep"
+        if code in _MYSQL_READ_ONLY:
+            return "read_only"
     return "other"
 
 
@@ -193,7 +209,8 @@ def translate(
 ) -> SessionDBError:
     """Turn a driver or pool exception into a sessiondb error (the caller chains ``from exc``).
 
-    ``sent``: a write may have reached the server before the connection died.
+    ``sent``: a write may have reached the server before the connection died (for a
+    read-only refusal: an earlier write of the operation was applied).
     """
     if kind is None:
         kind = classify(exc, target.backend)
@@ -212,6 +229,17 @@ def translate(
     if kind == "too_large":
         return InvalidStateError(f"the data is too large for the {target.backend} server at "
                                  f"{where}: {message}")  # fmt: skip
+    if kind == "read_only":
+        what = (
+            "its earlier writes were applied, the rest was refused"
+            if sent
+            else "nothing was written"
+        )
+        return ReadOnlyDatabaseError(
+            f"the server at {where} accepts no writes (a hot standby or a demoted primary; "
+            f"{what}): name the primary, or list every server in the URL with "
+            f"target_session_attrs=read-write ({target.safe_url}): {message}"
+        )
     if kind == "disconnect":
         if sent:
             return OutcomeUnknownError(
@@ -358,6 +386,7 @@ class Cx:
         "_in_tx",
         "_raw",
         "_runner",
+        "applied",
         "backend",
         "dbapi",
         "fresh",
@@ -375,6 +404,8 @@ class Cx:
         self.dbapi = runner.dbapi
         #: a write may have been applied: sent outside a transaction, or a COMMIT was sent
         self.sent = False
+        #: an earlier write of this operation was applied (it had been sent, and another came)
+        self.applied = False
         #: the connection was opened by this operation (a failure on it is an outage)
         self.fresh = False
         #: the operation may be run again after a lost connection whatever it sent
@@ -410,6 +441,7 @@ class Cx:
         bound = stmt.bind(params)
         runner = self._runner
         if stmt.writes and not self._in_tx:
+            self.applied = self.sent
             self.sent = True
         if runner.max_packet:
             runner.check_size(bound)
@@ -446,6 +478,7 @@ class Cx:
                 for b in bound:
                     self._runner.check_size(b)
             if not self._in_tx:
+                self.applied = self.sent
                 self.sent = True
             cur.executemany(stmt.sql, bound)
 
@@ -467,13 +500,15 @@ class Cx:
     def commit(self) -> None:
         """Commit the transaction opened by :meth:`begin`."""
         self._in_tx = False
+        self.applied = self.sent
         self.sent = True
         self._cur.execute("COMMIT")
 
     def release(self, exc: BaseException | None, kind: Kind | None = None) -> bool:
         """Return the connection to the pool; roll back or discard it after a failure.
 
-        True when the connection was found dead (and the pool invalidated).
+        True when the connection was found dead or on a read-only server (and the pool
+        invalidated: every pooled connection likely went to the same server).
         """
         raw = self._raw
         if raw is None:
@@ -489,7 +524,7 @@ class Cx:
             return False
         try:
             if exc is not None:
-                if kind == "disconnect":
+                if kind == "disconnect" or kind == "read_only":
                     runner.invalidate(raw, exc)
                     return True
                 if kind == "too_large":  # the server hangs up on an oversized packet
@@ -691,6 +726,8 @@ class Runner:
 
         A connection found dead is replaced and the operation run once more when nothing it
         sent can have been applied (or it is repeatable); else :class:`OutcomeUnknownError`.
+        A write a read-only server refused was not applied: it runs once more on a new
+        connection unless an earlier write of the operation was.
         """
         retried = False
         start = time.monotonic()
@@ -704,16 +741,18 @@ class Runner:
                     raise
                 kind = classify(exc, self.target.backend)
                 dead = cx.release(exc, kind)
+                # refused by a read-only server: that write was not applied, earlier ones were
+                applied = cx.applied if kind == "read_only" else cx.sent
                 if (
                     dead
                     and not retried
                     and not cx.fresh
-                    and (cx.repeatable or not cx.sent)
+                    and (cx.repeatable or not applied)
                     and time.monotonic() - start < self._retry_within
                 ):
                     retried = True
                     continue
-                sent = kind == "disconnect" and cx.sent and not cx.repeatable
+                sent = kind in ("disconnect", "read_only") and applied and not cx.repeatable
                 raise translate(exc, self.target, kind, sent=sent) from exc
             except BaseException as exc:
                 cx.release(exc)

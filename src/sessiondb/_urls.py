@@ -4,11 +4,19 @@ Every URL resolves to a :class:`Target`: the backend (``sqlite``, ``postgresql``
 the SQLAlchemy URL for the synchronous driver, and the one for the asynchronous driver. A bare
 ``postgresql://`` or ``mysql://`` maps to drivers that install from wheels (psycopg 3 / asyncpg,
 PyMySQL / aiomysql); a URL naming a driver keeps it for its side and gets the default for the other.
+
+A PostgreSQL URL may name several hosts (a primary and its standbys), in libpq's form
+``postgresql://u@h1:5432,h2:5433/db?target_session_attrs=read-write`` or SQLAlchemy's
+``postgresql://u@/db?host=h1:5432&host=h2:5433`` (or ``?host=h1,h2&port=5432,5433``). Every
+form becomes one: ``?host=h1,h2&port=5432,5433``, every port spelled out, which SQLAlchemy's
+psycopg dialect hands to libpq as a multi-host conninfo and its asyncpg dialect to
+``asyncpg.connect`` as lists; ``target_session_attrs`` goes through to both drivers.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,8 +30,10 @@ __all__ = ["Target", "resolve_url"]
 FORMS = (
     "sqlite:///./relative.db, sqlite:////absolute/path.db, "
     "postgresql://user:password@host:5432/database, "
+    "postgresql://user:password@host1:5432,host2:5432/database?target_session_attrs=read-write, "
     "mysql://user:password@host:3306/database"
 )
+_PORTS = {"postgresql": 5432, "mysql": 3306}
 
 # backend -> (extra, {driver: (module, side)}) ; side is "sync", "async" or "both"
 _DRIVERS: dict[str, dict[str, tuple[str, str]]] = {
@@ -59,14 +69,19 @@ class Target:
     sync_url: URL
     async_url: URL  # on SQLite the same as sync_url: async runs the sync core in a thread
     safe_url: str  # for messages: password hidden
+    #: several ``(host, port)`` for a multi-host PostgreSQL URL, else empty
+    hosts: tuple[tuple[str, int], ...] = ()
 
     @property
     def location(self) -> str:
-        """``host:port`` for servers, the file path for SQLite."""
+        """``host:port`` for servers (every one of a multi-host URL, comma-separated), the
+        file path for SQLite."""
         if self.backend == "sqlite":
             return self.sync_url.database or ":memory:"
-        port = self.sync_url.port or (5432 if self.backend == "postgresql" else 3306)
-        return f"{self.sync_url.host or 'localhost'}:{port}"
+        if self.hosts:
+            return ",".join(_host_port(host, port) for host, port in self.hosts)
+        port = self.sync_url.port or _PORTS[self.backend]
+        return _host_port(self.sync_url.host or "localhost", port)
 
     def require_driver(self, side: str) -> None:
         """Raise :class:`DriverNotInstalledError` unless the driver for ``side`` is importable."""
@@ -97,11 +112,13 @@ def resolve_url(url: str | URL) -> Target:
     from sqlalchemy.exc import ArgumentError
 
     text = url if isinstance(url, str) else url.render_as_string(hide_password=True)
+    listed: list[tuple[str, int | None]] = []
     if isinstance(url, str):
         if not url.strip():
             raise _malformed(url, "it is empty")
+        stripped, listed = _split_hosts(url.strip())
         try:
-            parsed = make_url(url.strip())
+            parsed = make_url(stripped)
         except (ArgumentError, ValueError) as exc:
             raise _malformed(url, "it does not have the form dialect[+driver]://...") from exc
     else:
@@ -135,9 +152,101 @@ def resolve_url(url: str | URL) -> Target:
     base = name  # keep "mariadb" so SQLAlchemy knows the server flavour
     if backend != "sqlite" and not parsed.database:
         raise _malformed(text, "it names no database (add /database_name at the end)")
+    hosts: tuple[tuple[str, int], ...] = ()
+    if listed and backend != "postgresql":
+        raise _malformed(text, "several hosts in one URL are for PostgreSQL only")
+    if backend == "postgresql":
+        parsed, hosts = _multi_host(text, parsed, listed)
+        if hosts:
+            safe = _render_hosts(parsed, hosts)
     sync_url = parsed.set(drivername=f"{base}+{sync_driver}")
     async_url = parsed.set(drivername=f"{base}+{async_driver}")
-    return Target(backend, sync_url, async_url, safe)
+    return Target(backend, sync_url, async_url, safe, hosts)
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _split_hosts(text: str) -> tuple[str, list[tuple[str, int | None]]]:
+    """Take libpq's host list (``h1:p1,h2:p2``) out of a URL, which SQLAlchemy cannot parse:
+    the URL without it, and the hosts (empty unless the URL names several)."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text, []
+    end = len(rest)
+    for stop in "/?":
+        found = rest.find(stop)
+        if found >= 0:
+            end = min(end, found)
+    netloc, tail = rest[:end], rest[end:]
+    userinfo, at, hostlist = netloc.rpartition("@")
+    if "," not in hostlist:
+        return text, []
+    hosts = [_one_host(text, item) for item in hostlist.split(",")]
+    return f"{scheme}://{userinfo}{at}{tail}", hosts
+
+
+def _one_host(text: str, item: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port``."""
+    match = re.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]/]+))(?::(\d{1,5}))?", item)
+    if match is None:
+        raise _malformed(
+            text, f"{item!r} in its host list is not host, host:port or [IPv6 address]:port"
+        )
+    host = match.group(1) or match.group(2)
+    port = int(match.group(3)) if match.group(3) else None
+    if port is not None and not 0 < port < 65536:
+        raise _malformed(text, f"port {port} of host {host!r} is out of range")
+    return host, port
+
+
+def _multi_host(
+    text: str, parsed: URL, listed: list[tuple[str, int | None]]
+) -> tuple[URL, tuple[tuple[str, int], ...]]:
+    """Every multi-host form in one: ``?host=h1,h2&port=p1,p2`` (each port spelled out, as
+    asyncpg requires), the URL's own host and port removed. A one-host URL is left alone."""
+    query = parsed.query
+    if "host" in query or "port" in query:
+        if listed:
+            raise _malformed(text, "it names hosts both before the database and in ?host=")
+        raw = query.get("host", ())
+        raw_hosts = [raw] if isinstance(raw, str) else list(raw)
+        raw_port = query.get("port", ())
+        raw_ports = [raw_port] if isinstance(raw_port, str) else list(raw_port)
+        if len(raw_hosts) == 1 and "," in raw_hosts[0]:  # ?host=h1,h2&port=p1,p2
+            names = raw_hosts[0].split(",")
+            ports = ",".join(raw_ports).split(",") if raw_ports else []
+            if ports and len(ports) != len(names):
+                raise _malformed(text, f"it names {len(names)} hosts and {len(ports)} ports")
+            spelled = [f"{n}:{p}" for n, p in zip(names, ports, strict=True)] if ports else names
+            listed = [_one_host(text, item) for item in spelled]
+        elif len(raw_hosts) > 1:  # ?host=h1:p1&host=h2:p2
+            if raw_ports:
+                raise _malformed(text, "give each host its port as ?host=h1:p1&host=h2:p2")
+            listed = [_one_host(text, item) for item in raw_hosts]
+        if listed and (parsed.host or parsed.port):
+            raise _malformed(text, "it names hosts both before the database and in ?host=")
+    if len(listed) < 2:
+        return parsed, ()
+    default = parsed.port or _PORTS["postgresql"]
+    hosts = tuple((host, default if port is None else port) for host, port in listed)
+    url = parsed.set(host=None, port=None).difference_update_query(["host", "port"])
+    url = url.update_query_dict(
+        {"host": ",".join(h for h, _ in hosts), "port": ",".join(str(p) for _, p in hosts)}
+    )
+    return url, hosts
+
+
+def _render_hosts(url: URL, hosts: tuple[tuple[str, int], ...]) -> str:
+    """A multi-host URL for messages, in libpq's form, password hidden."""
+    plain = url.difference_update_query(["host", "port"])
+    rendered = plain.render_as_string(hide_password=True)
+    scheme, _, rest = rendered.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    userinfo = netloc[: netloc.rfind("@") + 1]
+    listed = ",".join(_host_port(h, p) for h, p in hosts)
+    return f"{scheme}://{userinfo}{listed}{slash}{tail}"
 
 
 def _check_sqlite(text: str, parsed: URL) -> None:

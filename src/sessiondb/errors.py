@@ -22,7 +22,8 @@ conventions keeps working::
     └── DatabaseError                          any other driver error, translated
         ├── AuthenticationError                the server refused the user or password
         └── DatabaseUnavailableError (ConnectionError)   cannot reach the server
-            └── OutcomeUnknownError            the connection died after a write was sent
+            ├── OutcomeUnknownError            the connection died after a write was sent
+            └── ReadOnlyDatabaseError          a write reached a read-only server (a standby)
 
 Driver exceptions are translated at one boundary (``sessiondb._runner.translate``), classified
 by SQLSTATE, MySQL error number or SQLite result code; the original exception is kept as
@@ -45,6 +46,7 @@ __all__ = [
     "InvalidIdError",
     "InvalidStateError",
     "OutcomeUnknownError",
+    "ReadOnlyDatabaseError",
     "SchemaError",
     "SessionDBError",
     "SessionExistsError",
@@ -136,4 +138,14 @@ class OutcomeUnknownError(DatabaseUnavailableError):
     sessiondb never repeats such a write by itself (an increment or an event append would be
     applied twice). Read the session to find out, or repeat an ``append_event`` with the same
     ``event_id``, which stores the event at most once.
+    """
+
+
+class ReadOnlyDatabaseError(DatabaseUnavailableError):
+    """A write reached a server that accepts no writes: a hot standby, or a demoted primary.
+
+    The server refused the statement, so it was not applied. sessiondb drops the connection and
+    runs the operation once more on a new one (which, with every host listed and
+    ``target_session_attrs=read-write``, is the primary); this error means that one landed on
+    a read-only server too: the URL names no primary that is up.
     """

@@ -1,0 +1,237 @@
+"""PostgreSQL primaries and standbys for the failover and replica tests.
+
+:meth:`Cluster.shared` is the cluster ``tools/cluster.sh start pg`` started (its URLs come from
+``SESSIONDB_CLUSTER_PG_PRIMARY_URL`` / ``SESSIONDB_CLUSTER_PG_STANDBY_URLS``, or from the
+``env`` file in ``SESSIONDB_CLUSTER_DIR``, default ``/tmp/sessiondb-cluster``): tests only make
+databases there and drop them. :meth:`Cluster.private` starts a set of the test's own with the
+same script, in its own directory and ports, for tests that kill, promote or pause a server;
+:meth:`Cluster.stop` stops it by PID, whatever the test did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "tools" / "cluster.sh"
+PG_BIN = Path(os.environ.get("SESSIONDB_PG_BIN", "/usr/lib/postgresql/15/bin"))
+REQUIRE = os.environ.get("SESSIONDB_REQUIRE_CLUSTER") == "1"
+
+Address = tuple[str, int]
+
+
+def unavailable(why: str) -> None:
+    """Skip, or fail under ``SESSIONDB_REQUIRE_CLUSTER=1``."""
+    message = f"{why}: start it with `tools/cluster.sh start pg`"
+    if REQUIRE:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _env_file(directory: Path) -> dict[str, str]:
+    found: dict[str, str] = {}
+    path = directory / "env"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.startswith("export ") and "=" in line:
+                key, _, value = line[len("export ") :].partition("=")
+                found[key] = shlex.split(value)[0] if value else ""
+    return found
+
+
+def _address(url: str) -> Address:
+    parsed = sa.make_url(url)
+    return parsed.host or "127.0.0.1", parsed.port or 5432
+
+
+class Cluster:
+    """A primary and its standbys: addresses, admin connections, the test's databases."""
+
+    def __init__(self, primary: str, standbys: list[str], directory: Path | None = None) -> None:
+        self.primary_url = primary
+        self.standby_urls = standbys
+        self.directory = directory  # a private cluster's; None for the shared one
+        self.user = sa.make_url(primary).username or "postgres"
+
+    # -- the clusters ----------------------------------------------------------------------------
+
+    @classmethod
+    def shared(cls) -> Cluster:
+        directory = Path(os.environ.get("SESSIONDB_CLUSTER_DIR", "/tmp/sessiondb-cluster"))
+        env = {**_env_file(directory), **os.environ}
+        primary = env.get("SESSIONDB_CLUSTER_PG_PRIMARY_URL")
+        standbys = [u for u in env.get("SESSIONDB_CLUSTER_PG_STANDBY_URLS", "").split(",") if u]
+        if not primary or not standbys:
+            unavailable("the PostgreSQL cluster is not started")
+        assert primary is not None
+        cluster = cls(primary, standbys)
+        for address in [cluster.primary_address(), *map(_address, standbys)]:
+            if not cluster.ready(address):
+                unavailable(f"the PostgreSQL cluster does not answer at {address}")
+        return cluster
+
+    @classmethod
+    def private(cls, directory: Path, port: int) -> Cluster:
+        """Start a primary (``port``), a synchronous standby (+1) and an async one (+2)."""
+        if not SCRIPT.exists() or not (PG_BIN / "pg_ctl").exists():
+            unavailable(f"{SCRIPT} or PostgreSQL's binaries ({PG_BIN}) are missing")
+        env = {**os.environ, "SESSIONDB_CLUSTER_DIR": str(directory),
+               "SESSIONDB_CLUSTER_PG_PORT": str(port)}  # fmt: skip
+        done = subprocess.run(
+            ["bash", str(SCRIPT), "start", "pg"], env=env, capture_output=True, text=True,
+            timeout=180, check=False,
+        )  # fmt: skip
+        cluster = cls(
+            f"postgresql://postgres@127.0.0.1:{port}/test",
+            [f"postgresql://postgres@127.0.0.1:{port + i}/test" for i in (1, 2)],
+            directory,
+        )
+        if done.returncode != 0:
+            cluster.stop()
+            pytest.fail(f"tools/cluster.sh start pg failed:\n{done.stderr[-3000:]}")
+        return cluster
+
+    def stop(self) -> None:
+        """Stop a private cluster's servers by PID (SIGKILL if they linger), delete its files."""
+        assert self.directory is not None
+        env = {**os.environ, "SESSIONDB_CLUSTER_DIR": str(self.directory)}
+        with contextlib.suppress(subprocess.SubprocessError):
+            subprocess.run(
+                ["bash", str(SCRIPT), "stop", "pg"], env=env, capture_output=True,
+                timeout=60, check=False,
+            )  # fmt: skip
+        for node in ("pg0", "pg1", "pg2"):
+            pid = self.pid(node)
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        subprocess.run(["rm", "-rf", str(self.directory)], check=False)
+
+    # -- addresses and URLs ----------------------------------------------------------------------
+
+    def primary_address(self) -> Address:
+        return _address(self.primary_url)
+
+    def standby_address(self, index: int) -> Address:
+        return _address(self.standby_urls[index])
+
+    def url(self, database: str, addresses: list[Address], **query: str) -> str:
+        """A libpq-style URL naming ``addresses`` in this order."""
+        hosts = ",".join(f"{h}:{p}" for h, p in addresses)
+        options = "&".join(f"{k}={v}" for k, v in query.items())
+        return f"postgresql://{self.user}@{hosts}/{database}" + (f"?{options}" if options else "")
+
+    def engine(self, address: Address, database: str = "postgres") -> sa.Engine:
+        return sa.create_engine(
+            f"postgresql+psycopg://{self.user}@{address[0]}:{address[1]}/{database}",
+            isolation_level="AUTOCOMMIT", poolclass=sa.NullPool,
+            connect_args={"connect_timeout": 3},
+        )  # fmt: skip
+
+    def scalar(self, address: Address, sql: str, database: str = "postgres", **params: Any) -> Any:
+        engine = self.engine(address, database)
+        try:
+            with engine.connect() as conn:
+                return conn.execute(sa.text(sql), params).scalar()
+        finally:
+            engine.dispose()
+
+    def execute(self, address: Address, sql: str, database: str = "postgres") -> None:
+        engine = self.engine(address, database)
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text(sql))
+        finally:
+            engine.dispose()
+
+    def ready(self, address: Address) -> bool:
+        try:
+            self.scalar(address, "SELECT 1")
+        except sa.exc.OperationalError:
+            return False
+        return True
+
+    # -- the test's databases --------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def database(self) -> Iterator[str]:
+        """A new database on the primary, present on every standby; dropped at the end."""
+        name = f"sdbt_ha_{secrets.token_hex(4)}"
+        primary = self.primary_address()
+        self.execute(primary, f'CREATE DATABASE "{name}" TEMPLATE template0')
+        try:
+            for index in range(len(self.standby_urls)):
+                address = self.standby_address(index)
+                self.wait_for(
+                    lambda a=address: self.exists(a, name), f"database {name} on {address}"
+                )
+            yield name
+        finally:
+            with contextlib.suppress(sa.exc.OperationalError):
+                self.execute(primary, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def exists(self, address: Address, database: str) -> bool:
+        sql = "SELECT count(*) FROM pg_database WHERE datname = :n"
+        return bool(self.scalar(address, sql, n=database) == 1)
+
+    @staticmethod
+    def wait_for(check: Any, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+    def has_session(self, address: Address, database: str, session_id: str) -> bool:
+        sql = "SELECT count(*) FROM sessions WHERE id = :s"
+        return bool(self.scalar(address, sql, database, s=session_id) == 1)
+
+    def read_on_primary(self, database: str, session_id: str) -> Any:
+        sql = "SELECT state FROM sessions WHERE id = :s"
+        return self.scalar(self.primary_address(), sql, database, s=session_id)
+
+    # -- where a store's connections go (a test hook on the store's own runner) -------------------
+
+    @staticmethod
+    def server_port(store: Any) -> int:
+        return int(store._backend.call(_server_port))
+
+    @staticmethod
+    async def server_port_async(store: Any) -> int:
+        return int(await store._backend.call(_server_port))
+
+    # -- a private cluster's processes -----------------------------------------------------------
+
+    def pid(self, node: str) -> int | None:
+        assert self.directory is not None
+        path = self.directory / node / "postmaster.pid"
+        try:
+            return int(path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def pg_ctl(self, node: str, *args: str) -> None:
+        assert self.directory is not None
+        command = [str(PG_BIN / "pg_ctl"), "-D", str(self.directory / node), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+
+def _server_port(cx: Any) -> int:
+    from sessiondb._queries import Stmt
+
+    stmt = Stmt("SELECT inet_server_port()", (), columns=("port",), writes=False)
+    return int(cx.one(stmt, {})[0])
