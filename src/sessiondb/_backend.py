@@ -28,7 +28,7 @@ from ._core import Core
 from ._engine import Durability, make_engine, migration_engine
 from ._queries import Queries
 from ._rows import Rows
-from ._runner import AsyncRunner, Cx, Runner, translate
+from ._runner import CONFLICT_BACKOFF, CONFLICT_RETRIES, AsyncRunner, Cx, Runner, translate
 from ._schema import tables
 from ._transfer import Transfer
 from ._urls import Target, resolve_url
@@ -66,6 +66,8 @@ class Options:
     statement_timeout: float | None = None
     ttl: timedelta | float | None = None
     sliding_ttl: bool = False
+    conflict_retries: int = CONFLICT_RETRIES
+    conflict_backoff: float = CONFLICT_BACKOFF
 
     def __post_init__(self) -> None:
         if not isinstance(self.table_prefix, str) or not all(
@@ -86,6 +88,12 @@ class Options:
         )  # fmt: skip
         if self.statement_timeout is not None:
             _option_number("statement_timeout", self.statement_timeout, 86400)
+        retries = self.conflict_retries
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 1000:
+            raise ConfigurationError(
+                f"conflict_retries must be an int from 0 to 1000, not {retries!r}"
+            )
+        _option_number("conflict_backoff", self.conflict_backoff, 60)
         if self.ttl is not None:
             try:
                 seconds(self.ttl, "ttl")
@@ -171,6 +179,8 @@ class _BaseBackend:
             durability=options.sqlite_durability,
             busy_timeout=options.busy_timeout,
             keep=options.pool_size,
+            conflict_retries=options.conflict_retries,
+            conflict_backoff=options.conflict_backoff,
             **self._timeouts(),
         )
 

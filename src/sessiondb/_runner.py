@@ -21,6 +21,9 @@ Reliability (docs/reliability.md):
   applied: the connection is dropped with every pooled one, and the operation run once more on
   a new connection, which a multi-host URL with ``target_session_attrs=read-write`` opens on
   the primary. A second refusal is :class:`ReadOnlyDatabaseError`.
+- A transaction the server rolled back because it lost to a concurrent one (a deadlock, a
+  serialization failure, a Galera certification conflict) is run again from the start, up to
+  ``conflict_retries`` times with jittered exponential backoff; then :class:`ConflictError`.
 - Every driver error is classified here, once (:func:`classify`), by SQLSTATE, MySQL error
   number or SQLite result code, and translated (:func:`translate`). Exceptions raised by user
   code (:meth:`Cx.outside`) pass through untouched and leave the pool alone.
@@ -31,6 +34,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
+import random
 import select
 import socket
 import sqlite3
@@ -44,13 +49,14 @@ from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import await_only, greenlet_spawn
 
 from ._engine import Durability, sqlite_setup
 from ._urls import Target
 from .errors import (
     AuthenticationError,
     ConfigurationError,
+    ConflictError,
     DatabaseError,
     DatabaseUnavailableError,
     InvalidStateError,
@@ -64,6 +70,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncRunner", "Cx", "Runner", "classify", "translate"]
 
+logger = logging.getLogger("sessiondb")
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -71,6 +79,11 @@ T = TypeVar("T")
 IDLE_RECYCLE = 300.0
 #: Seconds the read-timeout watchdog thread stays with nothing to watch before it ends.
 IDLE_WATCHDOG = 10.0
+#: Default retries of an operation whose transaction lost to a concurrent one, and the first
+#: pause (seconds; each further pause may be twice as long, up to 64 times this).
+CONFLICT_RETRIES = 10
+CONFLICT_BACKOFF = 0.01
+_BACKOFF_DOUBLINGS = 6
 _GENERATION = "sessiondb_generation"
 _BORN = "sessiondb_born"
 
@@ -84,6 +97,7 @@ Kind = Literal[
     "duplicate",
     "too_deep",
     "read_only",
+    "conflict",
     "other",
 ]
 
@@ -103,6 +117,13 @@ _MYSQL_TOO_DEEP = frozenset({4040, 3157})
 _MYSQL_READ_ONLY = frozenset({1290, 1792})
 #: read_only_sql_transaction: a write on a hot standby, or with default_transaction_read_only
 _PG_READ_ONLY = "25006"
+#: ER_LOCK_DEADLOCK: InnoDB chose this transaction as a deadlock's victim, or Galera aborted it
+#: (a certification conflict at COMMIT, or a brute-force abort by a replicated write): either
+#: way the whole transaction was rolled back
+_MYSQL_DEADLOCK = 1213
+#: serialization_failure (also a hot standby's recovery conflict), deadlock_detected: the
+#: transaction was rolled back
+_PG_CONFLICT = frozenset({"40001", "40P01"})
 
 
 def _orig(exc: BaseException) -> BaseException:
@@ -172,6 +193,8 @@ def classify(exc: BaseException, backend: str) -> Kind:
             return "duplicate"
         if state == _PG_READ_ONLY:
             return "read_only"
+        if state in _PG_CONFLICT:
+            return "conflict"
         return "other"
     if backend == "mysql":
         args = getattr(orig, "args", ())
@@ -195,6 +218,8 @@ def classify(exc: BaseException, backend: str) -> Kind:
             return "too_deep"
         if code in _MYSQL_READ_ONLY:
             return "read_only"
+        if code == _MYSQL_DEADLOCK:
+            return "conflict"
     return "other"
 
 
@@ -205,12 +230,18 @@ def _message(exc: BaseException) -> str:
 
 
 def translate(
-    exc: BaseException, target: Target, kind: Kind | None = None, *, sent: bool = False
+    exc: BaseException,
+    target: Target,
+    kind: Kind | None = None,
+    *,
+    sent: bool = False,
+    attempts: int = 1,
 ) -> SessionDBError:
     """Turn a driver or pool exception into a sessiondb error (the caller chains ``from exc``).
 
     ``sent``: a write may have reached the server before the connection died (for a
-    read-only refusal: an earlier write of the operation was applied).
+    read-only refusal or a conflict: an earlier write of the operation was applied).
+    ``attempts``: how many times the operation ran (for a conflict).
     """
     if kind is None:
         kind = classify(exc, target.backend)
@@ -220,6 +251,16 @@ def translate(
     if password:
         message = message.replace(str(password), "***")
     where = target.location
+    if kind == "conflict":
+        what = "nothing was written"
+        if sent:
+            what = "its earlier steps were committed, the last was not"
+        return ConflictError(
+            f"the write lost to a concurrent transaction at {where} on each of its {attempts} "
+            f"attempt{'s' if attempts > 1 else ''} ({message}): {what}; call again later, or "
+            "raise the store's conflict_retries",
+            attempts=attempts,
+        )
     if kind == "auth":
         return AuthenticationError(
             f"authentication failed for user {url.username!r} at {where}: {message}"
@@ -553,6 +594,8 @@ class Runner:
         keep: int = 5,
         read_timeout: float | None = None,
         connect_timeout: float = 10.0,
+        conflict_retries: int = CONFLICT_RETRIES,
+        conflict_backoff: float = CONFLICT_BACKOFF,
     ) -> None:
         self.engine = engine
         self.target = target
@@ -568,6 +611,8 @@ class Runner:
         # a call that failed after this long met a server that does not answer (a timeout),
         # not a stale connection: another attempt would only double the wait
         self._retry_within = connect_timeout
+        self.conflict_retries = conflict_retries
+        self.conflict_backoff = conflict_backoff
         self._recycle = float(getattr(pool, "_recycle", -1))
         self.dialect = engine.dialect
         self.dbapi = engine.dialect.loaded_dbapi
@@ -728,8 +773,32 @@ class Runner:
         sent can have been applied (or it is repeatable); else :class:`OutcomeUnknownError`.
         A write a read-only server refused was not applied: it runs once more on a new
         connection unless an earlier write of the operation was.
+        A transaction rolled back by a conflict is run again, from the start, up to
+        ``conflict_retries`` times; then :class:`ConflictError`.
         """
+        return self.run(time.sleep, fn, *args, **kwargs)
+
+    def backoff(self, attempt: int) -> float:
+        """The pause before running an operation again after its ``attempt``-th conflict: a
+        random time up to ``conflict_backoff * 2 ** (attempt - 1)`` (at most 64 times
+        ``conflict_backoff``). The randomness ("full jitter") keeps the writers that collided
+        from colliding again in step."""
+        ceiling = self.conflict_backoff * 2 ** min(attempt - 1, _BACKOFF_DOUBLINGS)
+        return random.uniform(0.0, ceiling)
+
+    def run(
+        self,
+        pause: Callable[[float], object],
+        fn: Callable[Concatenate[Cx, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """:meth:`call`'s loop, for both front ends; ``pause(seconds)`` waits between attempts
+        (``time.sleep``, or an await of ``asyncio.sleep`` inside the async front end's
+        greenlet, so the event loop runs on)."""
         retried = False
+        conflicts = 0
         start = time.monotonic()
         while True:
             cx = Cx(self)
@@ -752,6 +821,24 @@ class Runner:
                 ):
                     retried = True
                     continue
+                if kind == "conflict":
+                    # the server rolled the transaction (or the one statement) back: nothing
+                    # of this attempt was written, so running it again is safe, unless an
+                    # earlier step of the operation had been committed
+                    if conflicts < self.conflict_retries and not cx.applied:
+                        conflicts += 1
+                        delay = self.backoff(conflicts)
+                        if logger.isEnabledFor(logging.DEBUG):
+                            logger.debug(
+                                "%s: conflict %d at %s, running it again in %.3f s: %s",
+                                getattr(fn, "__name__", "operation"), conflicts,
+                                self.target.location, delay, _message(exc),
+                            )  # fmt: skip
+                        pause(delay)
+                        continue
+                    raise translate(
+                        exc, self.target, kind, sent=cx.applied, attempts=conflicts + 1
+                    ) from exc
                 sent = kind in ("disconnect", "read_only") and applied and not cx.repeatable
                 raise translate(exc, self.target, kind, sent=sent) from exc
             except BaseException as exc:
@@ -759,6 +846,11 @@ class Runner:
                 raise
             cx.release(None)
             return result
+
+
+def _greenlet_sleep(seconds: float) -> None:
+    """Sleep inside an operation's greenlet: the event loop runs other tasks meanwhile."""
+    await_only(asyncio.sleep(seconds))
 
 
 class AsyncRunner:
@@ -782,8 +874,10 @@ class AsyncRunner:
     ) -> T:
         """:meth:`Runner.call`, awaited: the event loop runs on while the operation does."""
         # both take positional arguments only (greenlet_spawn would take an operation's
-        # keyword named "fn" for its own): bind them first
-        op = partial(self.runner.call, fn, *args, **kwargs)
+        # keyword named "fn" for its own): bind them first. Between attempts after a conflict
+        # a worker thread sleeps; a greenlet awaits, and the event loop runs on.
+        pause = time.sleep if self._in_thread else _greenlet_sleep
+        op = partial(self.runner.run, pause, fn, *args, **kwargs)
         if self._in_thread:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor or self._pool(), op)

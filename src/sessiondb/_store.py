@@ -43,6 +43,12 @@ class SessionStore:
         engine_options: pool options for SQLAlchemy's ``create_engine`` that sessiondb
             honours (``pool_pre_ping``, ``pool_recycle``, ``pool_timeout``, ``max_overflow``,
             ``connect_args``...); any other raises :class:`~sessiondb.errors.ConfigurationError`.
+        conflict_retries: how many times an operation whose transaction lost to a concurrent
+            one (a deadlock, a serialization failure, a Galera certification conflict: the
+            server rolled it back, nothing was written) is run again, from the start, before
+            :class:`~sessiondb.errors.ConflictError`. 0: never.
+        conflict_backoff: seconds; the pause before the n-th new attempt is random, up to
+            ``conflict_backoff * 2 ** (n - 1)`` (at most 64 times ``conflict_backoff``).
     """
 
     def __init__(
@@ -60,6 +66,8 @@ class SessionStore:
         sliding_ttl: bool = False,
         engine_options: dict[str, Any] | None = None,
         statement_timeout: float | None = None,
+        conflict_retries: int = 10,
+        conflict_backoff: float = 0.01,
     ) -> None:
         from ._backend import Backend, Options
 
@@ -68,6 +76,7 @@ class SessionStore:
             connect_timeout=connect_timeout, busy_timeout=busy_timeout, pool_size=pool_size,
             sqlite_durability=sqlite_durability, engine_options=engine_options, ttl=ttl,
             sliding_ttl=sliding_ttl, statement_timeout=statement_timeout,
+            conflict_retries=conflict_retries, conflict_backoff=conflict_backoff,
         )  # fmt: skip
         self._backend = Backend(url, options)
         self._core = self._backend.core

@@ -18,6 +18,7 @@ conventions keeps working::
     ├── SessionNotFoundError (LookupError)     no such session (or not yours)
     ├── SessionExistsError                     create_session with a session_id already taken
     ├── StaleSessionError                      expected_version no longer matches
+    │   └── ConflictError                      lost to concurrent writers every attempt
     ├── SchemaError                            database schema missing, too old or too new
     └── DatabaseError                          any other driver error, translated
         ├── AuthenticationError                the server refused the user or password
@@ -37,6 +38,7 @@ __all__ = [
     "ArgumentTypeError",
     "AuthenticationError",
     "ConfigurationError",
+    "ConflictError",
     "InvalidArgumentError",
     "InvalidCursorError",
     "InvalidRecordError",
@@ -111,6 +113,22 @@ class StaleSessionError(SessionDBError):
         super().__init__(message)
         self.expected = expected
         self.actual = actual
+
+
+class ConflictError(StaleSessionError):
+    """The write lost to concurrent transactions on every attempt; nothing was written.
+
+    A deadlock (MySQL/MariaDB 1213, PostgreSQL 40P01), a serialization failure (40001) or a
+    Galera certification conflict rolls the whole transaction back, so sessiondb runs the
+    operation again, from the start, up to ``conflict_retries`` times with jittered
+    exponential backoff. This is raised when those attempts ran out too (``attempts`` says
+    how many were made). It is a :class:`StaleSessionError`: the session kept changing under
+    the write, and calling again later is safe.
+    """
+
+    def __init__(self, message: str, *, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.attempts = attempts
 
 
 class SchemaError(SessionDBError):
