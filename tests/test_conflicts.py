@@ -34,9 +34,7 @@ Call = Callable[..., Awaitable[Any]]
 
 
 @pytest.fixture(params=["sync", "async"])
-async def opener(
-    request: pytest.FixtureRequest, db_url: str
-) -> AsyncIterator[Callable[..., Call]]:
+async def opener(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[Callable[..., Call]]:
     """``opener(**options)``: a store on ``db_url`` through the front end under test, as
     ``call(method, *args, **kwargs)``; a sync store's calls run in a thread, so the test's
     event loop stays free for the admin's steps."""
