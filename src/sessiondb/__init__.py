@@ -26,6 +26,7 @@ from .errors import (
     InvalidRecordError,
     InvalidStateError,
     OutcomeUnknownError,
+    PoolerError,
     ReadOnlyDatabaseError,
     SchemaError,
     SessionDBError,
@@ -33,6 +34,7 @@ from .errors import (
     SessionNotFoundError,
     StaleSessionError,
     StateTypeError,
+    UnexpectedResultError,
 )
 from .models import AppStats, Event, ImportResult, Session, SessionList
 
@@ -57,6 +59,7 @@ __all__ = [
     "InvalidRecordError",
     "InvalidStateError",
     "OutcomeUnknownError",
+    "PoolerError",
     "ReadOnlyDatabaseError",
     "SCHEMA_HEAD",
     "SchemaError",
@@ -68,5 +71,6 @@ __all__ = [
     "SessionStore",
     "StaleSessionError",
     "StateTypeError",
+    "UnexpectedResultError",
     "__version__",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sys
 import threading
 import weakref
@@ -31,7 +32,7 @@ from ._rows import Rows
 from ._runner import CONFLICT_BACKOFF, CONFLICT_RETRIES, AsyncRunner, Cx, Runner, translate
 from ._schema import tables
 from ._transfer import Transfer
-from ._urls import Target, resolve_url
+from ._urls import Target, check_pooler, resolve_url
 from .errors import ConfigurationError, SchemaError
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class Options:
     sliding_ttl: bool = False
     conflict_retries: int = CONFLICT_RETRIES
     conflict_backoff: float = CONFLICT_BACKOFF
+    pooler: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.table_prefix, str) or not all(
@@ -111,6 +113,26 @@ def _target_of(source: Source) -> tuple[Target, Engine | AsyncEngine | None]:
     )
 
 
+def _with_pooler(target: Target, options: Options) -> Target:
+    """The target with the ``pooler`` option (given to the store, or in the URL) applied."""
+    if options.pooler is None:
+        pooler = target.pooler
+    else:
+        pooler = check_pooler(options.pooler, target.backend)
+        if target.pooler is not None and target.pooler != pooler:
+            raise ConfigurationError(
+                f"pooler={pooler!r} contradicts the URL's ?pooler={target.pooler}: give it once"
+            )
+    if pooler is not None and options.statement_timeout is not None:
+        raise ConfigurationError(
+            "statement_timeout is sent as a connection setting, which a transaction-mode "
+            "pooler does not pass on: with pooler='transaction', set it on the server "
+            "(ALTER ROLE ... SET statement_timeout = '30s') or in the pooler (PgBouncer's "
+            "query_timeout)"
+        )
+    return dataclasses.replace(target, pooler=pooler)
+
+
 def _decide(revision: str | None, options: Options, target: Target) -> bool:
     """Whether the schema must be upgraded; raise :class:`SchemaError` when it must not be."""
     if revision == _migrations.HEAD:
@@ -133,7 +155,8 @@ def _decide(revision: str | None, options: Options, target: Target) -> bool:
 class _BaseBackend:
     def __init__(self, source: Source, options: Options, side: Literal["sync", "async"]) -> None:
         self.options = options
-        self.target, engine = _target_of(source)
+        target, engine = _target_of(source)
+        self.target = _with_pooler(target, options)
         self.owns_engine = engine is None
         if engine is None:
             engine = self._new_engine(side)

@@ -280,9 +280,11 @@ class Core:
             if q.insert_returns:
                 row = cx.one(q.insert_session, params)
                 i_app, i_user = self._inserted_at
+                if row is None:
+                    raise cx.unexpected("an INSERT ... RETURNING returned no row")
                 app_state, user_state = row[i_app], row[i_user]
             else:
-                cx.run(q.insert_plain, params)
+                cx.run(q.insert_plain, params, expect=1)
                 app_state = self._scoped_raw(cx, "app", {"app": app_name})
                 user_state = self._scoped_raw(cx, "user", {"app": app_name, "user": user_id})
             cx.run_many(q.insert_label, [{"sid": sid, "label": lb} for lb in label_list])
@@ -761,7 +763,7 @@ class Core:
         cx.run(
             q.write_info,
             {"sid": session_id, "title": old_title, "labels": old_labels, "expires": expires,
-             "ttl": ttl, "now": stamp, "version": version + 1},
+             "ttl": ttl, "now": stamp, "version": version + 1}, expect=1,
         )  # fmt: skip
         cx.commit()
         return int(version) + 1
@@ -784,19 +786,36 @@ class Core:
         return guarded
 
     def _bump(self, cx: Cx, stmt: Stmt, params: dict[str, Any]) -> int | None:
-        """Run a version-advancing UPDATE; the new version, or None if no row matched."""
+        """Run a version-advancing UPDATE; the new version, or None if no row matched.
+
+        What came back must be this UPDATE's own result: one row changed, an integer version,
+        the expected version plus one when one is expected (else UnexpectedResultError).
+        """
         if self.q.returning:
-            row = cx.one(stmt, params)
-            return None if row is None else int(row[stmt.at("version")])
-        if cx.run(stmt, params) == 0:
-            return None
-        return cx.lastrowid
+            rows = cx.all(stmt, params)
+            if not rows:
+                return None
+            version = rows[0][stmt.at("version")]
+            count = len(rows)
+        else:
+            count = cx.run(stmt, params)
+            if count == 0:
+                return None
+            version = cx.lastrowid
+        expected = params.get("expected")
+        if count != 1 or type(version) is not int or version < 2:
+            raise cx.unexpected(f"an UPDATE of one session returned {count} rows, {version!r}")
+        if expected is not None and version != expected + 1:
+            raise cx.unexpected(f"version {version} after an UPDATE of version {expected}")
+        return version
 
     def _missing_or_stale(self, cx: Cx, session_id: str, expected: int | None) -> None:
         row = cx.one(self.q.get_version, {"sid": session_id, "now": self.rows.read_now()})
         if row is None:
             raise SessionNotFoundError(f"no session with id {session_id!r}")
         actual = row[self._version_at]
+        if expected is None or actual == expected:  # the UPDATE matched no row, yet it is there
+            raise cx.unexpected(f"an UPDATE of session {session_id!r} changed no row")
         raise StaleSessionError(
             f"session {session_id!r} is at version {actual}, not the expected {expected}",
             expected=expected,
@@ -872,6 +891,7 @@ class Core:
                 "n_events": len(new_rows),
                 "n_bytes": sum(e["size"] for e in events),
             },
+            expect=1,  # the row is locked: exactly it
         )
         cx.run_many(q.insert_event, new_rows)
         cx.commit()
@@ -947,4 +967,5 @@ class Core:
         cx.run(
             stmts["write"],
             {**params, "state": self.rows.encode_state(state, f"{scope} state"), "now": stamp},
+            expect=1,
         )

@@ -8,8 +8,10 @@ short-lived, transactional engine schema upgrades run on.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import time
+import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import event
@@ -159,11 +161,14 @@ def _connect_args(
         args: dict[str, Any] = {"timeout": connect_timeout}
         if ms is not None:
             args["server_settings"] = {"statement_timeout": str(ms)}
+        args.update(_asyncpg_statements(target.pooler))
         return args
-    if driver == "psycopg":
+    if driver in ("psycopg", "psycopg_async"):
         args = {"connect_timeout": max(1, round(connect_timeout))}
         if ms is not None:
             args["options"] = f"-c statement_timeout={ms}"
+        if target.pooler is not None:
+            args["prepare_threshold"] = None  # never a named prepared statement
         return args
     args = {"connect_timeout": connect_timeout}
     if driver == "pymysql":
@@ -173,6 +178,41 @@ def _connect_args(
     elif driver == "aiomysql":
         args["async_creator_fn"] = _bounded_connect(driver, connect_timeout)
     return args
+
+
+def _asyncpg_statements(pooler: str | None) -> dict[str, Any]:
+    """How asyncpg (under SQLAlchemy's adapter) names its prepared statements.
+
+    Behind a transaction-mode pooler: none at all. Without a cache asyncpg prepares each
+    statement unnamed, to learn its types, and sends it again (Parse, Bind, Execute, Sync) in
+    the very message that runs it, so the pooler cannot move it half-way.
+    Otherwise the statements are cached per connection under names unique in the world (a
+    uuid), never asyncpg's ``__asyncpg_stmt_N__``: a pooler nobody told sessiondb of can then
+    make a statement missing (:class:`~sessiondb.errors.PoolerError`), never run another
+    client's statement of the same name in its place.
+    """
+    if pooler is not None:
+        return {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+    return {"prepared_statement_name_func": _unique_statement_name}
+
+
+def _unique_statement_name() -> str:
+    return f"__sessiondb_{uuid.uuid4().hex}__"
+
+
+def _listen_psycopg(engine: Engine) -> None:
+    """psycopg names the statements it prepares ``_pg3_0``, ``_pg3_1``... on every connection
+    alike: behind a pooler nobody told sessiondb of, one client's ``_pg3_3`` could run another
+    client's statement. Each new connection numbers its statements from a random start
+    instead (psycopg's counter is private: left alone if it is not there), so a statement can
+    only be missing there (:class:`~sessiondb.errors.PoolerError`), never another one."""
+
+    @event.listens_for(engine, "connect")
+    def _on_psycopg_connect(dbapi_conn: Any, _record: Any) -> None:
+        conn = getattr(dbapi_conn, "_connection", dbapi_conn)  # the async adapter's psycopg
+        manager = getattr(conn, "_prepared", None)
+        if isinstance(getattr(manager, "_prepared_idx", None), int):
+            manager._prepared_idx = secrets.randbits(60)  # type: ignore[union-attr]
 
 
 def _bounded_connect(driver: str, timeout: float) -> Any:
@@ -245,8 +285,12 @@ def make_engine(
         async_engine = create_async_engine(url, **kw)
         if target.backend == "mysql":
             _listen_mysql(async_engine.sync_engine, statement_timeout, connect_args)
+        elif target.pooler is None and url.get_driver_name() == "psycopg_async":
+            _listen_psycopg(async_engine.sync_engine)
         return async_engine
     engine = create_engine(url, **kw)
+    if target.pooler is None and url.get_driver_name() == "psycopg":
+        _listen_psycopg(engine)
     if target.backend == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -301,7 +345,12 @@ def migration_engine(
         engine = create_engine(url, poolclass=NullPool, connect_args=args)
         if target.backend == "mysql":
             _listen_mysql(engine, None, args)
+        elif target.pooler is None and url.get_driver_name() == "psycopg":
+            _listen_psycopg(engine)
         return engine
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    return create_async_engine(url, poolclass=NullPool, connect_args=args)
+    async_engine = create_async_engine(url, poolclass=NullPool, connect_args=args)
+    if target.pooler is None and url.get_driver_name() == "psycopg_async":
+        _listen_psycopg(async_engine.sync_engine)
+    return async_engine

@@ -61,8 +61,10 @@ from .errors import (
     DatabaseUnavailableError,
     InvalidStateError,
     OutcomeUnknownError,
+    PoolerError,
     ReadOnlyDatabaseError,
     SessionDBError,
+    UnexpectedResultError,
 )
 
 if TYPE_CHECKING:
@@ -98,6 +100,7 @@ Kind = Literal[
     "too_deep",
     "read_only",
     "conflict",
+    "pooler",
     "other",
 ]
 
@@ -124,6 +127,11 @@ _MYSQL_DEADLOCK = 1213
 #: serialization_failure (also a hot standby's recovery conflict), deadlock_detected: the
 #: transaction was rolled back
 _PG_CONFLICT = frozenset({"40001", "40P01"})
+#: a prepared statement that does not exist (26000) or already does (42P05): what a
+#: transaction-mode pooler does to named prepared statements, as does a protocol error about
+#: one (08P01 "bind message supplies 9 parameters, but prepared statement ... requires 2")
+_PG_POOLER = frozenset({"26000", "42P05"})
+_PREPARED = "prepared statement"
 
 
 def _orig(exc: BaseException) -> BaseException:
@@ -179,6 +187,8 @@ def classify(exc: BaseException, backend: str) -> Kind:
             if "Programming" in name or "Data" in name or "Integrity" in name:
                 return "other"
             return _pg_without_sqlstate(orig)
+        if state in _PG_POOLER or (state == "08P01" and _PREPARED in str(orig)):
+            return "pooler"
         if state.startswith("28"):
             return "auth"
         if state == "3D000":
@@ -236,12 +246,15 @@ def translate(
     *,
     sent: bool = False,
     attempts: int = 1,
+    where: str | None = None,
 ) -> SessionDBError:
     """Turn a driver or pool exception into a sessiondb error (the caller chains ``from exc``).
 
     ``sent``: a write may have reached the server before the connection died (for a
     read-only refusal or a conflict: an earlier write of the operation was applied).
-    ``attempts``: how many times the operation ran (for a conflict).
+    ``attempts``: how many times the operation ran (for a conflict). ``where``: the
+    ``host:port`` of the server the failed connection was talking to, when known (else the
+    URL's hosts, :attr:`Target.location`).
     """
     if kind is None:
         kind = classify(exc, target.backend)
@@ -250,7 +263,9 @@ def translate(
     password = url.password
     if password:
         message = message.replace(str(password), "***")
-    where = target.location
+    where = where or target.location
+    if kind == "pooler":
+        return PoolerError(pooler_message(target, where, message))
     if kind == "conflict":
         what = "nothing was written"
         if sent:
@@ -290,6 +305,79 @@ def translate(
         what = "open the SQLite file" if target.backend == "sqlite" else "reach the database"
         return DatabaseUnavailableError(f"cannot {what} at {where} ({target.safe_url}): {message}")
     return DatabaseError(f"{target.backend} error at {where}: {message}")
+
+
+def pooler_message(target: Target, where: str, message: str) -> str:
+    """What a prepared-statement error from a transaction-mode pooler means, and the fix."""
+    if target.pooler == "transaction":
+        return (
+            f"{message} (from {where}, opened with pooler='transaction'): a pooler in front of "
+            "the server moves even single statements between server connections; sessiondb "
+            "supports PgBouncer in transaction or session mode, not statement mode"
+        )
+    return (
+        f"{message} (from {where}): this looks like a transaction-mode pooler (PgBouncer, "
+        "Supavisor, RDS Proxy) in front of PostgreSQL, which moves each transaction to any "
+        "server connection, where prepared statements do not follow. Open the store with "
+        "pooler='transaction', or add ?pooler=transaction to the URL"
+    )
+
+
+def unexpected(target: Target, what: str) -> UnexpectedResultError:
+    """The error for an answer that is not the statement's own result."""
+    hint = "" if target.pooler else " (a transaction-mode pooler the store was not told of?)"
+    return UnexpectedResultError(
+        f"the {target.backend} server at {target.location} answered a statement with something "
+        f"that is not its result: {what}{hint}. Nothing was acknowledged; the connection was "
+        "discarded"
+    )
+
+
+# -- transaction status and server address, without a round trip ---------------------------------
+
+
+def _tx_psycopg(conn: Any) -> bool:
+    return int(conn.info.transaction_status) in (2, 3)  # INTRANS, INERROR
+
+
+def _tx_asyncpg(conn: Any) -> bool:
+    return bool(conn.is_in_transaction())
+
+
+def _tx_mysql(conn: Any) -> bool:
+    return bool(conn.server_status & 1)  # SERVER_STATUS_IN_TRANS
+
+
+def _tx_sqlite(conn: Any) -> bool:
+    return bool(conn.in_transaction)
+
+
+#: Whether a driver connection is inside a transaction, as its last answer said.
+_TX_OF: dict[str, Callable[[Any], bool]] = {
+    "psycopg": _tx_psycopg,
+    "psycopg_async": _tx_psycopg,
+    "asyncpg": _tx_asyncpg,
+    "pymysql": _tx_mysql,
+    "aiomysql": _tx_mysql,
+    "pysqlite": _tx_sqlite,
+}
+
+
+def _address_psycopg(conn: Any) -> str:
+    return f"{conn.info.host}:{conn.info.port}"
+
+
+def _address_asyncpg(conn: Any) -> str:
+    host, port = conn._addr
+    return f"{host}:{port}"
+
+
+#: The ``host:port`` a PostgreSQL connection reached (one of a multi-host URL's).
+_ADDRESS_OF: dict[str, Callable[[Any], str]] = {
+    "psycopg": _address_psycopg,
+    "psycopg_async": _address_psycopg,
+    "asyncpg": _address_asyncpg,
+}
 
 
 # -- liveness without a round trip ---------------------------------------------------------------
@@ -500,18 +588,28 @@ class Cx:
     def one(self, stmt: Stmt, params: dict[str, Any]) -> Any:
         """Run ``stmt`` and return its first row, or ``None``."""
         rows = self._execute(stmt, params).fetchall()  # drained: SQLite ends the statement
+        if rows and len(rows[0]) != len(stmt.columns):
+            raise self.unexpected(f"a row of {len(rows[0])} columns, not {len(stmt.columns)}")
         return rows[0] if rows else None
 
     def all(self, stmt: Stmt, params: dict[str, Any]) -> list[Any]:
         """Run ``stmt`` and return every row."""
-        return self._execute(stmt, params).fetchall()  # type: ignore[no-any-return]
+        rows = self._execute(stmt, params).fetchall()
+        if rows and len(rows[0]) != len(stmt.columns):
+            raise self.unexpected(f"rows of {len(rows[0])} columns, not {len(stmt.columns)}")
+        return rows  # type: ignore[no-any-return]
 
-    def run(self, stmt: Stmt, params: dict[str, Any]) -> int:
-        """Run ``stmt`` and return the number of rows it changed."""
-        return self._execute(stmt, params).rowcount  # type: ignore[no-any-return]
+    def run(self, stmt: Stmt, params: dict[str, Any], *, expect: int | None = None) -> int:
+        """Run ``stmt`` and return the number of rows it changed (which must be ``expect``
+        when given, else :class:`UnexpectedResultError`)."""
+        count: int = self._execute(stmt, params).rowcount
+        if expect is not None and count != expect:
+            raise self.unexpected(f"{count} rows changed where {expect} had to be")
+        return count
 
     def run_many(self, stmt: Stmt, rows: list[dict[str, Any]]) -> None:
-        """Run ``stmt`` once per parameter set, batched by the driver."""
+        """Run ``stmt`` (an INSERT) once per parameter set, batched by the driver; every
+        row must be inserted."""
         if rows:
             cur = self._cursor()
             bound = [stmt.bind(p) for p in rows]
@@ -522,6 +620,32 @@ class Cx:
                 self.applied = self.sent
                 self.sent = True
             cur.executemany(stmt.sql, bound)
+            # asyncpg's executemany reports no count (its cursor keeps the last statement's)
+            if self._runner.counts_many and cur.rowcount != len(rows):
+                raise self.unexpected(f"{cur.rowcount} rows inserted of {len(rows)}")
+
+    def unexpected(self, what: str) -> UnexpectedResultError:
+        """The error for an answer that is not the statement's result (the connection is
+        then discarded, and an open transaction rolled back with it)."""
+        return unexpected(self._runner.target, what)
+
+    def in_transaction(self) -> bool | None:
+        """Whether the connection is in a transaction, as the server's last answer said
+        (None when the driver does not tell)."""
+        tx_of = self._runner.tx_of
+        if tx_of is None or self._raw is None:
+            return None
+        return tx_of(self._raw.driver_connection)
+
+    def address(self) -> str | None:
+        """The ``host:port`` this operation's connection reached, when the driver tells."""
+        address_of = self._runner.address_of
+        if address_of is None or self._raw is None:
+            return None
+        try:
+            return address_of(self._raw.driver_connection)
+        except Exception:  # a connection half made or closed: the URL's hosts will do
+            return None
 
     def kind(self, exc: BaseException) -> Kind:
         """What a driver error raised by one of this operation's statements means
@@ -537,6 +661,8 @@ class Cx:
         """Open a transaction; on SQLite it takes the write lock at once (BEGIN IMMEDIATE)."""
         self._cursor().execute("BEGIN IMMEDIATE" if self.backend == "sqlite" else "BEGIN")
         self._in_tx = True
+        if self.in_transaction() is False:
+            raise self.unexpected("BEGIN left the connection outside a transaction")
 
     def commit(self) -> None:
         """Commit the transaction opened by :meth:`begin`."""
@@ -544,6 +670,9 @@ class Cx:
         self.applied = self.sent
         self.sent = True
         self._cur.execute("COMMIT")
+        if self.in_transaction():
+            self._in_tx = True  # still open: released by discarding the connection
+            raise self.unexpected("COMMIT left the connection inside a transaction")
 
     def release(self, exc: BaseException | None, kind: Kind | None = None) -> bool:
         """Return the connection to the pool; roll back or discard it after a failure.
@@ -568,7 +697,9 @@ class Cx:
                 if kind == "disconnect" or kind == "read_only":
                     runner.invalidate(raw, exc)
                     return True
-                if kind == "too_large":  # the server hangs up on an oversized packet
+                if kind in ("too_large", "pooler") or isinstance(exc, UnexpectedResultError):
+                    # the server hangs up on an oversized packet; a pooler's or an
+                    # unexpected answer leaves the connection in a state nobody knows
                     raw.invalidate(exc)
                     return False
                 if self._in_tx:
@@ -623,6 +754,10 @@ class Runner:
             asyncio.TimeoutError,
         )
         self._fd_of = _FD_OF.get(self.dialect.driver)
+        self.tx_of = _TX_OF.get(self.dialect.driver)
+        self.address_of = _ADDRESS_OF.get(self.dialect.driver)
+        #: executemany's rowcount is the rows inserted (asyncpg's adapter reports none)
+        self.counts_many = self.dialect.driver != "asyncpg"
         self.watchdog: Watchdog | None = None
         if read_timeout is not None and self._fd_of is not None:
             self.watchdog = Watchdog(read_timeout, self._fd_of)
@@ -809,6 +944,7 @@ class Runner:
                     cx.release(exc)
                     raise
                 kind = classify(exc, self.target.backend)
+                where = cx.address()
                 dead = cx.release(exc, kind)
                 # refused by a read-only server: that write was not applied, earlier ones were
                 applied = cx.applied if kind == "read_only" else cx.sent
@@ -837,10 +973,10 @@ class Runner:
                         pause(delay)
                         continue
                     raise translate(
-                        exc, self.target, kind, sent=cx.applied, attempts=conflicts + 1
+                        exc, self.target, kind, sent=cx.applied, attempts=conflicts + 1, where=where
                     ) from exc
                 sent = kind in ("disconnect", "read_only") and applied and not cx.repeatable
-                raise translate(exc, self.target, kind, sent=sent) from exc
+                raise translate(exc, self.target, kind, sent=sent, where=where) from exc
             except BaseException as exc:
                 cx.release(exc)
                 raise

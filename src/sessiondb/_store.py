@@ -49,6 +49,10 @@ class SessionStore:
             :class:`~sessiondb.errors.ConflictError`. 0: never.
         conflict_backoff: seconds; the pause before the n-th new attempt is random, up to
             ``conflict_backoff * 2 ** (n - 1)`` (at most 64 times ``conflict_backoff``).
+        pooler: ``"transaction"`` when a transaction-mode pooler (PgBouncer, Supavisor, RDS
+            Proxy) stands between the store and PostgreSQL: no named prepared statements, no
+            connection settings (so no ``statement_timeout``). Same as ``?pooler=transaction``
+            in the URL. None (default): a direct connection or a session-mode pooler.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class SessionStore:
         statement_timeout: float | None = None,
         conflict_retries: int = 10,
         conflict_backoff: float = 0.01,
+        pooler: str | None = None,
     ) -> None:
         from ._backend import Backend, Options
 
@@ -76,7 +81,7 @@ class SessionStore:
             connect_timeout=connect_timeout, busy_timeout=busy_timeout, pool_size=pool_size,
             sqlite_durability=sqlite_durability, engine_options=engine_options, ttl=ttl,
             sliding_ttl=sliding_ttl, statement_timeout=statement_timeout,
-            conflict_retries=conflict_retries, conflict_backoff=conflict_backoff,
+            conflict_retries=conflict_retries, conflict_backoff=conflict_backoff, pooler=pooler,
         )  # fmt: skip
         self._backend = Backend(url, options)
         self._core = self._backend.core

@@ -25,7 +25,11 @@ from .errors import ConfigurationError, DriverNotInstalledError
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
-__all__ = ["Target", "resolve_url"]
+__all__ = ["POOLERS", "Target", "check_pooler", "resolve_url"]
+
+#: The values of the ``pooler`` option (and of a PostgreSQL URL's ``?pooler=``): None for a
+#: direct connection (or a session-mode pooler), "transaction" for a transaction-mode one.
+POOLERS = (None, "transaction")
 
 FORMS = (
     "sqlite:///./relative.db, sqlite:////absolute/path.db, "
@@ -71,6 +75,8 @@ class Target:
     safe_url: str  # for messages: password hidden
     #: several ``(host, port)`` for a multi-host PostgreSQL URL, else empty
     hosts: tuple[tuple[str, int], ...] = ()
+    #: "transaction": a transaction-mode pooler (PgBouncer) stands in front of PostgreSQL
+    pooler: str | None = None
 
     @property
     def location(self) -> str:
@@ -152,6 +158,12 @@ def resolve_url(url: str | URL) -> Target:
     base = name  # keep "mariadb" so SQLAlchemy knows the server flavour
     if backend != "sqlite" and not parsed.database:
         raise _malformed(text, "it names no database (add /database_name at the end)")
+    pooler = None
+    if "pooler" in parsed.query:
+        # sessiondb's own option: the drivers never see it
+        pooler = check_pooler(parsed.query["pooler"], backend, f"in {safe!r}")
+        parsed = parsed.difference_update_query(["pooler"])
+        safe = parsed.render_as_string(hide_password=True)
     hosts: tuple[tuple[str, int], ...] = ()
     if listed and backend != "postgresql":
         raise _malformed(text, "several hosts in one URL are for PostgreSQL only")
@@ -161,7 +173,7 @@ def resolve_url(url: str | URL) -> Target:
             safe = _render_hosts(parsed, hosts)
     sync_url = parsed.set(drivername=f"{base}+{sync_driver}")
     async_url = parsed.set(drivername=f"{base}+{async_driver}")
-    return Target(backend, sync_url, async_url, safe, hosts)
+    return Target(backend, sync_url, async_url, safe, hosts, pooler)
 
 
 def _host_port(host: str, port: int) -> str:
@@ -247,6 +259,25 @@ def _render_hosts(url: URL, hosts: tuple[tuple[str, int], ...]) -> str:
     userinfo = netloc[: netloc.rfind("@") + 1]
     listed = ",".join(_host_port(h, p) for h, p in hosts)
     return f"{scheme}://{userinfo}{listed}{slash}{tail}"
+
+
+def check_pooler(value: object, backend: str, where: str = "") -> str | None:
+    """The ``pooler`` option (or ``?pooler=``), checked: None or ``"transaction"``."""
+    if value in ("", "none"):
+        value = None
+    if value not in POOLERS:
+        raise ConfigurationError(
+            f"unknown pooler {value!r} {where}".rstrip()
+            + ": use pooler='transaction' (or ?pooler=transaction in the URL) for a "
+            "transaction-mode pooler such as PgBouncer, or leave it out for a direct "
+            "connection or a session-mode pooler"
+        )
+    if value is not None and backend != "postgresql":
+        raise ConfigurationError(
+            f"pooler={value!r} {where}".rstrip()
+            + f" applies to PostgreSQL (PgBouncer), not {backend}"
+        )
+    return value
 
 
 def _check_sqlite(text: str, parsed: URL) -> None:

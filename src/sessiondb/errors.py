@@ -7,7 +7,8 @@ conventions keeps working::
 
     SessionDBError
     ├── ConfigurationError (ValueError)        bad URL, unknown database, bad option
-    │   └── DriverNotInstalledError (ImportError)   names the extra to install
+    │   ├── DriverNotInstalledError (ImportError)   names the extra to install
+    │   └── PoolerError                        a transaction-mode pooler the store was not told of
     ├── InvalidArgumentError (ValueError)      a bad argument (limit, order, batch size, ttl...)
     │   ├── ArgumentTypeError (TypeError)      an argument of the wrong type
     │   ├── InvalidIdError                     empty, overlong, non-str or unprintable id
@@ -22,6 +23,7 @@ conventions keeps working::
     ├── SchemaError                            database schema missing, too old or too new
     └── DatabaseError                          any other driver error, translated
         ├── AuthenticationError                the server refused the user or password
+        ├── UnexpectedResultError              a statement's answer is not its own result
         └── DatabaseUnavailableError (ConnectionError)   cannot reach the server
             ├── OutcomeUnknownError            the connection died after a write was sent
             └── ReadOnlyDatabaseError          a write reached a read-only server (a standby)
@@ -48,6 +50,7 @@ __all__ = [
     "InvalidIdError",
     "InvalidStateError",
     "OutcomeUnknownError",
+    "PoolerError",
     "ReadOnlyDatabaseError",
     "SchemaError",
     "SessionDBError",
@@ -55,6 +58,7 @@ __all__ = [
     "SessionNotFoundError",
     "StaleSessionError",
     "StateTypeError",
+    "UnexpectedResultError",
 ]
 
 
@@ -68,6 +72,14 @@ class ConfigurationError(SessionDBError, ValueError):
 
 class DriverNotInstalledError(ConfigurationError, ImportError):
     """The database driver for a URL is not installed; the message names the extra."""
+
+
+class PoolerError(ConfigurationError):
+    """The server answered like a transaction-mode pooler (PgBouncer) in front of PostgreSQL
+    that the store was not told about: a prepared statement missing or already there, or a
+    protocol error on one. Open the store with ``pooler="transaction"`` (or add
+    ``?pooler=transaction`` to the URL). The connection is discarded.
+    """
 
 
 class InvalidArgumentError(SessionDBError, ValueError):
@@ -147,6 +159,16 @@ class AuthenticationError(DatabaseError):
     """The server refused the credentials (user or password): retrying will not help.
 
     The message names the user, host and port, never the password.
+    """
+
+
+class UnexpectedResultError(DatabaseError):
+    """The database answered a statement with something that is not that statement's result:
+    a write changed another number of rows than asked, returned another version or another
+    shape, or a transaction did not begin or end. It never happens on a sound connection; a
+    misconfigured pooler can cause it. Nothing is acknowledged, the connection is discarded,
+    and a transaction that was open is rolled back; a single-statement write may or may not
+    have been applied: read the session to find out.
     """
 
 
