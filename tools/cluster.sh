@@ -375,12 +375,8 @@ status() {
   return "$down"
 }
 
-parts() {  # the argument -> the parts, in start order
-  case "${1:-all}" in
-    all) echo pg pgbouncer galera ;;
-    pg|pgbouncer|galera) echo "$1" ;;
-    *) die "unknown part '$1' (pg, pgbouncer, galera or all)" ;;
-  esac
+parts() {  # the argument (checked below) -> the parts, in start order
+  if [ "${1:-all}" = all ]; then echo pg pgbouncer galera; else echo "$1"; fi
 }
 
 locked() {  # one cluster.sh at a time per directory (several helpers may start the same part);
@@ -391,6 +387,10 @@ locked() {  # one cluster.sh at a time per directory (several helpers may start 
 }
 
 cmd=${1:-status}
+case "${2:-all}" in
+  all|pg|pgbouncer|galera) ;;
+  *) die "unknown part '$2' (pg, pgbouncer, galera or all)" ;;
+esac
 case "$cmd" in
   start)
     locked
