@@ -115,11 +115,11 @@ class Server:
 
     def _engine(self, database: str | None, **kw: Any) -> sa.Engine:
         base = _sync_url(self.url.render_as_string(hide_password=False))
-        return sa.create_engine(
-            base.set(database=database),
-            connect_args={"connect_timeout": CONNECT_TIMEOUT},
-            **kw,
-        )
+        args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT}
+        if self.backend == "postgresql":
+            # no named prepared statements: the URL may lead through PgBouncer
+            args["prepare_threshold"] = None
+        return sa.create_engine(base.set(database=database), connect_args=args, **kw)
 
     def admin(self) -> sa.Engine:
         """An autocommit engine for CREATE/DROP DATABASE; raises when the server is down."""
