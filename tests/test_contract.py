@@ -40,7 +40,12 @@ async def test_caller_chosen_id(store: Any) -> None:
     assert s.id == "my-id"
     assert (await store.get_session("app", "u1", "my-id")) is not None
     with pytest.raises(SessionExistsError):
-        await store.create_session("app", "u2", {"other": True}, session_id="my-id")
+        await store.create_session("app", "u1", {"other": True}, session_id="my-id")
+    kept = await store.get_session("app", "u1", "my-id")
+    assert kept is not None and kept.state == {}
+    # ids are per app and user: another owner may choose the same one
+    other = await store.create_session("app", "u2", {"other": True}, session_id="my-id")
+    assert (other.user_id, other.state) == ("u2", {"other": True})
     kept = await store.get_session("app", "u1", "my-id")
     assert kept is not None and kept.state == {}
 

@@ -56,8 +56,10 @@ def test_hot_queries_use_indexes(seeded: Any, backend: str) -> None:
         "get": (q.get_session, {"sid": "s00042", "app": "app0", "user": "user42", "now": now}),
         "update": (
             q.update_state,
-            {"sid": "s00042", "state": "{}", "now": now},
+            {"sid": "s00042", "app": "app0", "user": "user42", "state": "{}", "now": now},
         ),
+        # a call that names a session by id alone finds its owner through ix_sessions_id
+        "owner": (q.owners_live, {"sid": "s00042", "now": now}),
         "list": (q.list_user, {"app": "app0", "user": "user42", "now": now}),
     }
     for name, (stmt, params) in cases.items():

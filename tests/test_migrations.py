@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sessiondb import SCHEMA_HEAD, SchemaError, SessionStore
+from sessiondb import SCHEMA_HEAD, AmbiguousSessionError, SchemaError, SessionStore
 from sessiondb._migrations import HEAD, REVISIONS, upgrade
 from sessiondb._schema import tables, version_table_name
 from sessiondb._urls import resolve_url
@@ -154,5 +154,134 @@ def test_revisions_build_exactly_the_schema(backend: str, make_db_url: Any, pref
                         declared = None  # no partial indexes there: the index is whole
                     got_where = predicate(options.get(f"{name}_where"))
                     assert got_where == predicate(declared), (index.name, got_where)
+    finally:
+        engine.dispose()
+
+
+# -- revision 0005: keys led by the owner, from a database populated at 0003 or 0004 --------------
+
+
+def _rows_at(conn: sa.Connection, revision: str) -> None:
+    """Sessions with events and labels, written with the SQL of ``revision`` (0003 or 0004)."""
+
+    def table(name: str, *columns: str) -> Any:
+        return sa.table(f"{PREFIX}{name}", *(sa.column(c) for c in columns))
+
+    sessions = table(
+        "sessions", "id", "app_name", "user_id", "state", "created_at", "updated_at", "version",
+        "last_seq", "event_count", "event_bytes", "title", "labels",
+    )  # fmt: skip
+    event_columns = ["session_id", "seq", "author", "content", "created_at", "size"]
+    if revision >= "0004":
+        event_columns.append("event_id")
+    events = table("events", *event_columns)
+    labels = table("session_labels", "session_id", "label")
+    for i in range(6):
+        sid = f"s{i}"
+        conn.execute(
+            sessions.insert().values(
+                id=sid, app_name="app", user_id=f"u{i % 2}", state=json.dumps({"i": i}),
+                created_at=datetime(2025, 1, 1, 0, 0, i), updated_at=datetime(2025, 1, 2, 0, 0, i),
+                version=3, last_seq=2, event_count=2, event_bytes=20, title=f"t{i}",
+                labels=json.dumps(["red"] if i % 2 else ["red", "blue"]),
+            )
+        )  # fmt: skip
+        for seq in (1, 2):
+            values = {
+                "session_id": sid, "seq": seq, "author": "user",
+                "content": json.dumps(f"{sid} says {seq}"),
+                "created_at": datetime(2025, 1, 1, 0, 1, seq), "size": 10,
+            }  # fmt: skip
+            if revision >= "0004":
+                values["event_id"] = f"e-{sid}-{seq}"
+            conn.execute(events.insert().values(**values))
+        conn.execute(labels.insert().values(session_id=sid, label="red"))
+        if i % 2 == 0:
+            conn.execute(labels.insert().values(session_id=sid, label="blue"))
+
+
+@pytest.mark.parametrize("revision", ["0003", "0004"])
+def test_owner_keys_migrate_in_place(backend: str, make_db_url: Any, revision: str) -> None:
+    url = make_db_url()
+    engine = sa.create_engine(resolve_url(url).sync_url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            upgrade(conn, PREFIX, revision)
+            conn.commit()
+        with engine.begin() as conn:
+            _rows_at(conn, revision)
+    finally:
+        engine.dispose()
+    with SessionStore(url, table_prefix=PREFIX) as store:
+        assert store.migrate() == SCHEMA_HEAD
+        for i in range(6):
+            got = store.get_session("app", f"u{i % 2}", f"s{i}", recent_events=5)
+            assert got is not None and got.state == {"i": i} and got.version == 3
+            assert [e.content for e in got.events or []] == [f"s{i} says 1", f"s{i} says 2"]
+            if revision >= "0004":
+                assert [e.event_id for e in got.events or []] == [f"e-s{i}-1", f"e-s{i}-2"]
+        assert store.count_sessions("app", label="blue") == 3
+        assert store.count_sessions("app", "u1", label="red") == 3
+        # the next event continues the history; an event id given at 0004 still counts
+        assert store.append_event("s0", "user", "after", event_id="e-s0-3").seq == 3
+        if revision >= "0004":
+            again = store.append_event("s0", "user", "ignored", event_id="e-s0-1")
+            assert (again.seq, again.content) == (1, "s0 says 1")
+        # ids are per owner now: u1 may have an s0 too, and then s0 alone is ambiguous
+        store.create_session("app", "u1", {"mine": True}, session_id="s0")
+        with pytest.raises(AmbiguousSessionError):
+            store.append_event("s0", "user", "whose?")
+        assert store.append_event("s0", "user", "u1's", app_name="app", user_id="u1").seq == 1
+        store.set_metadata("s2", labels=["green"])
+        assert store.count_sessions("app", label="blue") == 2
+        # deleting cascades to the events and labels of that session only
+        assert store.delete_session("s0", app_name="app", user_id="u0")
+        assert store.list_events("s0", app_name="app", user_id="u0") == []
+        assert [e.content for e in store.list_events("s0")] == ["u1's"]
+        assert store.count_sessions("app", label="red") == 4  # s1, s3, s4, s5
+        assert store.checksum() == store.checksum()
+    # the migrated tables are exactly the head schema's (keys, foreign keys, indexes)
+    _compare(url, PREFIX)
+
+
+def _compare(url: str, prefix: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    version_table = version_table_name(prefix)
+    engine = sa.create_engine(resolve_url(url).sync_url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn,
+                opts={
+                    "compare_type": True,
+                    "compare_server_default": True,
+                    "include_name": lambda name, kind, _: (
+                        not (kind == "table" and name == version_table)
+                    ),
+                },
+            )
+            assert compare_metadata(context, tables(prefix).metadata) == []
+            inspector = sa.inspect(conn)
+            assert set(inspector.get_table_names()) == {
+                *tables(prefix).metadata.tables,
+                version_table,
+            }
+            for table in tables(prefix).metadata.sorted_tables:
+                pk = inspector.get_pk_constraint(table.name)["constrained_columns"]
+                assert pk == [c.name for c in table.primary_key.columns], table.name
+                reflected = {c["name"] for c in inspector.get_columns(table.name)}
+                assert reflected == {c.name for c in table.columns}, table.name
+                keys = {
+                    (tuple(fk["constrained_columns"]), tuple(fk["referred_columns"]))
+                    for fk in inspector.get_foreign_keys(table.name)
+                }
+                declared = {
+                    (tuple(c.parent.name for c in fk.elements),
+                     tuple(c.column.name for c in fk.elements))
+                    for fk in table.foreign_key_constraints
+                }  # fmt: skip
+                assert keys == declared, table.name
     finally:
         engine.dispose()

@@ -214,10 +214,15 @@ async def test_another_owners_session_is_never_touched(async_store: AsyncSession
     assert await intruder.get_items() == []
     assert await intruder.get_items(limit=5) == []
     assert await intruder.pop_item() is None
-    with pytest.raises(SessionNotFoundError):
-        await intruder.add_items([user("injected")])
+    # ids are per app and user: the same id is another session for another user
+    await intruder.add_items([user("injected")])
+    assert texts(await intruder.get_items()) == ["injected"]
+    assert texts(await mine.get_items()) == ["private"]
+    assert texts([await intruder.pop_item()]) == ["injected"]
+    assert texts(await mine.get_items()) == ["private"]
     await intruder.clear_session()
     assert texts(await mine.get_items()) == ["private"]
+    assert await async_store.get_session("bot", "mallory", "owned") is None
 
 
 async def test_create_false_needs_an_existing_session(async_store: AsyncSessionStore) -> None:

@@ -13,6 +13,7 @@ from ._migrations import HEAD as SCHEMA_HEAD
 from ._service import DatabaseSessionService
 from ._store import SessionStore
 from .errors import (
+    AmbiguousSessionError,
     ArgumentTypeError,
     AuthenticationError,
     ConfigurationError,
@@ -41,6 +42,7 @@ from .models import AppStats, Event, ImportResult, Session, SessionList
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousSessionError",
     "AppStats",
     "ArgumentTypeError",
     "AsyncSessionStore",

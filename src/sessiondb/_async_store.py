@@ -112,7 +112,8 @@ class AsyncSessionStore:
 
         ``ttl`` makes it expire (``sliding=True``: renewed by every write); ``title`` and
         ``labels`` are free metadata, and ``list_sessions(label=...)`` filters on labels.
-        Raises :class:`~sessiondb.errors.SessionExistsError` if ``session_id`` is taken.
+        Ids are per app and user: another user may have a session with the same id. Raises
+        :class:`~sessiondb.errors.SessionExistsError` if this app and user already have one.
         """
         return await self._call(
             self._core.create_session, app_name=app_name, user_id=user_id, state=state,
@@ -168,14 +169,32 @@ class AsyncSessionStore:
             self._core.count_sessions, app_name=app_name, user_id=user_id, label=label
         )
 
-    async def get_session_by_id(self, session_id: str, *, recent_events: int = 0) -> Session | None:
-        """A session by id alone, whoever owns it (for administration)."""
+    async def get_session_by_id(
+        self,
+        session_id: str,
+        *,
+        recent_events: int = 0,
+        app_name: str | None = None,
+        user_id: str | None = None,
+    ) -> Session | None:
+        """A session by id alone, whoever owns it (for administration), or None.
+
+        Ids are per app and user: if several owners have a session with this id, it raises
+        :class:`~sessiondb.errors.AmbiguousSessionError`; pass ``app_name`` and ``user_id``.
+        """
         return await self._call(
-            self._core.get_session_by_id, session_id=session_id, recent_events=recent_events
-        )
+            self._core.get_session_by_id, session_id=session_id, recent_events=recent_events,
+            app_name=app_name, user_id=user_id,
+        )  # fmt: skip
 
     async def update_session_state(
-        self, session_id: str, state: dict[str, Any], *, expected_version: int | None = None
+        self,
+        session_id: str,
+        state: dict[str, Any],
+        *,
+        expected_version: int | None = None,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> int:
         """Replace the session's own state and return its new version.
 
@@ -188,10 +207,15 @@ class AsyncSessionStore:
         value cannot be placed: this store never read the session and the value differs from
         the stored one, or it is an older read's value. Use :meth:`patch_state` to set shared
         keys regardless.
+
+        Session ids are per app and user. Every method that takes a session id also takes
+        ``app_name`` and ``user_id`` (both or neither): given, the session is that owner's;
+        omitted, the owner is looked up by id (one indexed read), and an id that several
+        owners have raises :class:`~sessiondb.errors.AmbiguousSessionError`.
         """
         return await self._call(
             self._core.update_session_state, session_id=session_id, state=state,
-            expected_version=expected_version,
+            expected_version=expected_version, app_name=app_name, user_id=user_id,
         )  # fmt: skip
 
     async def patch_state(
@@ -202,6 +226,8 @@ class AsyncSessionStore:
         *,
         increment: Mapping[str, int | float] | None = None,
         expected_version: int | None = None,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> int:
         """Change some keys atomically in the database and return the new version.
 
@@ -212,7 +238,8 @@ class AsyncSessionStore:
         """
         return await self._call(
             self._core.patch_state, session_id=session_id, set_=set, remove=remove,
-            increment=increment, expected_version=expected_version,
+            increment=increment, expected_version=expected_version, app_name=app_name,
+            user_id=user_id,
         )  # fmt: skip
 
     async def transform_state(
@@ -221,6 +248,8 @@ class AsyncSessionStore:
         fn: Callable[[dict[str, Any]], dict[str, Any] | None],
         *,
         attempts: int = 10,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> int:
         """Read-modify-write with retries: ``fn`` gets the state and returns (or edits) it.
 
@@ -230,8 +259,9 @@ class AsyncSessionStore:
         ``app:``/``user:`` keys written are those ``fn`` changed from the state it was given.
         """
         return await self._call(
-            self._core.transform_state, session_id=session_id, fn=fn, attempts=attempts
-        )
+            self._core.transform_state, session_id=session_id, fn=fn, attempts=attempts,
+            app_name=app_name, user_id=user_id,
+        )  # fmt: skip
 
     async def append_event(
         self,
@@ -244,6 +274,8 @@ class AsyncSessionStore:
         metadata: dict[str, Any] | None = None,
         expected_version: int | None = None,
         event_id: str | None = None,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> Event:
         """Append one event to the session's history; its ``state_delta`` is applied with it.
 
@@ -254,7 +286,8 @@ class AsyncSessionStore:
         return await self._call(
             self._core.append_event, session_id=session_id, author=author, content=content,
             state_delta=state_delta, invocation_id=invocation_id, metadata=metadata,
-            expected_version=expected_version, event_id=event_id,
+            expected_version=expected_version, event_id=event_id, app_name=app_name,
+            user_id=user_id,
         )  # fmt: skip
 
     async def append_events(
@@ -263,12 +296,14 @@ class AsyncSessionStore:
         events: Sequence[Mapping[str, Any]],
         *,
         expected_version: int | None = None,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> list[Event]:
         """Append several events in one transaction (each a mapping of append_event's fields,
         ``event_id`` included: events whose id is already stored are returned, not written)."""
         return await self._call(
             self._core.append_events, session_id=session_id, events=events,
-            expected_version=expected_version,
+            expected_version=expected_version, app_name=app_name, user_id=user_id,
         )  # fmt: skip
 
     async def list_events(
@@ -279,11 +314,14 @@ class AsyncSessionStore:
         before_seq: int | None = None,
         limit: int | None = None,
         newest_first: bool = False,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> list[Event]:
         """A slice of the history: seq in (after_seq, before_seq), at most ``limit`` events."""
         return await self._call(
             self._core.list_events, session_id=session_id, after_seq=after_seq,
-            before_seq=before_seq, limit=limit, newest_first=newest_first,
+            before_seq=before_seq, limit=limit, newest_first=newest_first, app_name=app_name,
+            user_id=user_id,
         )  # fmt: skip
 
     async def get_app_state(self, app_name: str) -> dict[str, Any]:
@@ -317,12 +355,22 @@ class AsyncSessionStore:
         """
         return await self._call(self._core.delete_user_data, app_name=app_name, user_id=user_id)
 
-    async def set_metadata(self, session_id: str, **changes: Any) -> int:
+    async def set_metadata(
+        self,
+        session_id: str,
+        *,
+        app_name: str | None = None,
+        user_id: str | None = None,
+        **changes: Any,
+    ) -> int:
         """Change ``title``, ``labels`` or ``ttl`` (None: never expire; with ``sliding``).
 
         Only the keywords given change. Returns the new version.
         """
-        return await self._call(self._core.set_metadata, session_id=session_id, changes=changes)
+        return await self._call(
+            self._core.set_metadata, session_id=session_id, changes=changes, app_name=app_name,
+            user_id=user_id,
+        )  # fmt: skip
 
     async def purge_expired(self, *, batch_size: int | None = None, dry_run: bool = False) -> int:
         """Delete expired sessions (by the database's clock) in batches; return how many.
@@ -412,7 +460,8 @@ class AsyncSessionStore:
     async def delete_session(
         self, session_id: str, *, app_name: str | None = None, user_id: str | None = None
     ) -> bool:
-        """Delete a session; True if it existed. Give app and user to delete only if they own it."""
+        """Delete a session; True if it existed. Give app and user to delete that owner's
+        (else an id several owners have raises :class:`~sessiondb.errors.AmbiguousSessionError`)."""
         return await self._call(
             self._core.delete_session, session_id=session_id, app_name=app_name, user_id=user_id
         )

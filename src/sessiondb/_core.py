@@ -28,6 +28,7 @@ from ._ids import check_id, new_session_id
 from ._rows import UTC, Row, Rows
 from ._scopes import Change, Decision, Reads
 from .errors import (
+    AmbiguousSessionError,
     ArgumentTypeError,
     InvalidArgumentError,
     SessionExistsError,
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 __all__ = ["Core"]
 
 Scope = Literal["app", "user"]
+#: A session's key as the statements bind it: {"app": app_name, "user": user_id, "sid": id}
+Key = dict[str, Any]
 _EVENT_KEYS = frozenset(
     {"author", "content", "state_delta", "invocation_id", "metadata", "event_id"}
 )
@@ -81,16 +84,16 @@ class Core:
         self._read_session = rows.session_reader(q.get_by_id.columns, remember=seen)
         self._read_app = rows.session_reader(q.list_app.columns, remember=seen)
         # transform_state takes what it read from the row itself (its exact base)
-        self._read_base = rows.session_reader(q.get_by_id.columns)
-        self._base_at = q.get_by_id.positions("app_state", "user_state")
+        self._read_base = rows.session_reader(q.get_by_key.columns)
+        self._base_at = q.get_by_key.positions("app_state", "user_state")
+        self._read_base_by_id = rows.session_reader(q.get_by_id.columns)
+        self._base_by_id_at = q.get_by_id.positions("app_state", "user_state")
         # readers of the statements built on demand (listings, event slices), by columns
         self._readers: dict[tuple[tuple[str, ...], bool], Callable[[Row], Session]] = {}
         self._event_readers: dict[tuple[str, ...], Callable[[Row], Event]] = {}
         self._read_stats = rows.stats_reader(q.stats.columns)
         self._version_at = q.get_version.at("version")
-        self._locked_at = q.lock_session.positions(
-            "app_name", "user_id", "state", "version", "last_seq"
-        )
+        self._locked_at = q.lock_session.positions("state", "version", "last_seq")
         if q.insert_returns:
             self._inserted_at = q.insert_session.positions("app_state", "user_state")
 
@@ -111,6 +114,57 @@ class Core:
             read = self._event_readers[stmt.columns] = self.rows.event_reader(stmt.columns)
         return read
 
+    # -- whose session ------------------------------------------------------------------------
+
+    def _key(
+        self,
+        cx: Cx,
+        session_id: str,
+        app_name: str | None,
+        user_id: str | None,
+        *,
+        live: bool = True,
+    ) -> Key | None:
+        """The key of a session: its owner as given, or else looked up by id (one indexed
+        read of at most two rows). None when no (live, unless ``live`` is False) session has
+        that id; :class:`AmbiguousSessionError` when several owners have one."""
+        check_id(session_id, "session_id")
+        if app_name is not None or user_id is not None:
+            if app_name is None or user_id is None:
+                raise InvalidArgumentError(
+                    "pass both app_name and user_id (the session's owner), or neither"
+                )
+            return {
+                "app": check_id(app_name, "app_name"),
+                "user": check_id(user_id, "user_id"),
+                "sid": session_id,
+            }
+        q = self.q
+        if live:
+            rows = cx.all(q.owners_live, {"sid": session_id, "now": self.rows.read_now()})
+        else:
+            rows = cx.all(q.owners, {"sid": session_id})
+        if not rows:
+            return None
+        if len(rows) > 1:
+            raise self._ambiguous(session_id)
+        i_app, i_user = q.owners.positions("app_name", "user_id")
+        return {"app": rows[0][i_app], "user": rows[0][i_user], "sid": session_id}
+
+    @staticmethod
+    def _ambiguous(session_id: str) -> AmbiguousSessionError:
+        return AmbiguousSessionError(
+            f"session id {session_id!r} is shared by several users (ids are per app and "
+            "user): pass app_name and user_id to say whose session"
+        )
+
+    def _found(self, cx: Cx, session_id: str, app_name: str | None, user_id: str | None) -> Key:
+        """The key of a live session, else :class:`SessionNotFoundError`."""
+        key = self._key(cx, session_id, app_name, user_id)
+        if key is None:
+            raise SessionNotFoundError(f"no session with id {session_id!r}")
+        return key
+
     # -- reads ---------------------------------------------------------------------------------
 
     def get_session(
@@ -127,19 +181,35 @@ class Core:
             cx, self._read_owned((*row, session_id, app_name, user_id)), recent_events
         )
 
-    def get_session_by_id(self, cx: Cx, *, session_id: str, recent_events: int) -> Session | None:
+    def get_session_by_id(
+        self,
+        cx: Cx,
+        *,
+        session_id: str,
+        recent_events: int,
+        app_name: str | None = None,
+        user_id: str | None = None,
+    ) -> Session | None:
+        if app_name is not None or user_id is not None:
+            key = self._key(cx, session_id, app_name, user_id)
+            assert key is not None
+            return self.get_session(
+                cx, app_name=key["app"], user_id=key["user"], session_id=session_id,
+                recent_events=recent_events,
+            )  # fmt: skip
         check_id(session_id, "session_id")
-        params = {"sid": session_id, "now": self.rows.read_now()}
-        row = cx.one(self.q.get_by_id, params)
-        if row is None:
+        rows = cx.all(self.q.get_by_id, {"sid": session_id, "now": self.rows.read_now()})
+        if not rows:
             return None
-        return self._with_events(cx, self._read_session(row), recent_events)
+        if len(rows) > 1:
+            raise self._ambiguous(session_id)
+        return self._with_events(cx, self._read_session(rows[0]), recent_events)
 
     def _with_events(self, cx: Cx, session: Session, recent_events: int) -> Session:
         if recent_events:
-            session.events = self.list_events(
-                cx, session_id=session.id, after_seq=None, before_seq=None, limit=recent_events,
-                newest_first=True,
+            session.events = self._events(
+                cx, {"app": session.app_name, "user": session.user_id, "sid": session.id},
+                None, None, recent_events, True,
             )  # fmt: skip
             session.events.reverse()
         return session
@@ -197,9 +267,29 @@ class Core:
         before_seq: int | None,
         limit: int | None,
         newest_first: bool,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> list[Event]:
         check_id(session_id, "session_id")
-        params: dict[str, Any] = {"sid": session_id}
+        for arg, value in (("after_seq", after_seq), ("before_seq", before_seq),
+                           ("limit", limit)):  # fmt: skip
+            if value is not None:
+                _checks.non_negative_int(value, arg)
+        key = self._key(cx, session_id, app_name, user_id, live=False)
+        if key is None:
+            return []
+        return self._events(cx, key, after_seq, before_seq, limit, newest_first)
+
+    def _events(
+        self,
+        cx: Cx,
+        key: Key,
+        after_seq: int | None,
+        before_seq: int | None,
+        limit: int | None,
+        newest_first: bool,
+    ) -> list[Event]:
+        params: dict[str, Any] = dict(key)
         for name, arg, value in (
             ("after", "after_seq", after_seq), ("before", "before_seq", before_seq),
             ("limit", "limit", limit),
@@ -287,18 +377,24 @@ class Core:
                 cx.run(q.insert_plain, params, expect=1)
                 app_state = self._scoped_raw(cx, "app", {"app": app_name})
                 user_state = self._scoped_raw(cx, "user", {"app": app_name, "user": user_id})
-            cx.run_many(q.insert_label, [{"sid": sid, "label": lb} for lb in label_list])
+            cx.run_many(
+                q.insert_label,
+                [{"app": app_name, "user": user_id, "sid": sid, "label": lb} for lb in label_list],
+            )
             if in_tx:
                 cx.commit()
         except cx.dbapi.Error as exc:
             if cx.kind(exc) != "duplicate":
                 raise
-            raise SessionExistsError(f"a session with id {sid!r} already exists") from exc
+            raise SessionExistsError(
+                f"app {app_name!r} and user {user_id!r} already have a session with id {sid!r}"
+            ) from exc
         loads = rows.loads
         app_now, user_now = loads(app_state), loads(user_state)
         result = _scopes.merge_into(loads(text), app_now, user_now)
         self.reads.add(
-            sid, _scopes.Seen(app_state, user_state, _scopes.merge_into({}, app_now, user_now))
+            (app_name, user_id, sid),
+            _scopes.Seen(app_state, user_state, _scopes.merge_into({}, app_now, user_now)),
         )
         shown = rows.present(now)
         return Session(
@@ -315,28 +411,39 @@ class Core:
     # -- writes --------------------------------------------------------------------------------
 
     def update_session_state(
-        self, cx: Cx, *, session_id: str, state: dict[str, Any], expected_version: int | None
+        self,
+        cx: Cx,
+        *,
+        session_id: str,
+        state: dict[str, Any],
+        expected_version: int | None,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> int:
-        return self._replace(cx, session_id, state, expected_version, self.reads.of(session_id))
+        check_id(session_id, "session_id")
+        expected_version = _checks.version(expected_version)
+        text = self.rows.encode_state(state)
+        key = self._found(cx, session_id, app_name, user_id)
+        reads = self.reads.of((key["app"], key["user"], session_id))
+        return self._replace(cx, key, state, text, expected_version, reads)
 
     def _replace(
         self,
         cx: Cx,
-        session_id: str,
+        key: Key,
         state: dict[str, Any],
+        text: str,
         expected_version: int | None,
         reads: list[_scopes.Seen] | None,
     ) -> int:
         """Replace the session's own state; write the scoped keys changed since ``reads``."""
-        check_id(session_id, "session_id")
-        expected_version = _checks.version(expected_version)
-        text = self.rows.encode_state(state)
+        session_id = key["sid"]
         if not _scopes.is_plain(state):
             decision = _scopes.decide(state, reads, self.rows.loads)
             if decision.ambiguous:
-                key = decision.ambiguous[0]
+                name = decision.ambiguous[0]
                 raise StaleSessionError(
-                    f"state[{key!r}] = {state[key]!r} is what an older read of session "
+                    f"state[{name!r}] = {state[name]!r} is what an older read of session "
                     f"{session_id!r} returned, not the latest: this store cannot tell a stale "
                     "copy from a change back, so nothing was written. Set shared keys with "
                     "patch_state, or change them in transform_state"
@@ -346,37 +453,37 @@ class Core:
                 _, app, user = _scopes.split(decision.write)
                 _, app_guard, user_guard = _scopes.split(decision.unknown)
                 version = self._general(
-                    cx, session_id, expected_version, own, app, user, replace=True,
+                    cx, key, expected_version, own, app, user, replace=True,
                     guards=(app_guard.set, user_guard.set),
                 )  # fmt: skip
-                self._held(session_id, decision)
+                self._held(key, decision)
                 return version
             # no shared key changed: the session's own keys, in one statement
             text = self.rows.encode_state(own.set)
-            version = self._replace_own(cx, session_id, text, expected_version)
-            self._held(session_id, decision)
+            version = self._replace_own(cx, key, text, expected_version)
+            self._held(key, decision)
             return version
-        return self._replace_own(cx, session_id, text, expected_version)
+        return self._replace_own(cx, key, text, expected_version)
 
-    def _held(self, session_id: str, decision: Decision) -> None:
+    def _held(self, key: Key, decision: Decision) -> None:
         """After a whole-state write: the caller holds its state's scoped values (unchanged
         ones included), so writing that dict again must not write them either."""
         _, app, user = _scopes.split(decision.held)
         dumps = self.rows.dumps
         self.reads.add(
-            session_id,
+            (key["app"], key["user"], key["sid"]),
             _scopes.Seen(dumps(app.set, "app state"), dumps(user.set, "user state"),
                          decision.held),
         )  # fmt: skip
 
-    def _replace_own(self, cx: Cx, session_id: str, text: str, expected_version: int | None) -> int:
+    def _replace_own(self, cx: Cx, key: Key, text: str, expected_version: int | None) -> int:
         q = self.q
-        params: dict[str, Any] = {"sid": session_id, "state": text, "now": q.ts_in(self.rows.now())}
+        params: dict[str, Any] = {**key, "state": text, "now": q.ts_in(self.rows.now())}
         stmt = self._with_expected(q.update_state, q.update_state_expected, params,
                                    expected_version)  # fmt: skip
         version = self._bump(cx, stmt, params)
         if version is None:
-            self._missing_or_stale(cx, session_id, expected_version)
+            self._missing_or_stale(cx, key, expected_version)
         return version  # type: ignore[return-value]
 
     def patch_state(
@@ -388,6 +495,8 @@ class Core:
         remove: Iterable[str],
         increment: Mapping[str, int | float] | None,
         expected_version: int | None,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> int:
         check_id(session_id, "session_id")
         expected_version = _checks.version(expected_version)
@@ -412,10 +521,11 @@ class Core:
             if isinstance(by, bool) or not isinstance(by, (int, float)):
                 raise StateTypeError(f"increment[{key!r}] must be a number, not {by!r}")
         _json.check(increment, "increment")
+        where = self._found(cx, session_id, app_name, user_id)
         if self._fast_patch_ok(set_, remove, increment):
             q = self.q
             params: dict[str, Any] = {
-                "sid": session_id,
+                **where,
                 "set": set_text,
                 "now": q.ts_in(self.rows.now()),
             }
@@ -434,7 +544,7 @@ class Core:
             # not found, stale, or (MariaDB) too deep for its JSON functions: the general
             # path tells which, and copes with the last
         own, app, user = _scopes.split(set_, remove, increment)
-        return self._general(cx, session_id, expected_version, own, app, user)
+        return self._general(cx, where, expected_version, own, app, user)
 
     def _fast_patch_ok(
         self, set_: dict[str, Any], remove: list[str], increment: dict[str, Any]
@@ -458,6 +568,8 @@ class Core:
         metadata: dict[str, Any] | None,
         expected_version: int | None,
         event_id: str | None = None,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> Event:
         """Append one event (``append_events`` of a single one)."""
         event = {
@@ -469,8 +581,9 @@ class Core:
             "event_id": event_id,
         }
         appended = self.append_events(
-            cx, session_id=session_id, events=[event], expected_version=expected_version
-        )
+            cx, session_id=session_id, events=[event], expected_version=expected_version,
+            app_name=app_name, user_id=user_id,
+        )  # fmt: skip
         return appended[0]
 
     def append_events(
@@ -480,6 +593,8 @@ class Core:
         session_id: str,
         events: Sequence[Mapping[str, Any]],
         expected_version: int | None,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> list[Event]:
         check_id(session_id, "session_id")
         expected_version = _checks.version(expected_version)
@@ -496,12 +611,13 @@ class Core:
         for d in deltas:
             delta.update(d or {})
         own, app, user = _scopes.split(delta)
+        key = self._found(cx, session_id, app_name, user_id)
         appended: list[Event] = []
         # with an id on every event, a lost connection is no risk: the append is repeated
         # and finds what the first attempt stored
         cx.repeatable = len(ids) == len(prepared)
         self._general(
-            cx, session_id, expected_version, own, app, user, events=prepared, out=appended,
+            cx, key, expected_version, own, app, user, events=prepared, out=appended,
             deltas=deltas,
         )  # fmt: skip
         return appended
@@ -541,6 +657,8 @@ class Core:
         session_id: str,
         fn: Callable[[dict[str, Any]], dict[str, Any] | None],
         attempts: int,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> int:
         """Read, ``fn(state)``, write with ``expected_version``; retry when another writer won.
 
@@ -548,17 +666,30 @@ class Core:
         """
         check_id(session_id, "session_id")
         attempts = _checks.positive_int(attempts, "attempts")
-        i_app, i_user = self._base_at
+        key = None if app_name is None and user_id is None else (
+            self._key(cx, session_id, app_name, user_id)
+        )  # fmt: skip
         for attempt in range(attempts):
-            row = cx.one(self.q.get_by_id, {"sid": session_id, "now": self.rows.read_now()})
+            now = self.rows.read_now()
+            if key is None:  # by id alone: the first read tells whose session it is
+                rows = cx.all(self.q.get_by_id, {"sid": session_id, "now": now})
+                if len(rows) > 1:
+                    raise self._ambiguous(session_id)
+                row = rows[0] if rows else None
+                read, (i_app, i_user) = self._read_base_by_id, self._base_by_id_at
+            else:
+                row = cx.one(self.q.get_by_key, {**key, "now": now})
+                read, (i_app, i_user) = self._read_base, self._base_at
             if row is None:
                 raise SessionNotFoundError(f"no session with id {session_id!r}")
-            session = self._read_base(row)
+            session = read(row)
+            key = {"app": session.app_name, "user": session.user_id, "sid": session_id}
             base = _scopes.seen_in(session.state, row[i_app], row[i_user])
             result = cx.outside(fn, session.state)  # user code: its errors pass through
             new_state = session.state if result is None else result
+            text = self.rows.encode_state(new_state)
             try:
-                return self._replace(cx, session_id, new_state, session.version, [base])
+                return self._replace(cx, key, new_state, text, session.version, [base])
             except StaleSessionError:
                 if attempt == attempts - 1:
                     raise
@@ -570,14 +701,10 @@ class Core:
     def delete_session(
         self, cx: Cx, *, session_id: str, app_name: str | None, user_id: str | None
     ) -> bool:
-        check_id(session_id, "session_id")
-        if app_name is None and user_id is None:
-            return cx.run(self.q.delete_session, {"sid": session_id}) > 0
-        check_id(app_name, "app_name")
-        check_id(user_id, "user_id")
-        return (
-            cx.run(self.q.delete_owned, {"sid": session_id, "app": app_name, "user": user_id}) > 0
-        )
+        key = self._key(cx, session_id, app_name, user_id, live=False)  # expired ones too
+        if key is None:
+            return False
+        return cx.run(self.q.delete_owned, key) > 0
 
     def clear_sessions(self, cx: Cx, *, app_name: str, user_id: str | None) -> int:
         check_id(app_name, "app_name")
@@ -687,16 +814,26 @@ class Core:
             return int(cx.one(stmt, params)[stmt.at("count")])
         total = 0
         pick = self.q.pick_ids(f)
-        i_id = pick.at("id")
+        i_app, i_user, i_id = pick.positions("app_name", "user_id", "id")
         while True:
-            ids = [r[i_id] for r in cx.all(pick, {**params, "limit": batch_size})]
-            if not ids:
+            keys = cx.all(pick, {**params, "limit": batch_size})
+            if not keys:
                 return total
             # each batch is its own short statement: concurrent readers and writers wait
             # at most one batch, never the whole purge
-            total += cx.run(self.q.delete_ids(len(ids)), {f"id{i}": v for i, v in enumerate(ids)})
-            if len(ids) < batch_size:
+            total += cx.run(
+                self.q.delete_ids(len(keys)), self._keys_params(keys, i_app, i_user, i_id)
+            )
+            if len(keys) < batch_size:
                 return total
+
+    @staticmethod
+    def _keys_params(keys: Sequence[Row], i_app: int, i_user: int, i_id: int) -> dict[str, Any]:
+        """The parameters of a statement on several sessions' keys (:app0, :user0, :id0 ...)."""
+        params: dict[str, Any] = {}
+        for i, r in enumerate(keys):
+            params[f"app{i}"], params[f"user{i}"], params[f"id{i}"] = r[i_app], r[i_user], r[i_id]
+        return params
 
     def purge_expired(self, cx: Cx, *, batch_size: int | None, dry_run: bool) -> int:
         return self._delete_matching(cx, {"expired"}, {}, batch_size, dry_run)
@@ -730,7 +867,15 @@ class Core:
 
     # -- metadata ------------------------------------------------------------------------------
 
-    def set_metadata(self, cx: Cx, *, session_id: str, changes: dict[str, Any]) -> int:
+    def set_metadata(
+        self,
+        cx: Cx,
+        *,
+        session_id: str,
+        changes: dict[str, Any],
+        app_name: str | None = None,
+        user_id: str | None = None,
+    ) -> int:
         check_id(session_id, "session_id")
         unknown = set(changes) - _METADATA_KEYS
         if unknown:
@@ -739,7 +884,8 @@ class Core:
         labels = _checks.labels(changes.get("labels")) if "labels" in changes else None
         q, rows = self.q, self.rows
         stmt = q.lock_info
-        now, stamp, row = self._lock(cx, stmt, session_id)
+        key = self._found(cx, session_id, app_name, user_id)
+        now, stamp, row = self._lock(cx, stmt, key)
         version, old_title, old_labels, expires, ttl = (
             row[i]
             for i in stmt.positions("version", "title", "labels", "expires_at", "ttl_seconds")
@@ -748,8 +894,8 @@ class Core:
             old_title = title
         if labels is not None:
             old_labels = rows.dumps(labels, "labels") if labels else None
-            cx.run(q.delete_labels, {"sid": session_id})
-            cx.run_many(q.insert_label, [{"sid": session_id, "label": lb} for lb in labels])
+            cx.run(q.delete_labels, key)
+            cx.run_many(q.insert_label, [{**key, "label": lb} for lb in labels])
         if "ttl" in changes:
             if changes["ttl"] is None:
                 expires, ttl = None, None
@@ -762,7 +908,7 @@ class Core:
             expires = q.ts_in(expires)
         cx.run(
             q.write_info,
-            {"sid": session_id, "title": old_title, "labels": old_labels, "expires": expires,
+            {**key, "title": old_title, "labels": old_labels, "expires": expires,
              "ttl": ttl, "now": stamp, "version": version + 1}, expect=1,
         )  # fmt: skip
         cx.commit()
@@ -809,8 +955,9 @@ class Core:
             raise cx.unexpected(f"version {version} after an UPDATE of version {expected}")
         return version
 
-    def _missing_or_stale(self, cx: Cx, session_id: str, expected: int | None) -> None:
-        row = cx.one(self.q.get_version, {"sid": session_id, "now": self.rows.read_now()})
+    def _missing_or_stale(self, cx: Cx, key: Key, expected: int | None) -> None:
+        session_id = key["sid"]
+        row = cx.one(self.q.get_version, {**key, "now": self.rows.read_now()})
         if row is None:
             raise SessionNotFoundError(f"no session with id {session_id!r}")
         actual = row[self._version_at]
@@ -825,7 +972,7 @@ class Core:
     def _general(
         self,
         cx: Cx,
-        session_id: str,
+        key: Key,
         expected: int | None,
         own: Change,
         app: Change,
@@ -843,13 +990,13 @@ class Core:
         :class:`StaleSessionError` and nothing is written.
         """
         q, rows = self.q, self.rows
-        now, stamp, row = self._lock(cx, q.lock_session, session_id)
-        i_app, i_user, i_state, i_version, i_last_seq = self._locked_at
-        app_name, user_id, text = row[i_app], row[i_user], row[i_state]
-        version, last_seq = row[i_version], row[i_last_seq]
+        session_id, app_name, user_id = key["sid"], key["app"], key["user"]
+        now, stamp, row = self._lock(cx, q.lock_session, key)
+        i_state, i_version, i_last_seq = self._locked_at
+        text, version, last_seq = row[i_state], row[i_version], row[i_last_seq]
         stored: dict[str, Event] = {}
         if events and any(e["event_id"] is not None for e in events):
-            stored = self._stored_events(cx, session_id, events)
+            stored = self._stored_events(cx, key, events)
             if stored:
                 kept = [i for i, e in enumerate(events) if e["event_id"] not in stored]
                 if not kept:  # every event is stored already: write nothing
@@ -877,13 +1024,12 @@ class Core:
         )
         events = events or []
         new_rows = [
-            {**e, "sid": session_id, "seq": last_seq + i, "now": stamp}
-            for i, e in enumerate(events, 1)
+            {**e, **key, "seq": last_seq + i, "now": stamp} for i, e in enumerate(events, 1)
         ]
         cx.run(
             q.write_session,
             {
-                "sid": session_id,
+                **key,
                 "state": new_text,
                 "now": stamp,
                 "version": version + 1,
@@ -909,25 +1055,23 @@ class Core:
             out.extend(made)
         return int(version) + 1
 
-    def _stored_events(
-        self, cx: Cx, session_id: str, events: list[dict[str, Any]]
-    ) -> dict[str, Event]:
+    def _stored_events(self, cx: Cx, key: Key, events: list[dict[str, Any]]) -> dict[str, Event]:
         """The session's events already stored under the ids of ``events``, by id."""
         ids = [e["event_id"] for e in events if e["event_id"] is not None]
         stmt = self.q.events_by_id(len(ids))
         read = self._event_reader(stmt)
-        params: dict[str, Any] = {"sid": session_id}
+        params: dict[str, Any] = dict(key)
         params.update({f"e{i}": v for i, v in enumerate(ids)})
         return {ev.event_id: ev for ev in map(read, cx.all(stmt, params)) if ev.event_id}
 
-    def _lock(self, cx: Cx, stmt: Stmt, session_id: str) -> tuple[datetime, Any, Any]:
+    def _lock(self, cx: Cx, stmt: Stmt, key: Key) -> tuple[datetime, Any, Any]:
         """Open a transaction and lock the (live) session's row: (now, its driver form, row)."""
         now = self.rows.now()
         stamp = self.q.ts_in(now)
         cx.begin()
-        row = cx.one(stmt, {"sid": session_id, "now": stamp})
+        row = cx.one(stmt, {**key, "now": stamp})
         if row is None:
-            raise SessionNotFoundError(f"no session with id {session_id!r}")
+            raise SessionNotFoundError(f"no session with id {key['sid']!r}")
         return now, stamp, row
 
     def _scope_write(

@@ -60,7 +60,7 @@ def p(name: str, type_: Any = None) -> sa.BindParameter[Any]:
 
 
 ONE: sa.ColumnElement[Any] = sa.literal_column("1")
-#: The owner of a session: statements that bind these need not select them.
+#: The key of a session: statements that bind these need not select them.
 OWNER = ("id", "app_name", "user_id")
 
 
@@ -122,11 +122,25 @@ class Queries:
         # an expired session is invisible to every read and write, purged or not
         self.live = sa.or_(c.expires_at.is_(None), c.expires_at > now)
         live = self.live
-        owned = sa.and_(c.id == p("sid"), c.app_name == p("app"), c.user_id == p("user"))
+        # Every statement on one session names its whole key, owner first: a table
+        # partitioned or distributed on (app_name, user_id) serves it from one shard.
+        owned = self.owned = sa.and_(
+            c.app_name == p("app"), c.user_id == p("user"), c.id == p("sid")
+        )
         # id, app_name and user_id are parameters here: not selecting them saves a column
         # descriptor each, which pure-Python drivers (PyMySQL) parse on every query
         self.get_session = self.compile(sa.select(*self.without(owner, *OWNER)).where(owned, live))
-        self.get_by_id = self.compile(sa.select(*self.cols).where(c.id == p("sid"), live))
+        # by id alone: two rows tell that the id is ambiguous (ids are per app and user)
+        self.get_by_id = self.compile(sa.select(*self.cols).where(c.id == p("sid"), live).limit(2))
+        self.get_by_key = self.compile(sa.select(*self.cols).where(owned, live))
+        # the owners of an id (ids are per app and user): two rows are enough to tell that
+        # an id alone is ambiguous
+        self.owners_live = self.compile(
+            sa.select(c.app_name, c.user_id).where(c.id == p("sid"), live).limit(2)
+        )
+        self.owners = self.compile(
+            sa.select(c.app_name, c.user_id).where(c.id == p("sid")).limit(2)
+        )
         order = (c.updated_at.desc(), c.id.desc())
         self.list_user = self.compile(
             sa.select(*self.without(owner, *OWNER[1:]))
@@ -175,23 +189,19 @@ class Queries:
             (c.ttl_seconds.is_(None), c.expires_at), else_=self.plus_seconds(now, c.ttl_seconds)
         )
         set_state = {"state": self.json_in("state"), "updated_at": now, "expires_at": renew}
-        self.update_state = self.compile(
-            self.bump(sa.update(s).where(c.id == p("sid"), live), set_state)
-        )
+        self.update_state = self.compile(self.bump(sa.update(s).where(owned, live), set_state))
         self.update_state_expected = self.compile(
-            self.bump(
-                sa.update(s).where(c.id == p("sid"), live, c.version == p("expected")), set_state
-            )
+            self.bump(sa.update(s).where(owned, live, c.version == p("expected")), set_state)
         )
         # the general write path: under the row lock taken by lock_session
         self.lock_session = self.compile(
-            sa.select(c.app_name, c.user_id, self.json_out(c.state), c.version, c.last_seq)
-            .where(c.id == p("sid"), live)
+            sa.select(self.json_out(c.state), c.version, c.last_seq)
+            .where(owned, live)
             .with_for_update()
         )
         self.write_session = self.compile(
             sa.update(s)
-            .where(c.id == p("sid"))
+            .where(owned)
             .values(
                 state=self.json_in("state"),
                 updated_at=now,
@@ -204,17 +214,17 @@ class Queries:
         )
         self.write_info = self.compile(
             sa.update(s)
-            .where(c.id == p("sid"))
+            .where(owned)
             .values(title=p("title"), labels=self.json_in("labels"),
                     expires_at=p("expires", Timestamp()), ttl_seconds=p("ttl", sa.Float()),
                     updated_at=now, version=p("version"))
         )  # fmt: skip
         self.lock_info = self.compile(
             sa.select(c.version, c.title, self.json_out(c.labels), c.expires_at, c.ttl_seconds)
-            .where(c.id == p("sid"), live)
+            .where(owned, live)
             .with_for_update()
         )
-        self.get_version = self.compile(sa.select(c.version).where(c.id == p("sid"), live))
+        self.get_version = self.compile(sa.select(c.version).where(owned, live))
         # partial update in one statement where the database's merge equals dict.update
         merged: sa.ColumnElement[Any]
         if self.pg:
@@ -225,7 +235,7 @@ class Queries:
             merged = sa.func.json_merge_patch(c.state, p("set", sa.Text()))
         else:
             merged = sa.func.json_patch(c.state, p("set", sa.Text()))
-        patch_where = [c.id == p("sid"), live]
+        patch_where = [owned, live]
         if self.backend == "mysql":  # MariaDB's JSON functions give NULL past 32 levels
             patch_where.append(merged.is_not(None))
         self.patch_fast = self.compile(
@@ -242,7 +252,6 @@ class Queries:
         )
 
         # -- sessions: delete ----------------------------------------------------------------
-        self.delete_session = self.compile(sa.delete(s).where(c.id == p("sid")))
         self.delete_owned = self.compile(sa.delete(s).where(owned))
         self.clear_user = self.compile(
             sa.delete(s).where(c.app_name == p("app"), c.user_id == p("user"))
@@ -252,6 +261,8 @@ class Queries:
         # -- events --------------------------------------------------------------------------
         self.insert_event = self.compile(
             sa.insert(ev).values(
+                app_name=p("app"),
+                user_id=p("user"),
                 session_id=p("sid"),
                 seq=p("seq"),
                 author=p("author"),
@@ -298,9 +309,15 @@ class Queries:
         # -- labels ----------------------------------------------------------------------------
         lb = tables.labels
         self.insert_label = self.compile(
-            sa.insert(lb).values(session_id=p("sid"), label=p("label"))
+            sa.insert(lb).values(
+                app_name=p("app"), user_id=p("user"), session_id=p("sid"), label=p("label")
+            )
         )
-        self.delete_labels = self.compile(sa.delete(lb).where(lb.c.session_id == p("sid")))
+        self.delete_labels = self.compile(
+            sa.delete(lb).where(
+                lb.c.app_name == p("app"), lb.c.user_id == p("user"), lb.c.session_id == p("sid")
+            )
+        )
 
         # -- administration --------------------------------------------------------------------
         self.stats = self.compile(
@@ -325,22 +342,23 @@ class Queries:
             "ttl_seconds": p("ttl", sa.Float()), "title": p("title"),
             "labels": self.json_in("labels"),
         }  # fmt: skip
-        self.get_any_version = self.compile(sa.select(c.version).where(c.id == p("sid")))
+        self.get_any_version = self.compile(sa.select(c.version).where(owned))
         self.import_session = self.compile(sa.insert(s).values(id=p("sid"), **full))
-        self.import_update = self.compile(sa.update(s).where(c.id == p("sid")).values(**full))
+        self.import_update = self.compile(sa.update(s).where(owned).values(**full))
         self.import_event = self.compile(
             self.insert_if_absent(
                 ev,
-                {"session_id": p("sid"), "seq": p("seq"), "author": p("author"),
+                {"app_name": p("app"), "user_id": p("user"), "session_id": p("sid"),
+                 "seq": p("seq"), "author": p("author"),
                  "content": self.json_in("content"), "state_delta": self.json_in("delta"),
                  "invocation_id": p("invocation"), "meta": self.json_in("meta"),
                  "created_at": now, "size": p("size"), "event_id": p("event_id")},
             )
         )  # fmt: skip
         e = ev.c
-        of_session = e.session_id == c.id
+        of_session = sa.and_(e.app_name == c.app_name, e.user_id == c.user_id, e.session_id == c.id)
         self.recount = self.compile(
-            sa.update(s).where(c.id == p("sid")).values(
+            sa.update(s).where(owned).values(
                 last_seq=sa.select(sa.func.coalesce(sa.func.max(e.seq), 0)).where(of_session)
                 .scalar_subquery(),
                 event_count=sa.select(sa.func.count()).where(of_session).scalar_subquery(),
@@ -437,7 +455,12 @@ class Queries:
         terms: dict[str, Any] = {
             "app": c.app_name == p("app"),
             "user": c.user_id == p("user"),
-            "label": sa.exists().where(lb.session_id == c.id, lb.label == p("label")),
+            "label": sa.exists().where(
+                lb.app_name == c.app_name,
+                lb.user_id == c.user_id,
+                lb.session_id == c.id,
+                lb.label == p("label"),
+            ),
             "created_after": c.created_at > p("created_after", ts),
             "created_before": c.created_at < p("created_before", ts),
             "updated_after": c.updated_at > p("updated_after", ts),
@@ -490,19 +513,34 @@ class Queries:
         )
 
     def pick_ids(self, f: frozenset[str]) -> Stmt:
-        """Up to :limit ids of sessions matching the filters (for batched deletes)."""
+        """The keys of up to :limit sessions matching the filters (for batched deletes)."""
         c = self.tables.sessions.c
         return self.cached(
             ("pick", f),
-            lambda: sa.select(c.id).where(*self.filters(f)).limit(p("limit", sa.Integer())),
+            lambda: (
+                sa.select(c.app_name, c.user_id, c.id)
+                .where(*self.filters(f))
+                .limit(p("limit", sa.Integer()))
+            ),
         )
 
+    def keys_in(self, table: sa.Table, id_column: str, n: int) -> sa.ColumnElement[bool]:
+        """``table``'s rows of ``n`` sessions, by whole key (:app0, :user0, :id0 ...)."""
+        c = table.c
+        return sa.or_(
+            *(
+                sa.and_(
+                    c.app_name == p(f"app{i}"), c.user_id == p(f"user{i}"),
+                    c[id_column] == p(f"id{i}"),
+                )
+                for i in range(n)
+            )
+        )  # fmt: skip
+
     def delete_ids(self, n: int) -> Stmt:
-        """DELETE of ``n`` sessions by id (:id0 ... :id{n-1})."""
+        """DELETE of ``n`` sessions by key (:app0, :user0, :id0 ... :id{n-1})."""
         s = self.tables.sessions
-        return self.cached(
-            ("delete", n), lambda: sa.delete(s).where(s.c.id.in_([p(f"id{i}") for i in range(n)]))
-        )
+        return self.cached(("delete", n), lambda: sa.delete(s).where(self.keys_in(s, "id", n)))
 
     def export_page(self, by_app: bool, cursor: bool) -> Stmt:
         """Sessions in creation order, expired ones included, for export."""
@@ -513,21 +551,33 @@ class Queries:
             if by_app:
                 query = query.where(c.app_name == p("app"))
             if cursor:
+                # (created_at, id, app_name, user_id) > the cursor's: ids repeat across owners
                 at, sid = p("cursor_at", Timestamp()), p("cursor_id")
+                app, user = p("cursor_app"), p("cursor_user")
                 query = query.where(
-                    sa.or_(c.created_at > at, sa.and_(c.created_at == at, c.id > sid))
+                    sa.or_(
+                        c.created_at > at,
+                        sa.and_(c.created_at == at, c.id > sid),
+                        sa.and_(c.created_at == at, c.id == sid, c.app_name > app),
+                        sa.and_(
+                            c.created_at == at, c.id == sid, c.app_name == app, c.user_id > user
+                        ),
+                    )
                 )
-            return query.order_by(c.created_at, c.id).limit(p("limit", sa.Integer()))
+            order = (c.created_at, c.id, c.app_name, c.user_id)
+            return query.order_by(*order).limit(p("limit", sa.Integer()))
 
         return self.cached(("export", by_app, cursor), build)
 
     def events_of(self, n: int) -> Stmt:
-        """Every event of ``n`` sessions (:id0 ...), by session and seq."""
+        """Every event of ``n`` sessions (:app0, :user0, :id0 ...), by session and seq."""
 
         def build() -> ClauseElement:
             c = self.tables.events.c
             return (
                 sa.select(
+                    c.app_name,
+                    c.user_id,
                     c.session_id,
                     c.seq,
                     c.author,
@@ -539,8 +589,8 @@ class Queries:
                     c.size,
                     c.event_id,
                 )
-                .where(c.session_id.in_([p(f"id{i}") for i in range(n)]))
-                .order_by(c.session_id, c.seq)
+                .where(self.keys_in(self.tables.events, "session_id", n))
+                .order_by(c.app_name, c.user_id, c.session_id, c.seq)
             )
 
         return self.cached(("events_of", n), build)
@@ -574,7 +624,7 @@ class Queries:
             c = self.tables.events.c
             query = sa.select(
                 *self.event_cols(),
-            ).where(c.session_id == p("sid"))
+            ).where(*self.of_session(self.tables.events))
             if after:
                 query = query.where(c.seq > p("after"))
             if before:
@@ -585,6 +635,12 @@ class Queries:
             return query
 
         return self.cached(("events", after, before, limit, newest_first), build)
+
+    @staticmethod
+    def of_session(table: sa.Table) -> list[sa.ColumnElement[bool]]:
+        """The rows of ``table`` (events, labels) of the session :app, :user, :sid."""
+        c = table.c
+        return [c.app_name == p("app"), c.user_id == p("user"), c.session_id == p("sid")]
 
     def event_cols(self) -> list[sa.ColumnElement[Any]]:
         """The columns an :class:`~sessiondb.Event` is read from."""
@@ -601,7 +657,10 @@ class Queries:
             c = self.tables.events.c
             return (
                 sa.select(*self.event_cols())
-                .where(c.session_id == p("sid"), c.event_id.in_([p(f"e{i}") for i in range(n)]))
+                .where(
+                    *self.of_session(self.tables.events),
+                    c.event_id.in_([p(f"e{i}") for i in range(n)]),
+                )
                 .order_by(c.seq)
             )
 

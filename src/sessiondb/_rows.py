@@ -118,13 +118,14 @@ class Rows:
         self,
         columns: Sequence[str],
         given: Sequence[str] = (),
-        remember: Callable[[str, _scopes.Seen], None] | None = None,
+        remember: Callable[[tuple[str, str, str], _scopes.Seen], None] | None = None,
     ) -> Callable[[Row], Session]:
         """A function from a row of a statement with ``columns`` to a :class:`Session`.
 
         ``given`` names the fields a statement binds instead of selecting (its owner, say):
-        the caller appends their values to the row, in that order. ``remember(id, seen)``,
-        if given, is told what each session handed out of its ``app:``/``user:`` scopes.
+        the caller appends their values to the row, in that order. ``remember(key, seen)``,
+        if given, is told what each session (its key: app, user, id) handed out of its
+        ``app:``/``user:`` scopes.
         """
         (i_id, i_app, i_user, i_state, i_created, i_updated, i_version, i_count, i_bytes,
          i_app_state, i_user_state, i_title, i_labels, i_expires) = positions(
@@ -148,9 +149,12 @@ class Rows:
                 app, user = loads(app_state), loads(user_state)
                 merge_into(state, app, user)
                 if remember is not None:
-                    remember(row[i_id], seen_of(app_state, user_state, merge_into({}, app, user)))
+                    remember(
+                        (row[i_app], row[i_user], row[i_id]),
+                        seen_of(app_state, user_state, merge_into({}, app, user)),
+                    )
             elif remember is not None:
-                remember(row[i_id], nothing_seen)
+                remember((row[i_app], row[i_user], row[i_id]), nothing_seen)
             labels, expires = row[i_labels], row[i_expires]
             return Session(
                 row[i_id], row[i_app], row[i_user], present(row[i_created]),

@@ -97,7 +97,9 @@ def tables(prefix: str = "") -> Tables:
     sessions = sa.Table(
         f"{prefix}sessions",
         md,
-        sa.Column("id", Key(), primary_key=True),
+        # ids are the caller's per (app, user), like ADK's: the owner leads the key, so a
+        # table hash-partitioned or distributed on it serves each user from one shard
+        sa.Column("id", Key(), nullable=False),
         sa.Column("app_name", Key(), nullable=False),
         sa.Column("user_id", Key(), nullable=False),
         sa.Column("state", JsonText(), nullable=False),
@@ -113,6 +115,9 @@ def tables(prefix: str = "") -> Tables:
         sa.Column("ttl_seconds", sa.Float(), nullable=True),  # set: sliding expiry
         sa.Column("title", sa.String(256), nullable=True),
         sa.Column("labels", JsonText(), nullable=True),
+        sa.PrimaryKeyConstraint("app_name", "user_id", "id"),
+        # lookups by id alone (administration, calls that omit the owner): not unique
+        sa.Index(f"ix_{prefix}sessions_id", "id"),
         sa.Index(f"ix_{prefix}sessions_user_updated", "app_name", "user_id", "updated_at", "id"),
         sa.Index(f"ix_{prefix}sessions_app_updated", "app_name", "updated_at", "id"),
         sa.Index(f"ix_{prefix}sessions_created", "created_at", "id"),
@@ -125,16 +130,12 @@ def tables(prefix: str = "") -> Tables:
         ),
         **MYSQL_OPTIONS,
     )
+    owner = ("app_name", "user_id")
     events = sa.Table(
         f"{prefix}events",
         md,
-        sa.Column(
-            "session_id",
-            Key(),
-            sa.ForeignKey(sessions.c.id, ondelete="CASCADE"),
-            primary_key=True,
-        ),
-        sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),
+        sa.Column("session_id", Key(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False, autoincrement=False),
         sa.Column("author", Key(), nullable=False),
         sa.Column("content", JsonText(), nullable=False),
         sa.Column("state_delta", JsonText(), nullable=True),
@@ -144,7 +145,16 @@ def tables(prefix: str = "") -> Tables:
         sa.Column("size", sa.BigInteger(), nullable=False),
         # the caller's idempotency key, unique per session (revision 0004)
         sa.Column("event_id", Key(), nullable=True),
-        sa.Index(f"ix_{prefix}events_session_id_event_id", "session_id", "event_id", unique=True),
+        # the session's owner (revision 0005): events live with their session on a shard
+        sa.Column("app_name", Key(), nullable=False),
+        sa.Column("user_id", Key(), nullable=False),
+        sa.PrimaryKeyConstraint(*owner, "session_id", "seq"),
+        sa.ForeignKeyConstraint(
+            [*owner, "session_id"],
+            [sessions.c.app_name, sessions.c.user_id, sessions.c.id],
+            ondelete="CASCADE",
+        ),
+        sa.Index(f"ix_{prefix}events_event_id", *owner, "session_id", "event_id", unique=True),
         **MYSQL_OPTIONS,
     )
     app_states = sa.Table(
@@ -167,11 +177,17 @@ def tables(prefix: str = "") -> Tables:
     labels = sa.Table(
         f"{prefix}session_labels",
         md,
-        sa.Column(
-            "session_id", Key(), sa.ForeignKey(sessions.c.id, ondelete="CASCADE"), primary_key=True
+        sa.Column("session_id", Key(), nullable=False),
+        sa.Column("label", Key(), nullable=False),
+        sa.Column("app_name", Key(), nullable=False),
+        sa.Column("user_id", Key(), nullable=False),
+        sa.PrimaryKeyConstraint(*owner, "session_id", "label"),
+        sa.ForeignKeyConstraint(
+            [*owner, "session_id"],
+            [sessions.c.app_name, sessions.c.user_id, sessions.c.id],
+            ondelete="CASCADE",
         ),
-        sa.Column("label", Key(), primary_key=True),
-        sa.Index(f"ix_{prefix}session_labels_label", "label", "session_id"),
+        sa.Index(f"ix_{prefix}session_labels_label", "label", *owner, "session_id"),
         **MYSQL_OPTIONS,
     )
     return Tables(md, sessions, events, app_states, user_states, labels)

@@ -147,20 +147,25 @@ class Seen:
 NOTHING_SEEN = Seen(None, None, {})
 
 
+#: A session's key: (app_name, user_id, id).
+SessionKey = tuple[str, str, str]
+
+
 class Reads:
-    """A small bounded memo, per store: the last reads of the most recently read sessions.
+    """A small bounded memo, per store: the last reads of the most recently read sessions
+    (by key: ids are per app and user).
 
     At most ``sessions`` sessions (least recently read dropped first) and ``per_session``
     reads of each. Thread-safe; every operation is O(1).
     """
 
     def __init__(self, sessions: int = 4096, per_session: int = 8) -> None:
-        self._memo: OrderedDict[str, list[Seen]] = OrderedDict()
+        self._memo: OrderedDict[SessionKey, list[Seen]] = OrderedDict()
         self._lock = threading.Lock()
         self._sessions = sessions
         self._per_session = per_session
 
-    def add(self, session_id: str, seen: Seen) -> None:
+    def add(self, session_id: SessionKey, seen: Seen) -> None:
         memo = self._memo
         with self._lock:
             reads = memo.get(session_id)
@@ -175,13 +180,13 @@ class Reads:
                 if len(reads) > self._per_session:
                     del reads[0]
 
-    def of(self, session_id: str) -> list[Seen] | None:
+    def of(self, session_id: SessionKey) -> list[Seen] | None:
         """This session's remembered reads, oldest first (a copy), or None."""
         with self._lock:
             reads = self._memo.get(session_id)
             return None if reads is None else list(reads)
 
-    def forget(self, session_id: str) -> None:
+    def forget(self, session_id: SessionKey) -> None:
         with self._lock:
             self._memo.pop(session_id, None)
 

@@ -66,17 +66,29 @@ class DatabaseSessionService:
         return self.store.get_session(app_name, user_id, session_id)
 
     async def update_session_state(
-        self, session_id: str, state: dict[str, Any], *, expected_version: int | None = None
+        self,
+        session_id: str,
+        state: dict[str, Any],
+        *,
+        expected_version: int | None = None,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> int:
-        """Replace the session's whole state; returns its new version."""
+        """Replace the session's whole state; returns its new version.
+
+        Session ids are per app and user: when several users have a session with this id,
+        pass ``app_name`` and ``user_id`` (else :class:`~sessiondb.AmbiguousSessionError`).
+        """
         return await self._off_loop(
-            self.store.update_session_state, session_id, state, expected_version=expected_version
-        )
+            self.store.update_session_state, session_id, state,
+            expected_version=expected_version, app_name=app_name, user_id=user_id,
+        )  # fmt: skip
 
     def delete_session(
         self, session_id: str, app_name: str | None = None, user_id: str | None = None
     ) -> bool:
-        """Delete one session; True if it existed."""
+        """Delete one session; True if it existed (give app and user when several users have
+        a session with this id)."""
         return self.store.delete_session(session_id, app_name=app_name, user_id=user_id)
 
     def clear_sessions(self, app_name: str, user_id: str | None = None) -> int:

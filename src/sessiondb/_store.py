@@ -109,7 +109,8 @@ class SessionStore:
 
         ``ttl`` makes it expire (``sliding=True``: renewed by every write); ``title`` and
         ``labels`` are free metadata, and ``list_sessions(label=...)`` filters on labels.
-        Raises :class:`~sessiondb.errors.SessionExistsError` if ``session_id`` is taken.
+        Ids are per app and user: another user may have a session with the same id. Raises
+        :class:`~sessiondb.errors.SessionExistsError` if this app and user already have one.
         """
         return self._call(
             self._core.create_session, app_name=app_name, user_id=user_id, state=state,
@@ -165,14 +166,32 @@ class SessionStore:
             self._core.count_sessions, app_name=app_name, user_id=user_id, label=label
         )
 
-    def get_session_by_id(self, session_id: str, *, recent_events: int = 0) -> Session | None:
-        """A session by id alone, whoever owns it (for administration)."""
+    def get_session_by_id(
+        self,
+        session_id: str,
+        *,
+        recent_events: int = 0,
+        app_name: str | None = None,
+        user_id: str | None = None,
+    ) -> Session | None:
+        """A session by id alone, whoever owns it (for administration), or None.
+
+        Ids are per app and user: if several owners have a session with this id, it raises
+        :class:`~sessiondb.errors.AmbiguousSessionError`; pass ``app_name`` and ``user_id``.
+        """
         return self._call(
-            self._core.get_session_by_id, session_id=session_id, recent_events=recent_events
-        )
+            self._core.get_session_by_id, session_id=session_id, recent_events=recent_events,
+            app_name=app_name, user_id=user_id,
+        )  # fmt: skip
 
     def update_session_state(
-        self, session_id: str, state: dict[str, Any], *, expected_version: int | None = None
+        self,
+        session_id: str,
+        state: dict[str, Any],
+        *,
+        expected_version: int | None = None,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> int:
         """Replace the session's own state and return its new version.
 
@@ -185,10 +204,15 @@ class SessionStore:
         value cannot be placed: this store never read the session and the value differs from
         the stored one, or it is an older read's value. Use :meth:`patch_state` to set shared
         keys regardless.
+
+        Session ids are per app and user. Every method that takes a session id also takes
+        ``app_name`` and ``user_id`` (both or neither): given, the session is that owner's;
+        omitted, the owner is looked up by id (one indexed read), and an id that several
+        owners have raises :class:`~sessiondb.errors.AmbiguousSessionError`.
         """
         return self._call(
             self._core.update_session_state, session_id=session_id, state=state,
-            expected_version=expected_version,
+            expected_version=expected_version, app_name=app_name, user_id=user_id,
         )  # fmt: skip
 
     def patch_state(
@@ -199,6 +223,8 @@ class SessionStore:
         *,
         increment: Mapping[str, int | float] | None = None,
         expected_version: int | None = None,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> int:
         """Change some keys atomically in the database and return the new version.
 
@@ -209,7 +235,8 @@ class SessionStore:
         """
         return self._call(
             self._core.patch_state, session_id=session_id, set_=set, remove=remove,
-            increment=increment, expected_version=expected_version,
+            increment=increment, expected_version=expected_version, app_name=app_name,
+            user_id=user_id,
         )  # fmt: skip
 
     def transform_state(
@@ -218,6 +245,8 @@ class SessionStore:
         fn: Callable[[dict[str, Any]], dict[str, Any] | None],
         *,
         attempts: int = 10,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> int:
         """Read-modify-write with retries: ``fn`` gets the state and returns (or edits) it.
 
@@ -227,8 +256,9 @@ class SessionStore:
         ``app:``/``user:`` keys written are those ``fn`` changed from the state it was given.
         """
         return self._call(
-            self._core.transform_state, session_id=session_id, fn=fn, attempts=attempts
-        )
+            self._core.transform_state, session_id=session_id, fn=fn, attempts=attempts,
+            app_name=app_name, user_id=user_id,
+        )  # fmt: skip
 
     def append_event(
         self,
@@ -241,6 +271,8 @@ class SessionStore:
         metadata: dict[str, Any] | None = None,
         expected_version: int | None = None,
         event_id: str | None = None,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> Event:
         """Append one event to the session's history; its ``state_delta`` is applied with it.
 
@@ -251,7 +283,8 @@ class SessionStore:
         return self._call(
             self._core.append_event, session_id=session_id, author=author, content=content,
             state_delta=state_delta, invocation_id=invocation_id, metadata=metadata,
-            expected_version=expected_version, event_id=event_id,
+            expected_version=expected_version, event_id=event_id, app_name=app_name,
+            user_id=user_id,
         )  # fmt: skip
 
     def append_events(
@@ -260,12 +293,14 @@ class SessionStore:
         events: Sequence[Mapping[str, Any]],
         *,
         expected_version: int | None = None,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> list[Event]:
         """Append several events in one transaction (each a mapping of append_event's fields,
         ``event_id`` included: events whose id is already stored are returned, not written)."""
         return self._call(
             self._core.append_events, session_id=session_id, events=events,
-            expected_version=expected_version,
+            expected_version=expected_version, app_name=app_name, user_id=user_id,
         )  # fmt: skip
 
     def list_events(
@@ -276,11 +311,14 @@ class SessionStore:
         before_seq: int | None = None,
         limit: int | None = None,
         newest_first: bool = False,
+        app_name: str | None = None,
+        user_id: str | None = None,
     ) -> list[Event]:
         """A slice of the history: seq in (after_seq, before_seq), at most ``limit`` events."""
         return self._call(
             self._core.list_events, session_id=session_id, after_seq=after_seq,
-            before_seq=before_seq, limit=limit, newest_first=newest_first,
+            before_seq=before_seq, limit=limit, newest_first=newest_first, app_name=app_name,
+            user_id=user_id,
         )  # fmt: skip
 
     def get_app_state(self, app_name: str) -> dict[str, Any]:
@@ -312,12 +350,22 @@ class SessionStore:
         """
         return self._call(self._core.delete_user_data, app_name=app_name, user_id=user_id)
 
-    def set_metadata(self, session_id: str, **changes: Any) -> int:
+    def set_metadata(
+        self,
+        session_id: str,
+        *,
+        app_name: str | None = None,
+        user_id: str | None = None,
+        **changes: Any,
+    ) -> int:
         """Change ``title``, ``labels`` or ``ttl`` (None: never expire; with ``sliding``).
 
         Only the keywords given change. Returns the new version.
         """
-        return self._call(self._core.set_metadata, session_id=session_id, changes=changes)
+        return self._call(
+            self._core.set_metadata, session_id=session_id, changes=changes, app_name=app_name,
+            user_id=user_id,
+        )  # fmt: skip
 
     def purge_expired(self, *, batch_size: int | None = None, dry_run: bool = False) -> int:
         """Delete expired sessions (by the database's clock) in batches; return how many.
@@ -406,7 +454,8 @@ class SessionStore:
     def delete_session(
         self, session_id: str, *, app_name: str | None = None, user_id: str | None = None
     ) -> bool:
-        """Delete a session; True if it existed. Give app and user to delete only if they own it."""
+        """Delete a session; True if it existed. Give app and user to delete that owner's
+        (else an id several owners have raises :class:`~sessiondb.errors.AmbiguousSessionError`)."""
         return self._call(
             self._core.delete_session, session_id=session_id, app_name=app_name, user_id=user_id
         )

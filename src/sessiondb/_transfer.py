@@ -29,6 +29,8 @@ __all__ = ["Checksum", "Transfer"]
 T = TypeVar("T")
 Step = Callable[["Cx"], T]
 Record = dict[str, Any]
+#: Where an export page ended: created_at (ISO), id, app_name, user_id of its last session.
+Cursor = tuple[str, str, str, str]
 
 
 class Checksum:
@@ -57,7 +59,7 @@ class ExportPlan:
         self._transfer = transfer
         self._app_name = app_name
         self._batch_size = positive_int(batch_size, "batch_size")
-        self._after: tuple[str, str] | None = None
+        self._after: Cursor | None = None
         self._done = False
 
     def __iter__(self) -> Iterator[Step[list[Record]]]:
@@ -155,8 +157,8 @@ class Transfer:
     # -- export ----------------------------------------------------------------------------------
 
     def export_page(
-        self, cx: Cx, *, app_name: str | None, after: tuple[str, str] | None, limit: int
-    ) -> tuple[list[Record], tuple[str, str] | None]:
+        self, cx: Cx, *, app_name: str | None, after: Cursor | None, limit: int
+    ) -> tuple[list[Record], Cursor | None]:
         """One page of session records (with their events) in creation order, and the cursor
         after it (None if the page is empty)."""
         q, loads = self.q, self.rows.loads
@@ -166,7 +168,7 @@ class Transfer:
         if after is not None:
             at = datetime.fromisoformat(after[0]).astimezone(UTC).replace(tzinfo=None)
             params["cursor_at"] = q.ts_in(at)
-            params["cursor_id"] = after[1]
+            params["cursor_id"], params["cursor_app"], params["cursor_user"] = after[1:]
         stmt = q.export_page(app_name is not None, after is not None)
         rows = cx.all(stmt, params)
         if not rows:
@@ -176,17 +178,20 @@ class Transfer:
             "id", "app_name", "user_id", "state", "created_at", "updated_at", "version",
             "expires_at", "ttl_seconds", "title", "labels",
         )  # fmt: skip
-        ids = [r[i_id] for r in rows]
-        events: dict[str, list[Record]] = {sid: [] for sid in ids}
-        of = q.events_of(len(ids))
-        e_sid, e_seq, e_author, e_content, e_created, e_delta, e_invocation, e_meta, e_id = (
-            of.positions(
-                "session_id", "seq", "author", "content", "created_at", "state_delta",
-                "invocation_id", "meta", "event_id",
-            )
+        events: dict[tuple[str, str, str], list[Record]] = {
+            (r[i_app], r[i_user], r[i_id]): [] for r in rows
+        }
+        of = q.events_of(len(rows))
+        (e_app, e_user, e_sid, e_seq, e_author, e_content, e_created, e_delta, e_invocation,
+         e_meta, e_id) = of.positions(
+            "app_name", "user_id", "session_id", "seq", "author", "content", "created_at",
+            "state_delta", "invocation_id", "meta", "event_id",
         )  # fmt: skip
-        for e in cx.all(of, {f"id{i}": v for i, v in enumerate(ids)}):
-            events[e[e_sid]].append(
+        keys: dict[str, Any] = {}
+        for i, r in enumerate(rows):
+            keys[f"app{i}"], keys[f"user{i}"], keys[f"id{i}"] = r[i_app], r[i_user], r[i_id]
+        for e in cx.all(of, keys):
+            events[e[e_app], e[e_user], e[e_sid]].append(
                 _records.event_record(
                     seq=e[e_seq], author=e[e_author], content=loads(e[e_content]),
                     created_at=iso(e[e_created]), state_delta=loads(e[e_delta]),
@@ -201,7 +206,7 @@ class Transfer:
                 _records.session_record(
                     id=r[i_id], app_name=r[i_app], user_id=r[i_user], state=loads(r[i_state]),
                     created_at=iso(r[i_created]), updated_at=iso(r[i_updated]),
-                    version=r[i_version], events=events[r[i_id]],
+                    version=r[i_version], events=events[r[i_app], r[i_user], r[i_id]],
                     lifecycle=_records.Lifecycle(
                         expires_at=None if expires is None else iso(expires),
                         ttl_seconds=r[i_ttl], title=r[i_title],
@@ -210,7 +215,7 @@ class Transfer:
                 )
             )  # fmt: skip
         last = rows[-1]
-        return records, (iso(last[i_created]), last[i_id])
+        return records, (iso(last[i_created]), last[i_id], last[i_app], last[i_user])
 
     def export_scopes(self, cx: Cx, *, app_name: str | None) -> list[Record]:
         """The ``app:`` and ``user:`` states (of one app, or all) as records."""
@@ -252,9 +257,10 @@ class Transfer:
                     result.user_states += 1
                 continue
             sid = rec.id
-            existing = cx.one(q.get_any_version, {"sid": sid})
+            key = {"app": rec.app_name, "user": rec.user_id, "sid": sid}
+            existing = cx.one(q.get_any_version, key)
             params = {
-                "sid": sid, "app": rec.app_name, "user": rec.user_id,
+                **key,
                 "state": rows.encode_state(rec.state), "created": ts(rec.created_at),
                 "updated": ts(rec.updated_at), "version": rec.version,
                 "expires": None if rec.expires_at is None else ts(rec.expires_at),
@@ -270,8 +276,8 @@ class Transfer:
                 result.skipped += 1
             if existing is None or older:
                 result.sessions += 1
-                cx.run(q.delete_labels, {"sid": sid})
-                cx.run_many(q.insert_label, [{"sid": sid, "label": lb} for lb in rec.labels])
+                cx.run(q.delete_labels, key)
+                cx.run_many(q.insert_label, [{**key, "label": lb} for lb in rec.labels])
             new_events = 0
             for e in rec.events:
                 content = rows.dumps(e.content, "content")
@@ -280,12 +286,12 @@ class Transfer:
                 size = sum(len(t.encode()) for t in (content, delta, meta) if t is not None)
                 new_events += cx.run(
                     q.import_event,
-                    {"sid": sid, "seq": e.seq, "author": e.author, "content": content,
+                    {**key, "seq": e.seq, "author": e.author, "content": content,
                      "delta": delta, "invocation": e.invocation_id, "meta": meta,
                      "now": ts(e.created_at), "size": size, "event_id": e.event_id},
                 )  # fmt: skip
             if new_events > 0:
                 result.events += new_events
-            cx.run(q.recount, {"sid": sid})
+            cx.run(q.recount, key)
         cx.commit()
         return result

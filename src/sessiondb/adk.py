@@ -232,7 +232,11 @@ class SessiondbSessionService(BaseSessionService):
         state: dict[str, Any] | None = None,
         session_id: str | None = None,
     ) -> AdkSession:
-        """Create a session; ``app:``/``user:`` keys of ``state`` go to the shared scopes."""
+        """Create a session; ``app:``/``user:`` keys of ``state`` go to the shared scopes.
+
+        Session ids are per app and user, as in ADK: another user may have the same id. An id
+        this app and user already have raises ADK's ``AlreadyExistsError``.
+        """
         store = await self._store()
         try:
             created = await store.create_session(
@@ -269,7 +273,9 @@ class SessiondbSessionService(BaseSessionService):
         if stored.event_count:
             # the first event_count events are exactly those of the version read (the history
             # is append-only), even if another writer appends meanwhile
-            history = await store.list_events(stored.id, limit=stored.event_count)
+            history = await store.list_events(
+                stored.id, limit=stored.event_count, app_name=app_name, user_id=user_id
+            )
         events = [to_adk_event(e) for e in history]
         if after:
             events = [e for e in events if e.timestamp >= after]
@@ -321,7 +327,11 @@ class SessiondbSessionService(BaseSessionService):
             expected = await self._check_unmarked(store, session)
         try:
             appended = await store.append_events(
-                session.id, [event_record(event)], expected_version=expected
+                session.id,
+                [event_record(event)],
+                expected_version=expected,
+                app_name=session.app_name,
+                user_id=session.user_id,
             )
         except StaleSessionError as exc:
             raise AdkStaleSessionError(STALE_MESSAGE) from exc

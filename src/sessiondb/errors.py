@@ -14,10 +14,11 @@ conventions keeps working::
     │   ├── InvalidIdError                     empty, overlong, non-str or unprintable id
     │   ├── InvalidCursorError                 a list_sessions cursor that is not ours
     │   ├── InvalidRecordError                 an import record not in sessiondb's format
+    │   ├── AmbiguousSessionError              a session id alone, shared by several owners
     │   └── InvalidStateError                  state JSON cannot hold (NaN, huge int, ...)
     │       └── StateTypeError (TypeError)     sets, bytes, objects, non-str keys
     ├── SessionNotFoundError (LookupError)     no such session (or not yours)
-    ├── SessionExistsError                     create_session with a session_id already taken
+    ├── SessionExistsError                     create_session with an id the owner already has
     ├── StaleSessionError                      expected_version no longer matches
     │   └── ConflictError                      lost to concurrent writers every attempt
     ├── SchemaError                            database schema missing, too old or too new
@@ -37,6 +38,7 @@ untouched.
 from __future__ import annotations
 
 __all__ = [
+    "AmbiguousSessionError",
     "ArgumentTypeError",
     "AuthenticationError",
     "ConfigurationError",
@@ -110,12 +112,17 @@ class InvalidRecordError(InvalidArgumentError):
     """An import record that does not have sessiondb's export format."""
 
 
+class AmbiguousSessionError(InvalidArgumentError):
+    """A call named a session by id alone, and several users (or apps) have a session with
+    that id: ids are per app and user. Pass ``app_name`` and ``user_id`` to say whose."""
+
+
 class SessionNotFoundError(SessionDBError, LookupError):
     """No session with that id (or it belongs to another app or user)."""
 
 
 class SessionExistsError(SessionDBError):
-    """``create_session`` was given a ``session_id`` that is already taken."""
+    """``create_session`` was given a ``session_id`` that this app and user already have."""
 
 
 class StaleSessionError(SessionDBError):

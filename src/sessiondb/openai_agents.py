@@ -184,7 +184,9 @@ class SessiondbSession:
         if limit is None:
             if await self._store.get_session(self.app_name, self.user_id, self.session_id) is None:
                 return []
-            events = await self._store.list_events(self.session_id, newest_first=True)
+            events = await self._store.list_events(
+                self.session_id, newest_first=True, app_name=self.app_name, user_id=self.user_id
+            )
             visible = await self._visible(events, None, None)
         else:
             if isinstance(limit, bool) or not isinstance(limit, int):
@@ -209,7 +211,9 @@ class SessiondbSession:
         for _ in range(3):
             await self._ensure_session()
             try:
-                await self._store.append_events(self.session_id, events)
+                await self._store.append_events(
+                    self.session_id, events, app_name=self.app_name, user_id=self.user_id
+                )
                 return
             except SessionNotFoundError:
                 continue  # deleted (cleared) since the check: make it again
@@ -239,6 +243,8 @@ class SessiondbSession:
                     None,
                     metadata={POP_MARKER: item.seq},
                     expected_version=version,
+                    app_name=self.app_name,
+                    user_id=self.user_id,
                 )
             except SessionNotFoundError:
                 return None  # cleared meanwhile: nothing left to pop
@@ -288,11 +294,11 @@ class SessiondbSession:
         try:
             await store.create_session(self.app_name, self.user_id, session_id=sid)
         except SessionExistsError:
-            # another writer created it first; fine if it is ours
+            # another writer created it first (ids are per app and user: it is ours)
             if await store.get_session(self.app_name, self.user_id, sid) is None:
                 raise SessionNotFoundError(
-                    f"session {sid!r} exists but is not visible to app {self.app_name!r} "
-                    f"and user {self.user_id!r} (it belongs to another owner, or expired)"
+                    f"no session {sid!r} for app {self.app_name!r} and user {self.user_id!r} "
+                    "(it expired)"
                 ) from None
 
     async def _newest_events(self, count: int) -> tuple[list[Event], int] | None:
@@ -331,5 +337,6 @@ class SessiondbSession:
             assert want is not None
             fetched = want - len(found) + len(hidden)
             batch = await self._store.list_events(
-                self.session_id, before_seq=batch[-1].seq, limit=fetched, newest_first=True
-            )
+                self.session_id, before_seq=batch[-1].seq, limit=fetched, newest_first=True,
+                app_name=self.app_name, user_id=self.user_id,
+            )  # fmt: skip
