@@ -73,6 +73,12 @@ check_free() {  # port what
   if port_busy "$1"; then die "port $1 ($2) is taken by another process: choose other ports (see the header of $0)"; fi
 }
 
+reachable_by() {  # OS user: the servers run as it, so it must reach the cluster directory
+  chmod go+rx "$DIR"
+  runuser -u "$1" -- test -x "$DIR" \
+    || die "the '$1' OS user cannot reach $DIR (a parent directory is private): choose a directory it can reach, e.g. under /tmp"
+}
+
 wait_until() {  # description, command... (retries every 0.1 s up to $TIMEOUT s)
   local what=$1 deadline=$((SECONDS + TIMEOUT)); shift
   until "$@" >/dev/null 2>&1; do
@@ -164,7 +170,10 @@ pg_launch() {  # index
 start_pg() {
   local i
   mkdir -p "$DIR/sock"
-  if [ "$(id -u)" = 0 ]; then chown postgres: "$DIR/sock" "$DIR/log"; fi
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres: "$DIR/sock" "$DIR/log"
+    reachable_by postgres
+  fi
   if pg_up 0; then
     say "pg0 (primary) already up on $(pg_port 0)"
   else
@@ -292,6 +301,7 @@ start_galera() {
   command -v rsync >/dev/null || die "rsync is missing (apt-get install -y rsync): the joiners need it"
   if galera_complete; then say "galera already up on $(galera_port 0)-$(galera_port 2)"; return 0; fi
   for i in 0 1 2; do galera_running "$i" && any=yes; done
+  if [ "$(id -u)" = 0 ]; then reachable_by mysql; fi
   if [ "$any" = no ]; then
     # nobody to join: node 1 starts a new cluster (made once, here, with the system tables)
     local d=$DIR/${GALERA_NAMES[0]}
