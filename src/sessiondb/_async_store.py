@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -56,6 +56,14 @@ class AsyncSessionStore:
             Proxy) stands between the store and PostgreSQL: no named prepared statements, no
             connection settings (so no ``statement_timeout``). Same as ``?pooler=transaction``
             in the URL. None (default): a direct connection or a session-mode pooler.
+        read_urls: PostgreSQL hot standbys to read from (URLs; several hosts each allowed).
+            Reads (``get_session``, ``list_sessions``, ``list_events``, ``count_sessions``,
+            scoped state, ``stats``, export and checksum) go to them in turn, every write to
+            ``url``; an unreachable replica's reads go to the primary. Other backends:
+            :class:`~sessiondb.errors.ConfigurationError`.
+        read_consistency: ``"read_your_writes"`` (default: a read goes to a replica only once
+            it has replayed this store's last write, else to the primary), ``"eventual"`` (any
+            replica, however far behind) or ``"primary"`` (every read on the primary).
     """
 
     def __init__(
@@ -76,8 +84,10 @@ class AsyncSessionStore:
         conflict_retries: int = 10,
         conflict_backoff: float = 0.01,
         pooler: str | None = None,
+        read_urls: Sequence[str | URL] | None = None,
+        read_consistency: Literal["read_your_writes", "eventual", "primary"] = "read_your_writes",
     ) -> None:
-        from ._backend import AsyncBackend, Options
+        from ._backend import AsyncBackend, Options, read_urls_option
 
         options = Options(
             table_prefix=table_prefix, tz_aware=tz_aware, auto_migrate=auto_migrate,
@@ -85,6 +95,7 @@ class AsyncSessionStore:
             sqlite_durability=sqlite_durability, engine_options=engine_options, ttl=ttl,
             sliding_ttl=sliding_ttl, statement_timeout=statement_timeout,
             conflict_retries=conflict_retries, conflict_backoff=conflict_backoff, pooler=pooler,
+            read_urls=read_urls_option(read_urls), read_consistency=read_consistency,
         )  # fmt: skip
         self._backend = AsyncBackend(url, options)
         self._core = self._backend.core

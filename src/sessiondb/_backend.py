@@ -28,12 +28,13 @@ from ._checks import _option_number, seconds, store_options
 from ._core import Core
 from ._engine import Durability, make_engine, migration_engine
 from ._queries import Queries
+from ._replicas import Consistency, ReplicaBehindError, Router, is_read
 from ._rows import Rows
 from ._runner import CONFLICT_BACKOFF, CONFLICT_RETRIES, AsyncRunner, Cx, Runner, translate
 from ._schema import tables
 from ._transfer import Transfer
 from ._urls import Target, check_pooler, resolve_url
-from .errors import ConfigurationError, SchemaError
+from .errors import ConfigurationError, SchemaError, SessionDBError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -70,6 +71,8 @@ class Options:
     conflict_retries: int = CONFLICT_RETRIES
     conflict_backoff: float = CONFLICT_BACKOFF
     pooler: str | None = None
+    read_urls: tuple[str | URL, ...] = ()
+    read_consistency: Consistency = "read_your_writes"
 
     def __post_init__(self) -> None:
         if not isinstance(self.table_prefix, str) or not all(
@@ -101,6 +104,39 @@ class Options:
                 seconds(self.ttl, "ttl")
             except ValueError as exc:
                 raise ConfigurationError(str(exc)) from exc
+        if not isinstance(self.read_urls, tuple) or not all(
+            isinstance(u, (str, URL)) for u in self.read_urls
+        ):
+            raise ConfigurationError("read_urls must be a list of database URLs")
+
+
+def read_urls_option(urls: Any) -> tuple[str | URL, ...]:
+    """The ``read_urls`` store option as a tuple (None: none); a lone URL is refused."""
+    if urls is None:
+        return ()
+    if isinstance(urls, (str, URL)) or not isinstance(urls, (list, tuple)):
+        raise ConfigurationError(
+            f"read_urls must be a list of database URLs, not {type(urls).__name__}"
+        )
+    return tuple(urls)
+
+
+def _router(target: Target, options: Options) -> tuple[Router | None, list[Target]]:
+    """The read router of a store with ``read_urls`` (PostgreSQL only), and their targets."""
+    if not options.read_urls:
+        Router([], options.read_consistency)  # checks read_consistency
+        return None, []
+    if target.backend != "postgresql":
+        raise ConfigurationError(
+            f"read_urls are PostgreSQL hot standbys; this store is on {target.backend}"
+        )
+    targets = [_with_pooler(resolve_url(u), options) for u in options.read_urls]
+    for replica in targets:
+        if replica.backend != "postgresql":
+            raise ConfigurationError(
+                f"read_urls must be PostgreSQL URLs, like the store's: {replica.safe_url}"
+            )
+    return Router(targets, options.read_consistency), targets
 
 
 def _target_of(source: Source) -> tuple[Target, Engine | AsyncEngine | None]:
@@ -157,6 +193,7 @@ class _BaseBackend:
         self.options = options
         target, engine = _target_of(source)
         self.target = _with_pooler(target, options)
+        self.router, self.read_targets = _router(self.target, options)
         self.owns_engine = engine is None
         if engine is None:
             engine = self._new_engine(side)
@@ -178,11 +215,13 @@ class _BaseBackend:
         self.transfer = Transfer(self.rows)
         self.ready = False
 
-    def _new_engine(self, side: Literal["sync", "async"]) -> Engine | AsyncEngine:
-        """An engine of sessiondb's own for this store's target and options."""
+    def _new_engine(
+        self, side: Literal["sync", "async"], target: Target | None = None
+    ) -> Engine | AsyncEngine:
+        """An engine of sessiondb's own for this store's target (or a replica's) and options."""
         options = self.options
         return make_engine(
-            self.target,
+            target or self.target,
             side,
             connect_timeout=options.connect_timeout,
             busy_timeout=options.busy_timeout,
@@ -192,17 +231,26 @@ class _BaseBackend:
             statement_timeout=options.statement_timeout,
         )
 
-    def _new_runner(self, engine: Engine, *, foreign: bool = False) -> Runner:
+    def _new_runner(
+        self,
+        engine: Engine,
+        *,
+        foreign: bool = False,
+        target: Target | None = None,
+        conflict_retries: int | None = None,
+    ) -> Runner:
         """A runner over ``engine`` with this store's options."""
         options = self.options
         return Runner(
             engine,
-            self.target,
+            target or self.target,
             foreign=foreign,
             durability=options.sqlite_durability,
             busy_timeout=options.busy_timeout,
             keep=options.pool_size,
-            conflict_retries=options.conflict_retries,
+            conflict_retries=(
+                options.conflict_retries if conflict_retries is None else conflict_retries
+            ),
             conflict_backoff=options.conflict_backoff,
             **self._timeouts(),
         )
@@ -215,6 +263,17 @@ class _BaseBackend:
         if options.statement_timeout is not None and self.target.backend != "sqlite":
             read_timeout = options.statement_timeout + options.connect_timeout
         return {"read_timeout": read_timeout, "connect_timeout": options.connect_timeout}
+
+    def _replica_pools(self, side: Literal["sync", "async"]) -> list[tuple[Any, Runner]]:
+        """An engine and a runner per read URL, made the way the primary's are."""
+        pools = []
+        for target in self.read_targets:
+            engine: Any = self._new_engine(side, target)
+            sync_engine = engine.sync_engine if side == "async" else engine
+            # a read a replica cancels (a recovery conflict) goes elsewhere at once
+            runner = self._new_runner(sync_engine, target=target, conflict_retries=0)
+            pools.append((engine, runner))
+        return pools
 
     def _bind(self) -> None:
         # after the first connection, so the dialect knows its server (MySQL or MariaDB)
@@ -262,6 +321,7 @@ class Backend(_BaseBackend):
             raise ConfigurationError("SessionStore needs a sync Engine; use AsyncSessionStore")
         super().__init__(source, options, "sync")
         self._lock = threading.Lock()
+        self.replicas = [runner for _, runner in self._replica_pools("sync")]
 
     def ensure_schema(self) -> None:
         """Check the schema once, upgrading it (under a lock) when it is missing or old."""
@@ -295,9 +355,25 @@ class Backend(_BaseBackend):
         return self.runner.translating(gather)
 
     def call(self, fn: Callable[Concatenate[Cx, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a core operation (checking the schema on first use)."""
+        """Run a core operation (checking the schema on first use); with ``read_urls``, a
+        read on a replica when one holds this store's writes."""
         if not self.ready:
             self.ensure_schema()
+        router = self.router
+        if router is None:
+            return self.runner.call(fn, *args, **kwargs)
+        if not is_read(fn):
+            return self.runner.call(router.write, fn, *args, **kwargs)
+        for replica in router.candidates():
+            try:
+                return self.replicas[replica.index].call(
+                    router.on_replica, replica, fn, *args, **kwargs
+                )
+            except ReplicaBehindError:
+                continue
+            except SessionDBError as exc:
+                if not router.failed(replica, exc):
+                    raise
         return self.runner.call(fn, *args, **kwargs)
 
     def backup(self, path: str) -> None:
@@ -309,6 +385,9 @@ class Backend(_BaseBackend):
         self.runner.drain()
         if self.owns_engine:
             self.engine.dispose()
+        for replica in self.replicas:
+            replica.drain()
+            replica.engine.dispose()
 
 
 class _Claim:
@@ -387,11 +466,21 @@ class _LoopPool:
     suspended inside ``try/finally`` is how the pool learns that its loop ends.
     """
 
-    def __init__(self, engine: AsyncEngine, runner: Runner, *, owns_engine: bool) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        runner: Runner,
+        *,
+        owns_engine: bool,
+        replicas: list[tuple[AsyncEngine, Runner]] | None = None,
+    ) -> None:
         self.engine = engine
         self.runner = runner
         self.arunner = AsyncRunner(runner, threads=1)  # greenlets: no thread is ever started
         self.owns_engine = owns_engine
+        #: an engine and a runner per read URL, in the order of read_urls
+        self.replica_engines = [engine for engine, _ in replicas or ()]
+        self.replicas = [AsyncRunner(runner, threads=1) for _, runner in replicas or ()]
         self.closed = False
         self._guard: AsyncGenerator[None, None] | None = None
 
@@ -436,6 +525,9 @@ class _LoopPool:
         await greenlet_spawn(self.runner.drain)
         if self.owns_engine:
             await self.engine.dispose()
+        for replica, engine in zip(self.replicas, self.replica_engines, strict=True):
+            await greenlet_spawn(replica.runner.drain)
+            await engine.dispose()
 
     def abandon(self) -> None:
         """Forget a pool whose loop has stopped: nothing can be awaited on it any more."""
@@ -444,6 +536,8 @@ class _LoopPool:
         self.closed = True
         self._finish_guard()
         _abandon_connections(self.runner, self.engine)
+        for replica, engine in zip(self.replicas, self.replica_engines, strict=True):
+            _abandon_connections(replica.runner, engine)
 
 
 def _abandon_connections(runner: Runner, engine: AsyncEngine) -> None:
@@ -515,7 +609,10 @@ class AsyncBackend(_BaseBackend):
         self._pools_lock = threading.Lock()
         self._spare: _LoopPool | None = None
         if not self._in_thread:
-            self._spare = _LoopPool(self.engine, self.runner, owns_engine=self.owns_engine)  # type: ignore[arg-type]
+            self._spare = _LoopPool(
+                self.engine, self.runner, owns_engine=self.owns_engine,  # type: ignore[arg-type]
+                replicas=self._replica_pools("async"),
+            )  # fmt: skip
 
     # -- one pool per event loop -------------------------------------------------------------
 
@@ -549,7 +646,10 @@ class AsyncBackend(_BaseBackend):
 
     def _make_pool(self) -> _LoopPool:
         engine: Any = self._new_engine("async")
-        return _LoopPool(engine, self._new_runner(engine.sync_engine), owns_engine=True)
+        return _LoopPool(
+            engine, self._new_runner(engine.sync_engine), owns_engine=True,
+            replicas=self._replica_pools("async"),
+        )  # fmt: skip
 
     def _forget(self, pool: _LoopPool) -> None:
         """Drop ``pool`` (its loop is shutting down); the loop's next call makes a new one."""
@@ -643,7 +743,23 @@ class AsyncBackend(_BaseBackend):
             await self.ensure_schema()
         if self._in_thread:
             return await self.arunner.call(fn, *args, **kwargs)
-        return await self._pool().arunner.call(fn, *args, **kwargs)
+        pool = self._pool()
+        router = self.router
+        if router is None:
+            return await pool.arunner.call(fn, *args, **kwargs)
+        if not is_read(fn):
+            return await pool.arunner.call(router.write, fn, *args, **kwargs)
+        for replica in router.candidates():
+            try:
+                return await pool.replicas[replica.index].call(
+                    router.on_replica, replica, fn, *args, **kwargs
+                )
+            except ReplicaBehindError:
+                continue
+            except SessionDBError as exc:
+                if not router.failed(replica, exc):
+                    raise
+        return await pool.arunner.call(fn, *args, **kwargs)
 
     async def backup(self, path: str) -> None:
         """SQLite's online backup of the database into ``path``."""
@@ -680,4 +796,7 @@ class AsyncBackend(_BaseBackend):
         if not self.owns_engine:
             first = pools[0][1] if pools else spare
             if first is not None:  # the caller's engine may serve the next loop
-                self._spare = _LoopPool(first.engine, first.runner, owns_engine=False)
+                self._spare = _LoopPool(
+                    first.engine, first.runner, owns_engine=False,
+                    replicas=self._replica_pools("async"),
+                )  # fmt: skip

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import _checks, _cursors, _json, _scopes
 from ._ids import check_id, new_session_id
+from ._replicas import reads
 from ._rows import UTC, Row, Rows
 from ._scopes import Change, Decision, Reads
 from .errors import (
@@ -167,6 +168,7 @@ class Core:
 
     # -- reads ---------------------------------------------------------------------------------
 
+    @reads
     def get_session(
         self, cx: Cx, *, app_name: str, user_id: str, session_id: str, recent_events: int
     ) -> Session | None:
@@ -181,6 +183,7 @@ class Core:
             cx, self._read_owned((*row, session_id, app_name, user_id)), recent_events
         )
 
+    @reads
     def get_session_by_id(
         self,
         cx: Cx,
@@ -214,6 +217,7 @@ class Core:
             session.events.reverse()
         return session
 
+    @reads
     def list_sessions(
         self,
         cx: Cx,
@@ -258,6 +262,7 @@ class Core:
         read = self._read_of_user
         return SessionList([read((*r, app_name, user_id)) for r in rows])
 
+    @reads
     def list_events(
         self,
         cx: Cx,
@@ -304,6 +309,7 @@ class Core:
         event = self._event_reader(stmt)
         return [event(r) for r in cx.all(stmt, params)]
 
+    @reads
     def get_scoped_state(
         self, cx: Cx, *, scope: Scope, app_name: str, user_id: str | None
     ) -> dict[str, Any]:
@@ -785,6 +791,7 @@ class Core:
         read = self._reader(stmt, not include_state)
         return SessionList([read(r) for r in rows], next_cursor)
 
+    @reads
     def count_sessions(
         self, cx: Cx, *, app_name: str | None, user_id: str | None, label: str | None
     ) -> int:
@@ -916,6 +923,7 @@ class Core:
 
     # -- administration ------------------------------------------------------------------------
 
+    @reads
     def stats(self, cx: Cx) -> list[AppStats]:
         read = self._read_stats
         return [read(r) for r in cx.all(self.q.stats, {"now": self.rows.read_now()})]

@@ -22,7 +22,7 @@ from sqlalchemy.sql import ClauseElement
 from ._rows import positions
 from ._schema import Tables, Timestamp
 
-__all__ = ["Queries", "Stmt"]
+__all__ = ["REPLAY_LSN", "WAL_LSN", "Queries", "Stmt"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,25 @@ class Stmt:
         if names is None:
             return params
         return tuple([params[n] for n in names])
+
+
+#: PostgreSQL's WAL position after this connection's last commit, in bytes: the insert
+#: position, which is past the end of every record inserted so far (the write position may
+#: not be yet, with synchronous_commit=off). Read-your-writes keeps it (see _replicas).
+WAL_LSN = Stmt(
+    "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint",
+    (),
+    columns=("lsn",),
+    writes=False,
+)
+#: How far a hot standby has replayed, in bytes (a server not in recovery: its own position).
+REPLAY_LSN = Stmt(
+    "SELECT (COALESCE(pg_last_wal_replay_lsn(), pg_current_wal_insert_lsn()) - '0/0'::pg_lsn)"
+    "::bigint",
+    (),
+    columns=("lsn",),
+    writes=False,
+)
 
 
 def p(name: str, type_: Any = None) -> sa.BindParameter[Any]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import _records
 from ._checks import positive_int
 from ._ids import check_id
+from ._replicas import reads
 from ._rows import UTC, Rows, iso
 from .models import ImportResult
 
@@ -67,6 +68,7 @@ class ExportPlan:
             yield self._page
         yield self._scopes
 
+    @reads
     def _page(self, cx: Cx) -> list[Record]:
         page, self._after = self._transfer.export_page(
             cx, app_name=self._app_name, after=self._after, limit=self._batch_size
@@ -74,6 +76,7 @@ class ExportPlan:
         self._done = self._after is None or len(page) < self._batch_size
         return page
 
+    @reads
     def _scopes(self, cx: Cx) -> list[Record]:
         return self._transfer.export_scopes(cx, app_name=self._app_name)
 
@@ -117,6 +120,7 @@ class ChecksumPlan:
             yield self._digesting(step)
 
     def _digesting(self, step: Step[list[Record]]) -> Step[None]:
+        @reads
         def run(cx: Cx) -> None:
             for record in step(cx):
                 self._digest.add(record)

@@ -10,12 +10,14 @@ same script, in its own directory and ports, for tests that kill, promote or pau
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
 import shlex
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+
+from sessiondb._replicas import reads
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "cluster.sh"
@@ -63,6 +67,7 @@ class Cluster:
         self.primary_url = primary
         self.standby_urls = standbys
         self.directory = directory  # a private cluster's; None for the shared one
+        self.port = 0
         self.user = sa.make_url(primary).username or "postgres"
 
     # -- the clusters ----------------------------------------------------------------------------
@@ -83,41 +88,62 @@ class Cluster:
         return cluster
 
     @classmethod
-    def private(cls, directory: Path, port: int) -> Cluster:
-        """Start a primary (``port``), a synchronous standby (+1) and an async one (+2)."""
+    def private(cls, port: int) -> Cluster:
+        """Start a primary (``port``), a synchronous standby (+1) and an async one (+2), in a
+        directory of their own (under /tmp: the servers run as the ``postgres`` user)."""
         if not SCRIPT.exists() or not (PG_BIN / "pg_ctl").exists():
             unavailable(f"{SCRIPT} or PostgreSQL's binaries ({PG_BIN}) are missing")
-        env = {**os.environ, "SESSIONDB_CLUSTER_DIR": str(directory),
-               "SESSIONDB_CLUSTER_PG_PORT": str(port)}  # fmt: skip
-        done = subprocess.run(
-            ["bash", str(SCRIPT), "start", "pg"], env=env, capture_output=True, text=True,
-            timeout=180, check=False,
-        )  # fmt: skip
+        directory = Path(tempfile.mkdtemp(prefix=f"sessiondb-ha-{port}-"))
+        directory.chmod(0o755)
         cluster = cls(
             f"postgresql://postgres@127.0.0.1:{port}/test",
             [f"postgresql://postgres@127.0.0.1:{port + i}/test" for i in (1, 2)],
             directory,
         )
-        if done.returncode != 0:
-            cluster.stop()
-            pytest.fail(f"tools/cluster.sh start pg failed:\n{done.stderr[-3000:]}")
+        cluster.port = port
+        cluster.start()
         return cluster
 
-    def stop(self) -> None:
-        """Stop a private cluster's servers by PID (SIGKILL if they linger), delete its files."""
+    def start(self) -> None:
+        """Start the servers of a private cluster."""
         assert self.directory is not None
-        env = {**os.environ, "SESSIONDB_CLUSTER_DIR": str(self.directory)}
-        with contextlib.suppress(subprocess.SubprocessError):
-            subprocess.run(
-                ["bash", str(SCRIPT), "stop", "pg"], env=env, capture_output=True,
-                timeout=60, check=False,
-            )  # fmt: skip
-        for node in ("pg0", "pg1", "pg2"):
-            pid = self.pid(node)
-            if pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        env = {**os.environ, "SESSIONDB_CLUSTER_DIR": str(self.directory),
+               "SESSIONDB_CLUSTER_PG_PORT": str(self.port)}  # fmt: skip
+        done = subprocess.run(
+            ["bash", str(SCRIPT), "start", "pg"], env=env, capture_output=True, text=True,
+            timeout=180, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            self.stop()
+            pytest.fail(f"tools/cluster.sh start pg failed:\n{done.stderr[-3000:]}")
+
+    def kill(self, node: str) -> None:
+        """SIGKILL a server of a private cluster (a crash)."""
+        pid = self.pid(node)
+        assert pid is not None, f"{node} is not running"
+        os.kill(pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        """Stop a private cluster's servers by PID (fast shutdown, SIGKILL if they linger),
+        and delete its files."""
+        assert self.directory is not None
+        pids = [pid for pid in map(self.pid, ("pg0", "pg1", "pg2")) if pid is not None]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         subprocess.run(["rm", "-rf", str(self.directory)], check=False)
+
+    def start_node(self, node: str) -> None:
+        """Start one stopped server of a private cluster again."""
+        assert self.directory is not None
+        log = self.directory / "log" / f"{node}.log"
+        self.pg_ctl(node, "start", "-w", "-t", "60", "-l", str(log))
 
     # -- addresses and URLs ----------------------------------------------------------------------
 
@@ -152,6 +178,14 @@ class Cluster:
         engine = self.engine(address, database)
         try:
             with engine.connect() as conn:
+                conn.execute(sa.text(sql))
+        finally:
+            engine.dispose()
+
+    def in_transaction(self, address: Address, sql: str, database: str = "postgres") -> None:
+        engine = self.engine(address, database).execution_options(isolation_level="READ COMMITTED")
+        try:
+            with engine.begin() as conn:
                 conn.execute(sa.text(sql))
         finally:
             engine.dispose()
@@ -196,7 +230,10 @@ class Cluster:
 
     def has_session(self, address: Address, database: str, session_id: str) -> bool:
         sql = "SELECT count(*) FROM sessions WHERE id = :s"
-        return bool(self.scalar(address, sql, database, s=session_id) == 1)
+        try:
+            return bool(self.scalar(address, sql, database, s=session_id) == 1)
+        except sa.exc.ProgrammingError:  # the schema is not there yet
+            return False
 
     def read_on_primary(self, database: str, session_id: str) -> Any:
         sql = "SELECT state FROM sessions WHERE id = :s"
@@ -211,6 +248,12 @@ class Cluster:
     @staticmethod
     async def server_port_async(store: Any) -> int:
         return int(await store._backend.call(_server_port))
+
+    def pause_replay(self, index: int) -> None:
+        self.scalar(self.standby_address(index), "SELECT pg_wal_replay_pause()::text")
+
+    def resume_replay(self, index: int) -> None:
+        self.scalar(self.standby_address(index), "SELECT pg_wal_replay_resume()::text")
 
     # -- a private cluster's processes -----------------------------------------------------------
 
@@ -230,8 +273,71 @@ class Cluster:
         subprocess.run(command, check=True, capture_output=True, timeout=60)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (not reaped yet) is gone
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
 def _server_port(cx: Any) -> int:
     from sessiondb._queries import Stmt
 
     stmt = Stmt("SELECT inet_server_port()", (), columns=("port",), writes=False)
     return int(cx.one(stmt, {})[0])
+
+
+def _read_port(cx: Any) -> int:
+    return _server_port(cx)
+
+
+#: ``store._backend.call(READ_PORT)``: the port of the server a read runs on (an operation
+#: declared a read, like get_session); ``WRITE_PORT``: where a write runs
+READ_PORT = reads(_read_port)
+WRITE_PORT = _server_port
+
+
+class Front:
+    """A store through the sync or the async front end, every method awaitable."""
+
+    def __init__(self, front: str, url: str, **options: Any) -> None:
+        from sessiondb import AsyncSessionStore, SessionStore
+
+        self.front = front
+        self.store: Any = (SessionStore if front == "sync" else AsyncSessionStore)(url, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.store, name)
+        if self.front == "async" or not callable(attr):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return attr(*args, **kwargs)
+
+        return call
+
+    async def op(self, fn: Any, **kwargs: Any) -> Any:
+        """Run a core operation through the store's backend (its routing included)."""
+        result = self.store._backend.call(fn, **kwargs)
+        return await result if self.front == "async" else result
+
+    async def op_in_background(self, fn: Any, **kwargs: Any) -> Any:
+        """:meth:`op` while the test goes on (a sync store's call in a thread)."""
+        if self.front == "async":
+            return await self.store._backend.call(fn, **kwargs)
+        return await asyncio.to_thread(self.store._backend.call, fn, **kwargs)
+
+    async def read_port(self) -> int:
+        return int(await self.op(READ_PORT))
+
+    async def write_port(self) -> int:
+        return int(await self.op(WRITE_PORT))
+
+    async def aclose(self) -> None:
+        result = self.store.close()
+        if self.front == "async":
+            await result
