@@ -32,6 +32,7 @@ from ._queries import REPLAY_LSN, WAL_LSN
 from .errors import (
     AuthenticationError,
     ConfigurationError,
+    ConflictError,
     DatabaseError,
     DatabaseUnavailableError,
     SessionDBError,
@@ -168,4 +169,4 @@ class Router:
             )  # fmt: skip
             return True
         # a query the replica cancelled (a recovery conflict), or another server error
-        return isinstance(exc, DatabaseError)
+        return isinstance(exc, (ConflictError, DatabaseError))
