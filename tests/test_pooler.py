@@ -131,3 +131,75 @@ def test_an_error_names_the_server_that_answered(
         asyncio.run(fail())
     assert f"at {host}:{port}:" in str(info.value)
     assert str(closed) not in str(info.value)
+
+
+def _pg_errors(url: str) -> dict[str, BaseException]:
+    """Real psycopg errors from the server, one of each kind a transaction-mode pooler causes."""
+    import psycopg
+
+    found: dict[str, BaseException] = {}
+    info = resolve_url(url).sync_url
+    conninfo = info.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for name, steps in {
+            "missing": ["EXECUTE sdbt_nowhere"],
+            "duplicate": ["PREPARE sdbt_twice AS SELECT 1", "PREPARE sdbt_twice AS SELECT 1"],
+        }.items():
+            try:
+                for sql in steps:
+                    conn.execute(sql)
+            except psycopg.Error as exc:
+                found[name] = exc
+        # psycopg's own _pg3_0, replaced behind its back by a statement of one parameter: the
+        # next Bind supplies two (what a pooler does when two clients share a name)
+        query = "SELECT %s::int + %s::int"
+        conn.execute(query, (1, 2), prepare=True)
+        conn.execute("DEALLOCATE _pg3_0")
+        conn.execute("PREPARE _pg3_0(int) AS SELECT $1")
+        try:
+            conn.execute(query, (1, 2), prepare=True)
+        except psycopg.Error as exc:
+            found["bind"] = exc
+    return found
+
+
+def test_a_pooler_s_errors_are_classified_as_such(db_url: str, backend: str) -> None:
+    from sessiondb import PoolerError
+    from sessiondb._runner import classify, translate
+
+    if backend != "postgresql":
+        pytest.skip("prepared statements by name are PostgreSQL's")
+    errors = _pg_errors(db_url)
+    assert {name: getattr(exc, "sqlstate", None) for name, exc in errors.items()} == {
+        "missing": "26000", "duplicate": "42P05", "bind": "08P01"
+    }  # fmt: skip
+    assert "bind message supplies 2 parameters" in str(errors["bind"])
+    target = resolve_url(db_url)
+    for exc in errors.values():
+        assert classify(exc, "postgresql") == "pooler"
+        error = translate(exc, target)
+        assert isinstance(error, PoolerError) and isinstance(error, ConfigurationError)
+        assert "?pooler=transaction" in str(error) and target.location in str(error)
+
+
+def test_a_statement_name_taken_on_the_server_is_a_pooler_error(db_url: str, backend: str) -> None:
+    """A store on your own Engine (psycopg's default names, ``_pg3_0`` first) whose server
+    connection already holds a ``_pg3_0``, as a pooler's shared one would: PoolerError, and
+    the store goes on without the connection."""
+    from sessiondb import PoolerError
+
+    if backend != "postgresql":
+        pytest.skip("prepared statements by name are PostgreSQL's")
+    engine = sa.create_engine(resolve_url(db_url).sync_url, pool_size=1, max_overflow=0)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PREPARE _pg3_0 AS SELECT 1")  # left on the pooled connection
+        conn.commit()
+    with SessionStore(engine) as store:
+        sid = store.create_session("app", "u", {"n": 0}).id
+        with pytest.raises(PoolerError, match="already exists"):
+            for _ in range(6):  # psycopg prepares on the 5th use
+                store.patch_state(sid, increment={"n": 1})
+        done = store.get_session("app", "u", sid)
+        assert done is not None
+        assert store.patch_state(sid, increment={"n": 1}) == done.version + 1
+    engine.dispose()
