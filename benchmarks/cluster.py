@@ -34,7 +34,9 @@ The shared cluster (5441...) and the servers on 5432/3306 are never touched.
    what each standby replayed. Reported: p50 / p95 / max per standby, the write rate, and how
    long the async standby took to catch up once the writes stopped.
 
-Results go to ``--json`` (default ``benchmarks/results/cluster.json``) and to stdout.
+A line per measurement goes to stdout; everything to ``--json`` (default
+``benchmarks/results/cluster.json``). The exit status is 1 when a failover lost an
+acknowledged write, left the counter outside its bounds, or left the writer hanging.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ APP = "bench-cluster"
 
 
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    print(msg, flush=True)
 
 
 # -- a private primary and two standbys ----------------------------------------------------------
@@ -576,8 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"]["load_end"] = os.getloadavg()[0]
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
-    print(f"results: {args.json}", file=sys.stderr)
+    print(f"results: {args.json}")
     return 0 if ok else 1
 
 
