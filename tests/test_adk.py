@@ -741,6 +741,71 @@ async def test_import_adk_database(backend: str, target: tuple[str, str], make_d
         await service.close()
 
 
+async def test_session_ids_are_per_user(service: SessiondbSessionService) -> None:
+    """ADK's contract: u2 may create s1 while u1 has s1 in the same app; each keeps its own
+    state and events, and a collision within one (app, user) is ADK's AlreadyExistsError."""
+    u1 = await service.create_session(app_name=APP, user_id="u1", session_id="s1", state={"k": 1})
+    u2 = await service.create_session(app_name=APP, user_id="u2", session_id="s1", state={"k": 2})
+    assert (u1.user_id, u2.user_id) == ("u1", "u2")
+    with pytest.raises(AlreadyExistsError):
+        await service.create_session(app_name=APP, user_id="u2", session_id="s1")
+    runner = make_runner(service)
+    await converse(runner, "u1", "s1", ["remember the invoice"])
+    await converse(runner, "u2", "s1", ["hello"])
+    got1 = await service.get_session(app_name=APP, user_id="u1", session_id="s1")
+    got2 = await service.get_session(app_name=APP, user_id="u2", session_id="s1")
+    assert got1 is not None and got2 is not None
+    assert got1.state["k"] == 1 and got2.state["k"] == 2
+    texts1 = [p.text for e in got1.events if e.content for p in e.content.parts or [] if p.text]
+    texts2 = [p.text for e in got2.events if e.content for p in e.content.parts or [] if p.text]
+    assert "remember the invoice" in texts1 and "remember the invoice" not in texts2
+    assert "hello" in texts2 and "hello" not in texts1
+    # a stale copy of one user's session never touches the other's
+    await service.append_event(got2, Event(author="user", invocation_id="i2"))
+    with pytest.raises(StaleSessionError):
+        await service.append_event(u2, Event(author="user", invocation_id="late"))
+    await service.append_event(got1, Event(author="user", invocation_id="i1"))
+    listed = await service.list_sessions(app_name=APP)
+    assert sorted((s.user_id, s.id) for s in listed.sessions) == [("u1", "s1"), ("u2", "s1")]
+    await service.delete_session(app_name=APP, user_id="u1", session_id="s1")
+    assert await service.get_session(app_name=APP, user_id="u1", session_id="s1") is None
+    kept = await service.get_session(app_name=APP, user_id="u2", session_id="s1")
+    assert kept is not None and kept.events == got2.events  # with the event appended to it
+
+
+async def test_import_adk_sessions_sharing_an_id(
+    backend: str, target: tuple[str, str], make_db_url: Any
+) -> None:
+    """ADK keys sessions by (app, user, id): sessions that share an id are all imported."""
+    source = adk_source(backend, make_db_url)
+    adk = DatabaseSessionService(source)
+    try:
+        originals = []
+        for app, user in ((APP, "ada"), (APP, "bob"), ("other", "ada")):
+            made = await adk.create_session(
+                app_name=app, user_id=user, session_id="same", state={"who": f"{app}/{user}"}
+            )
+            await adk.append_event(made, Event(author="user", invocation_id=f"{app}-{user}"))
+            got = await adk.get_session(app_name=app, user_id=user, session_id="same")
+            assert got is not None
+            originals.append(got)
+    finally:
+        await adk.close()
+    url, prefix = target
+    counts = await aimport_adk(source, url, table_prefix=prefix)
+    assert (counts["sessions"], counts["events"]) == (3, 3)
+    service = SessiondbSessionService(url, table_prefix=prefix)
+    try:
+        for orig in originals:
+            got = await service.get_session(
+                app_name=orig.app_name, user_id=orig.user_id, session_id="same"
+            )
+            assert got is not None
+            assert got.state == orig.state and got.events == orig.events
+    finally:
+        await service.close()
+
+
 def test_import_adk_sync_and_same_file(tmp_path: Path) -> None:
     """The sync entry point, into the ADK database itself (with a table prefix)."""
     source = f"sqlite+aiosqlite:///{tmp_path / 'both.db'}"

@@ -492,6 +492,27 @@ def test_rm_a_missing_session_deletes_nothing(db_url: str) -> None:
         assert store.get_session_by_id(sid) is not None
 
 
+def test_show_and_rm_an_id_several_users_have(db_url: str) -> None:
+    with SessionStore(db_url) as store:
+        for user in ("ada", "bob"):
+            store.create_session("chat", user, {"who": user}, session_id="s1")
+            store.append_event("s1", "user", f"hi from {user}", app_name="chat", user_id=user)
+    url = ["--url", db_url]
+    for command in (["show", "s1"], ["rm", "s1", "--yes"]):
+        line = fails(*command, *url, status=2)
+        assert "'s1'" in line and "--app" in line and "--user" in line
+        assert "--app and --user go together" in fails(*command, *url, "--app", "chat", status=2)
+    data = json.loads(ok("show", "s1", *url, "--app", "chat", "--user", "bob", "--json"))
+    assert data["user_id"] == "bob" and data["state"] == {"who": "bob"}
+    assert [e["content"] for e in data["events"]] == ["hi from bob"]
+    assert "nope" in fails("show", "s1", *url, "--app", "chat", "--user", "nope", status=1)
+    assert "deleted 1 session" in ok("rm", "s1", *url, "--app", "chat", "--user", "ada", "-y")
+    # one owner left: the id alone is enough again
+    assert json.loads(ok("show", "s1", *url, "--json"))["user_id"] == "bob"
+    with SessionStore(db_url) as store:
+        assert [e.content for e in store.list_events("s1")] == ["hi from bob"]
+
+
 def test_clear(db_url: str) -> None:
     seed(db_url, per_app=3)
     url = ["--url", db_url]

@@ -252,14 +252,6 @@ class _Reader:
             t = self._tables(conn)
             sessions, events = t["sessions"], t["events"]
             legacy = "event_data" not in events.c
-            dup = conn.execute(
-                sa.select(sessions.c.id).group_by(sessions.c.id).having(sa.func.count() > 1)
-            ).all()
-            if dup:
-                raise InvalidRecordError(
-                    "sessiondb session ids are unique, but this ADK database reuses "
-                    f"{sorted(r[0] for r in dup)[:10]} for several users or apps"
-                )
             order = (sessions.c.app_name, sessions.c.user_id, sessions.c.id)
             rows = conn.execute(sa.select(sessions).order_by(*order)).mappings()
             page: list[Any] = []
@@ -289,7 +281,8 @@ class _Reader:
     ) -> list[dict[str, Any]]:
         import sqlalchemy as sa
 
-        ids = [s["id"] for s in page]
+        # ids are per (app, user) in ADK as in sessiondb: events are matched by the whole key
+        ids = list({s["id"] for s in page})
         stmt = (
             sa.select(events)
             .where(events.c.session_id.in_(ids))

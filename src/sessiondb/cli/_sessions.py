@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from sessiondb import Session
+from sessiondb import AmbiguousSessionError, Session, SessionStore
 
 from ._app import (
     AppOpt,
@@ -147,10 +147,49 @@ def ls_command(
         console.print(f"next cursor: {escape(page.next_cursor)}", soft_wrap=True)
 
 
+OwnerApp = Annotated[
+    str | None,
+    typer.Option(
+        "--app", metavar="APP", help="The session's app (with --user: when users share the id)."
+    ),
+]
+OwnerUser = Annotated[
+    str | None,
+    typer.Option(
+        "--user", metavar="USER", help="The session's user (with --app: when users share the id)."
+    ),
+]
+
+
+def _by_id(
+    store: SessionStore,
+    session_id: str,
+    app_name: str | None,
+    user_id: str | None,
+    recent_events: int = 0,
+) -> Session | None:
+    """The session with this id (of this owner, if given); a usage error when the id alone
+    names several users' sessions."""
+    if (app_name is None) != (user_id is None):
+        raise CliError("--app and --user go together: give both, or neither", 2)
+    try:
+        return store.get_session_by_id(
+            session_id, recent_events=recent_events, app_name=app_name, user_id=user_id
+        )
+    except AmbiguousSessionError:
+        raise CliError(
+            f"several users have a session with id {session_id!r} (ids are per app and user): "
+            "say whose with --app and --user",
+            2,
+        ) from None
+
+
 def show_command(
     session_id: Annotated[str, typer.Argument(metavar="ID", help="The session's id.")],
     url: Url = None,
     table_prefix: TablePrefix = "",
+    app_name: OwnerApp = None,
+    user_id: OwnerUser = None,
     events: Annotated[
         int, typer.Option("--events", min=0, metavar="N", help="How many of the last events.")
     ] = 10,
@@ -158,9 +197,10 @@ def show_command(
 ) -> None:
     """Show one session: its metadata, its state as JSON and its last events."""
     with open_store(url, table_prefix) as store:
-        session = store.get_session_by_id(session_id, recent_events=events)
+        session = _by_id(store, session_id, app_name, user_id, events)
     if session is None:
-        raise CliError(f"no session with id {session_id!r}")
+        whose = "" if app_name is None else f" for app {app_name!r} and user {user_id!r}"
+        raise CliError(f"no session with id {session_id!r}{whose}")
     recent = session.events or []
     if as_json:
         data = session_json(session, state=True)
@@ -219,6 +259,8 @@ def rm_command(
     ],
     url: Url = None,
     table_prefix: TablePrefix = "",
+    app_name: OwnerApp = None,
+    user_id: OwnerUser = None,
     yes: YesOpt = False,
 ) -> None:
     """Delete sessions by id, with their events. Asks first unless --yes."""
@@ -226,7 +268,7 @@ def rm_command(
     with open_store(url, table_prefix) as store:
         found: list[Session] = []
         for sid in ids:
-            session = store.get_session_by_id(sid)
+            session = _by_id(store, sid, app_name, user_id)
             if session is None:
                 raise CliError(f"no session with id {sid!r} (nothing was deleted)")
             found.append(session)
@@ -239,7 +281,9 @@ def rm_command(
         else:
             question = f"Delete {len(found)} sessions?"
         confirm(question, yes)
-        deleted = sum(store.delete_session(s.id) for s in found)
+        deleted = sum(
+            store.delete_session(s.id, app_name=s.app_name, user_id=s.user_id) for s in found
+        )
     typer.echo(f"deleted {plural(deleted, 'session')}")
 
 
