@@ -59,23 +59,40 @@ def test_an_unknown_command_or_part_is_refused(tmp_path: Path) -> None:
     assert "unknown part 'mongodb'" in done.stderr
 
 
-def test_status_reports_every_part_up(cluster_env: ClusterEnv) -> None:
+def _whole_cluster(cluster_env: ClusterEnv) -> dict[str, str]:
+    """The environment that points tools/cluster.sh at the running cluster (skip if not up)."""
     primary, bouncer = cluster_env.pg_primary_url, cluster_env.pgbouncer_url
     require([primary] if primary else [], "PostgreSQL cluster's primary", "pg")
     require(cluster_env.pg_standby_urls, "PostgreSQL cluster's standbys", "pg")
     require([bouncer] if bouncer else [], "PgBouncer", "pgbouncer")
     require(cluster_env.galera_urls, "Galera cluster", "galera")
     assert primary is not None and bouncer is not None
+    return {
+        "SESSIONDB_CLUSTER_DIR": str(cluster_env.directory),
+        "SESSIONDB_CLUSTER_PG_PORT": str(_port(primary)),
+        "SESSIONDB_CLUSTER_PGBOUNCER_PORT": str(_port(bouncer)),
+        "SESSIONDB_CLUSTER_GALERA_PORT": str(_port(cluster_env.galera_urls[0])),
+    }
+
+
+def test_starting_what_runs_is_a_no_op(cluster_env: ClusterEnv) -> None:
+    env = _whole_cluster(cluster_env)
+    before = _script("status", env=env)
+    assert before.returncode == 0, before.stdout + before.stderr
+    done = _script("start", env=env)
+    assert done.returncode == 0, done.stderr
+    for part in ("pg0 (primary)", "pgbouncer", "galera"):
+        assert f"{part} already up" in done.stderr
+    after = _script("status", env=env)
+    assert after.stdout == before.stdout  # the same servers: the same pids
+
+
+def test_status_reports_every_part_up(cluster_env: ClusterEnv) -> None:
+    env = _whole_cluster(cluster_env)
+    primary, bouncer = cluster_env.pg_primary_url, cluster_env.pgbouncer_url
+    assert primary is not None and bouncer is not None
     pg, galera = _port(primary), _port(cluster_env.galera_urls[0])
-    done = _script(
-        "status",
-        env={
-            "SESSIONDB_CLUSTER_DIR": str(cluster_env.directory),
-            "SESSIONDB_CLUSTER_PG_PORT": str(pg),
-            "SESSIONDB_CLUSTER_PGBOUNCER_PORT": str(_port(bouncer)),
-            "SESSIONDB_CLUSTER_GALERA_PORT": str(galera),
-        },
-    )
+    done = _script("status", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith(f"pg pg0 127.0.0.1:{pg} up (primary, pid ")
