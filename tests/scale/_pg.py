@@ -16,6 +16,7 @@ import os
 import secrets
 import shlex
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -213,7 +214,7 @@ class Cluster:
                 )
             yield name
         finally:
-            with contextlib.suppress(sa.exc.OperationalError):
+            if self.directory is None:  # a private cluster goes whole, whatever it became
                 self.execute(primary, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def exists(self, address: Address, database: str) -> bool:
@@ -265,12 +266,34 @@ class Cluster:
         except (OSError, ValueError, IndexError):
             return None
 
+    def log(self, node: str) -> str:
+        """A private server's log so far."""
+        assert self.directory is not None
+        return (self.directory / "log" / f"{node}.log").read_text(errors="replace")
+
     def pg_ctl(self, node: str, *args: str) -> None:
         assert self.directory is not None
         command = [str(PG_BIN / "pg_ctl"), "-D", str(self.directory / node), *args]
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
         subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+
+def free_ports(first: int = 5451, last: int = 5499) -> int:
+    """The first port of three free ones in a row, in ``first..last`` (private clusters)."""
+    for base in range(first, last - 1, 3):
+        if all(_free(port) for port in range(base, base + 3)):
+            return base
+    pytest.fail(f"no three free ports in a row in {first}-{last}")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _alive(pid: int) -> bool:

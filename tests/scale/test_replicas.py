@@ -18,14 +18,12 @@ from sessiondb import ConfigurationError, SessionStore
 from sessiondb._queries import Stmt
 from sessiondb._replicas import reads
 
-from ._pg import Cluster, Front
-
-PORT = 5471
+from ._pg import Cluster, Front, free_ports
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    cluster = Cluster.private(PORT)
+    cluster = Cluster.private(free_ports(5471))
     try:
         yield cluster
     finally:
