@@ -710,7 +710,7 @@ class Core:
         key = self._key(cx, session_id, app_name, user_id, live=False)  # expired ones too
         if key is None:
             return False
-        return cx.run(self.q.delete_owned, key) > 0
+        return cx.run(self.q.delete_owned, key, most=1) > 0
 
     def clear_sessions(self, cx: Cx, *, app_name: str, user_id: str | None) -> int:
         check_id(app_name, "app_name")
@@ -829,7 +829,9 @@ class Core:
             # each batch is its own short statement: concurrent readers and writers wait
             # at most one batch, never the whole purge
             total += cx.run(
-                self.q.delete_ids(len(keys)), self._keys_params(keys, i_app, i_user, i_id)
+                self.q.delete_ids(len(keys)),
+                self._keys_params(keys, i_app, i_user, i_id),
+                most=len(keys),
             )
             if len(keys) < batch_size:
                 return total

@@ -599,12 +599,21 @@ class Cx:
             raise self.unexpected(f"rows of {len(rows[0])} columns, not {len(stmt.columns)}")
         return rows  # type: ignore[no-any-return]
 
-    def run(self, stmt: Stmt, params: dict[str, Any], *, expect: int | None = None) -> int:
-        """Run ``stmt`` and return the number of rows it changed (which must be ``expect``
-        when given, else :class:`UnexpectedResultError`)."""
+    def run(
+        self,
+        stmt: Stmt,
+        params: dict[str, Any],
+        *,
+        expect: int | None = None,
+        most: int | None = None,
+    ) -> int:
+        """Run ``stmt`` and return the number of rows it changed, which must be ``expect``
+        (or between 0 and ``most``) when given, else :class:`UnexpectedResultError`."""
         count: int = self._execute(stmt, params).rowcount
         if expect is not None and count != expect:
             raise self.unexpected(f"{count} rows changed where {expect} had to be")
+        if most is not None and not 0 <= count <= most:
+            raise self.unexpected(f"{count} rows changed where at most {most} could be")
         return count
 
     def run_many(self, stmt: Stmt, rows: list[dict[str, Any]]) -> None:
