@@ -36,6 +36,7 @@ import heapq
 import itertools
 import logging
 import random
+import re
 import select
 import socket
 import sqlite3
@@ -233,9 +234,18 @@ def classify(exc: BaseException, backend: str) -> Kind:
     return "other"
 
 
+#: one attempt of psycopg's multi-host connect, in its summary of them all
+_ATTEMPT = re.compile(r"^- host: '([^']*)', port: '([^']*)'.* failed: (.*)$", re.M)
+
+
 def _message(exc: BaseException) -> str:
     orig = _orig(exc)
-    text = str(orig).strip().splitlines()
+    whole = str(orig).strip()
+    if "Multiple connection attempts failed" in whole:  # every host of a multi-host URL
+        attempts = [f"{h}:{p}: {why}" for h, p, why in _ATTEMPT.findall(whole)]
+        if attempts:
+            return "every host failed: " + "; ".join(attempts)
+    text = whole.splitlines()
     return text[0] if text else type(orig).__name__
 
 

@@ -10,7 +10,13 @@ import time
 
 import pytest
 
-from sessiondb import AsyncSessionStore, ConfigurationError, ReadOnlyDatabaseError, SessionStore
+from sessiondb import (
+    AsyncSessionStore,
+    ConfigurationError,
+    DatabaseUnavailableError,
+    ReadOnlyDatabaseError,
+    SessionStore,
+)
 from sessiondb._urls import resolve_url
 
 from ._pg import Cluster
@@ -172,3 +178,33 @@ async def test_a_write_on_a_standby_is_refused_with_a_typed_error_async(cluster:
             assert await store.list_events(session.id) == []
         finally:
             await store.close()
+
+
+async def test_no_primary_among_the_hosts_names_each_one(cluster: Cluster) -> None:
+    """Every host refused (one down, one a standby): DatabaseUnavailableError within the
+    connect timeouts, naming every host; the sync store says what each one answered."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        down = ("127.0.0.1", free.getsockname()[1])
+    standby = cluster.standby_address(0)
+    url = cluster.url("test", [down, standby], target_session_attrs="read-write")
+    where = f"{down[0]}:{down[1]},{standby[0]}:{standby[1]}"
+    store = SessionStore(url, connect_timeout=2)
+    try:
+        with pytest.raises(DatabaseUnavailableError) as info:
+            store.create_session("app", "user")
+    finally:
+        store.close()
+    message = str(info.value)
+    assert where in message
+    assert f"{down[0]}:{down[1]}: Connection refused" in message
+    assert f"{standby[0]}:{standby[1]}: session is read-only" in message
+    astore = AsyncSessionStore(url, connect_timeout=2)
+    try:
+        with pytest.raises(DatabaseUnavailableError) as ainfo:
+            await astore.create_session("app", "user")
+    finally:
+        await astore.close()
+    assert where in str(ainfo.value)
