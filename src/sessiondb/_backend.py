@@ -370,7 +370,7 @@ class Backend(_BaseBackend):
                     router.on_replica, replica, fn, *args, **kwargs
                 )
             except ReplicaBehindError:
-                continue
+                break  # one replica asked per read: the primary has the writes
             except SessionDBError as exc:
                 if not router.failed(replica, exc):
                     raise
@@ -755,7 +755,7 @@ class AsyncBackend(_BaseBackend):
                     router.on_replica, replica, fn, *args, **kwargs
                 )
             except ReplicaBehindError:
-                continue
+                break  # one replica asked per read: the primary has the writes
             except SessionDBError as exc:
                 if not router.failed(replica, exc):
                     raise

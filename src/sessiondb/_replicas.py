@@ -10,7 +10,8 @@ sent something, the store reads the primary's WAL insert position on the same co
 past the end of the write's commit record, so a replica whose replay position
 (``pg_last_wal_replay_lsn()``) has reached it holds the write. A read goes to a replica
 known to have replayed that far; otherwise the replica is asked (one round trip, and its answer
-is remembered) and, if it is behind, the next replica, then the primary, serves the read.
+is remembered) and, if it is behind, the primary serves the read (one replica is asked per
+read, so a read costs at most one extra round trip; the next read asks the next replica).
 Replay only moves forward, so a replica once seen past the store's last write is read at once.
 
 ``"eventual"`` reads any healthy replica without asking; ``"primary"`` sends every read to the
@@ -110,7 +111,7 @@ class Router:
     def write(self, cx: Cx, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run the write ``fn`` on the primary, then note the WAL position it reached."""
         result = fn(cx, *args, **kwargs)
-        if cx.sent:
+        if cx.sent and self.track:
             try:
                 position = float(cx.one(WAL_LSN, {})[0])
             except Exception:
