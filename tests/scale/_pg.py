@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import secrets
 import shlex
 import signal
@@ -89,24 +90,33 @@ class Cluster:
         return cluster
 
     @classmethod
-    def private(cls, port: int) -> Cluster:
-        """Start a primary (``port``), a synchronous standby (+1) and an async one (+2), in a
-        directory of their own (under /tmp: the servers run as the ``postgres`` user)."""
+    def private(cls, first_port: int = 5451) -> Cluster:
+        """Start a primary, a synchronous standby (its port +1) and an async one (+2) on free
+        ports from ``first_port`` up, in a directory of their own (under /tmp: the servers run
+        as the ``postgres`` user). Ports another process takes meanwhile: the next ones."""
         if not SCRIPT.exists() or not (PG_BIN / "pg_ctl").exists():
             unavailable(f"{SCRIPT} or PostgreSQL's binaries ({PG_BIN}) are missing")
-        directory = Path(tempfile.mkdtemp(prefix=f"sessiondb-ha-{port}-"))
-        directory.chmod(0o755)
-        cluster = cls(
-            f"postgresql://postgres@127.0.0.1:{port}/test",
-            [f"postgresql://postgres@127.0.0.1:{port + i}/test" for i in (1, 2)],
-            directory,
-        )
-        cluster.port = port
-        cluster.start()
-        return cluster
+        error = ""
+        for _ in range(5):
+            port = free_ports(first_port)
+            directory = Path(tempfile.mkdtemp(prefix=f"sessiondb-ha-{port}-"))
+            directory.chmod(0o755)
+            cluster = cls(
+                f"postgresql://postgres@127.0.0.1:{port}/test",
+                [f"postgresql://postgres@127.0.0.1:{port + i}/test" for i in (1, 2)],
+                directory,
+            )
+            cluster.port = port
+            error = cluster.start()
+            if not error:
+                return cluster
+            cluster.stop()
+            if "is taken" not in error:
+                break
+        pytest.fail(f"tools/cluster.sh start pg failed:\n{error[-3000:]}")
 
-    def start(self) -> None:
-        """Start the servers of a private cluster."""
+    def start(self) -> str:
+        """Start the servers of a private cluster; the script's complaint if it failed."""
         assert self.directory is not None
         env = {**os.environ, "SESSIONDB_CLUSTER_DIR": str(self.directory),
                "SESSIONDB_CLUSTER_PG_PORT": str(self.port)}  # fmt: skip
@@ -114,9 +124,7 @@ class Cluster:
             ["bash", str(SCRIPT), "start", "pg"], env=env, capture_output=True, text=True,
             timeout=180, check=False,
         )  # fmt: skip
-        if done.returncode != 0:
-            self.stop()
-            pytest.fail(f"tools/cluster.sh start pg failed:\n{done.stderr[-3000:]}")
+        return done.stderr if done.returncode != 0 else ""
 
     def kill(self, node: str) -> None:
         """SIGKILL a server of a private cluster (a crash)."""
@@ -280,8 +288,11 @@ class Cluster:
 
 
 def free_ports(first: int = 5451, last: int = 5499) -> int:
-    """The first port of three free ones in a row, in ``first..last`` (private clusters)."""
-    for base in range(first, last - 1, 3):
+    """The first port of three free ones in a row, in ``first..last`` (private clusters),
+    from a random start (tests running at once rarely pick the same)."""
+    bases = list(range(first, last - 1, 3))
+    start = random.randrange(len(bases))
+    for base in bases[start:] + bases[:start]:
         if all(_free(port) for port in range(base, base + 3)):
             return base
     pytest.fail(f"no three free ports in a row in {first}-{last}")

@@ -23,7 +23,7 @@ from sessiondb import (
     SessionDBError,
 )
 
-from ._pg import Cluster, Front, free_ports
+from ._pg import Cluster, Front
 
 CONNECT_TIMEOUT = 2
 STATEMENT_TIMEOUT = 5
@@ -36,7 +36,7 @@ RECOVERY_BOUND = 10.0
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
-    cluster = Cluster.private(free_ports())
+    cluster = Cluster.private()
     try:
         yield cluster
     finally:

@@ -1,7 +1,7 @@
 """Read replicas: reads on hot standbys, writes on the primary, read-your-writes.
 
-A private primary with two standbys (ports 5471-5473, tools/cluster.sh) that the tests pause,
-stop and reconfigure; every test runs through both front ends.
+A private primary with two standbys (tools/cluster.sh, free ports in 5451-5499) that the
+tests pause, stop and reconfigure; every test runs through both front ends.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from sessiondb import ConfigurationError, SessionStore
 from sessiondb._queries import Stmt
 from sessiondb._replicas import reads
 
-from ._pg import Cluster, Front, free_ports
+from ._pg import Cluster, Front
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    cluster = Cluster.private(free_ports(5471))
+    cluster = Cluster.private()
     try:
         yield cluster
     finally:
