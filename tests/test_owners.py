@@ -205,3 +205,35 @@ async def test_export_import_round_trip_with_shared_ids(store: Any, make_db_url:
             [{**r, "user_id": "carol"} if r.get("user_id") == "bob" else r for r in records]
         )
         assert moved.checksum() != await store.checksum()
+
+
+@pytest.mark.parametrize("order", ["updated", "created"])
+async def test_pages_of_several_users_never_skip_a_shared_id(store: Any, order: str) -> None:
+    """Two users' sessions with the same id and the very same timestamps: the keyset cursor
+    of a listing of several users goes by owner too, so a page boundary between them loses
+    neither."""
+    when = datetime(2025, 5, 1, 12, 0, 0, 123456, tzinfo=timezone.utc).isoformat()
+    records = [
+        {"type": "session", "id": sid, "app_name": app, "user_id": user, "state": {},
+         "created_at": when, "updated_at": when, "version": 1}
+        for app in ("a1", "a2") for user in ("u1", "u2", "u3") for sid in ("s1", "s2")
+    ]  # fmt: skip
+    await store.import_records(records)
+    everyone = {(r["app_name"], r["user_id"], r["id"]) for r in records}
+    for app in ("a1", None):
+        seen: list[tuple[str, str, str]] = []
+        cursor = None
+        while True:
+            page = await store.list_sessions(
+                app, limit=1, cursor=cursor, order=order, include_state=False
+            )
+            seen += [(s.app_name, s.user_id, s.id) for s in page]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        expected = {k for k in everyone if app is None or k[0] == app}
+        assert sorted(seen) == sorted(expected) and len(seen) == len(expected), (app, seen)
+    # one user's listing pages by id alone, as before
+    page = await store.list_sessions("a1", "u2", limit=1, order=order)
+    rest = await store.list_sessions("a1", "u2", limit=5, order=order, cursor=page.next_cursor)
+    assert [s.id for s in [*page, *rest]] == (["s2", "s1"] if order == "updated" else ["s1", "s2"])

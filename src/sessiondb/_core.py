@@ -775,11 +775,18 @@ class Core:
         if limit is not None:
             # one more tells whether another page follows (and still fits in 64 bits)
             params["limit"] = min(_checks.positive_int(limit, "limit"), _checks.MAX_COUNT - 1) + 1
+        # ids repeat across owners: a listing of several users pages by owner too
+        owners = "user" not in names
+        shape = None
         if cursor is not None:
-            at, params["cursor_id"] = _cursors.decode(cursor, order)
+            at, params["cursor_id"], owner = _cursors.decode(cursor, order)
             params["cursor_at"] = self.q.ts_in(at)
+            shape = "id"
+            if owners and owner is not None:
+                params["cursor_app"], params["cursor_user"] = owner
+                shape = "owner"
         stmt = self.q.list_page(
-            frozenset(names), order, cursor is not None, limit is not None, not include_state
+            frozenset(names), order, shape, limit is not None, not include_state
         )
         rows = cx.all(stmt, params)
         next_cursor = None
@@ -787,7 +794,10 @@ class Core:
             rows = rows[:limit]
             last = rows[-1]
             key = stmt.at("updated_at" if order == "updated" else "created_at")
-            next_cursor = _cursors.encode(order, last[key], last[stmt.at("id")])
+            i_id, i_app, i_user = stmt.positions("id", "app_name", "user_id")
+            next_cursor = _cursors.encode(
+                order, last[key], last[i_id], (last[i_app], last[i_user]) if owners else None
+            )
         read = self._reader(stmt, not include_state)
         return SessionList([read(r) for r in rows], next_cursor)
 

@@ -9,7 +9,7 @@ insert-if-absent) are decided here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -490,9 +490,14 @@ class Queries:
         return [terms[name] for name in sorted(f)]
 
     def list_page(
-        self, f: frozenset[str], order: str, cursor: bool, limit: bool, light: bool
+        self, f: frozenset[str], order: str, cursor: str | None, limit: bool, light: bool
     ) -> Stmt:
-        """A listing with filters, keyset cursor and limit (compiled once per shape)."""
+        """A listing with filters, keyset cursor and limit (compiled once per shape).
+
+        Rows are ordered by the sort key and id, then (listings of several users, where ids
+        repeat) by app and user. ``cursor`` is None, ``"id"`` (after :cursor_at, :cursor_id)
+        or ``"owner"`` (also :cursor_app, :cursor_user).
+        """
 
         def build() -> ClauseElement:
             c = self.tables.sessions.c
@@ -507,19 +512,29 @@ class Queries:
             query = sa.select(*columns).where(*self.filters(f))
             key = c.updated_at if order == "updated" else c.created_at
             desc = order == "updated"
+            sort = [key, c.id] if "user" in f else [key, c.id, c.app_name, c.user_id]
             if cursor:
-                at, sid = p("cursor_at", Timestamp()), p("cursor_id")
-                query = query.where(
-                    sa.or_(key < at, sa.and_(key == at, c.id < sid))
-                    if desc
-                    else sa.or_(key > at, sa.and_(key == at, c.id > sid))
-                )
-            query = query.order_by(*((key.desc(), c.id.desc()) if desc else (key, c.id)))
+                bounds = [p("cursor_at", Timestamp()), p("cursor_id")]
+                if cursor == "owner":
+                    bounds += [p("cursor_app"), p("cursor_user")]
+                query = query.where(self.after(sort[: len(bounds)], bounds, desc))
+            query = query.order_by(*(col.desc() if desc else col for col in sort))
             if limit:
                 query = query.limit(p("limit", sa.Integer()))
             return query
 
         return self.cached(("list", f, order, cursor, limit, light), build)
+
+    @staticmethod
+    def after(
+        columns: Sequence[sa.ColumnElement[Any]], bounds: Sequence[Any], desc: bool
+    ) -> sa.ColumnElement[bool]:
+        """Rows strictly after ``bounds`` in the order of ``columns`` (keyset pagination)."""
+        terms = []
+        for i, (col, bound) in enumerate(zip(columns, bounds, strict=True)):
+            equal = [c == b for c, b in zip(columns[:i], bounds[:i], strict=True)]
+            terms.append(sa.and_(*equal, col < bound if desc else col > bound))
+        return sa.or_(*terms)
 
     def count(self, f: frozenset[str]) -> Stmt:
         """COUNT(*) of sessions matching the filters."""

@@ -62,6 +62,8 @@ def _alter_in_place(p: str) -> None:
     op.drop_constraint(f"fk_{lb}_session_id_{s}", lb, type_="foreignkey")
     op.drop_index(f"ix_{ev}_session_id_event_id", ev)
     op.drop_index(f"ix_{lb}_label", lb)
+    op.drop_index(f"ix_{s}_app_updated", s)
+    op.drop_index(f"ix_{s}_created", s)
     # one statement per table: it is never without a primary key (Galera needs one)
     for table, columns in (
         (s, "app_name, user_id, id"),
@@ -81,6 +83,9 @@ def _alter_in_place(p: str) -> None:
 def _indexes_and_keys(p: str, *, foreign_keys: bool = True) -> None:
     s, ev, lb = f"{p}sessions", f"{p}events", f"{p}session_labels"
     op.create_index(f"ix_{s}_id", s, ["id"])
+    # listings of several users page by (time, id, owner): ids repeat across owners
+    op.create_index(f"ix_{s}_app_updated", s, ["app_name", "updated_at", "id", "user_id"])
+    op.create_index(f"ix_{s}_created", s, ["created_at", "id", "app_name", "user_id"])
     op.create_index(f"ix_{ev}_event_id", ev, [*OWNER, "session_id", "event_id"], unique=True)
     op.create_index(f"ix_{lb}_label", lb, ["label", *OWNER, "session_id"])
     if foreign_keys:
@@ -163,8 +168,6 @@ def _rebuild_sqlite(p: str) -> None:
         **MYSQL_OPTIONS,
     )
     op.create_index(f"ix_{s}_user_updated", s, ["app_name", "user_id", "updated_at", "id"])
-    op.create_index(f"ix_{s}_app_updated", s, ["app_name", "updated_at", "id"])
-    op.create_index(f"ix_{s}_created", s, ["created_at", "id"])
     op.create_index(
         f"ix_{s}_expires", s, ["expires_at"], sqlite_where=sa.text("expires_at IS NOT NULL")
     )
