@@ -11,8 +11,8 @@ starts in a temporary directory on ``--port`` (default 5591: primary; +1 the syn
 standby ``s1``; +2 an asynchronous standby), and stops by PID at the end, whatever happens.
 The shared cluster (5441...) and the servers on 5432/3306 are never touched.
 
-1. **Failover** (per front end, a fresh set each time). A writer loops ``patch_state(sid,
-   increment={"n": 1})`` through the multi-host URL ``postgresql://...@p0,p1,p2/db?
+1. **Failover** (``--runs`` times per front end, a fresh set each time). A writer loops
+   ``patch_state(sid, increment={"n": 1})`` through the multi-host URL ``postgresql://...@p0,p1,p2/db?
    target_session_attrs=read-write``. After ``--warmup`` seconds the primary and its children
    are killed with SIGKILL; ``--detect`` seconds later (what a failover manager takes to
    notice) the synchronous standby's ``synchronous_standby_names`` is cleared and it is
@@ -23,11 +23,13 @@ The shared cluster (5441...) and the servers on 5432/3306 are never touched.
    primary (must be 0: the standby was synchronous). ``OutcomeUnknownError`` calls may or may
    not have landed; the counter is checked to lie between acknowledged and acknowledged + unknown.
 2. **Reads** (one set, seeded with ``--sessions`` sessions). ``get_session`` on random sessions
-   for ``--seconds`` by ``--threads`` threads on one sync store, then by as many tasks on one
-   async store, with 0, 1 and 2 replicas in ``read_urls`` (default ``read_consistency``).
-   Reported: ops/s, and the transactions each server ran (``pg_stat_database``), which shows
-   where the reads went. All servers share this machine's cores with the client, so more
-   replicas add no CPU here: the figure shows the routing's cost, not a cluster's capacity.
+   for ``--seconds`` by ``--threads`` threads on a sync store, then by as many tasks on an
+   async store, with 0, 1 and 2 replicas in ``read_urls`` (``--read-consistency``, default
+   ``read_your_writes``), in ``--rounds`` alternating rounds. Reported: ops/s, and the
+   transactions each server counted (``pg_stat_database``, flushed up to a second late, so
+   approximate), which shows where the reads went. All servers share this machine's cores
+   with the client, so more replicas add no CPU here: the figure shows the routing's cost,
+   not a cluster's capacity.
 3. **Lag** (same set). ``--threads`` writers each loop ``patch_state`` + ``append_event`` (a
    1 KB event) for ``--seconds``, while the primary's ``pg_stat_replication`` is sampled every
    50 ms: ``replay_lag`` and the LSN distance (bytes) from the primary's current WAL position to
@@ -50,6 +52,7 @@ import platform
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -151,16 +154,21 @@ class PrivateCluster:
         assert pid is not None, f"pg{node} has no postmaster.pid"
         _kill_tree(pid)
 
-    def promote(self, node: int) -> None:
-        """Promote a standby, first dropping the synchronous standby it would wait for."""
+    def promote(self, node: int) -> dict[str, float]:
+        """Promote a standby, first dropping the synchronous standby it would wait for.
+
+        Returns the seconds each step took."""
+        t0 = time.perf_counter()
         self.admin(node, "ALTER SYSTEM SET synchronous_standby_names = ''")
         self.admin(node, "SELECT pg_reload_conf()")
+        t1 = time.perf_counter()
         as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         subprocess.run(
             [*as_pg, str(PG_BIN / "pg_ctl"), "promote", "-w", "-t", "60", "-D",
              str(self.dir / f"pg{node}")],
             check=True, capture_output=True, timeout=90,
         )  # fmt: skip
+        return {"configure": t1 - t0, "pg_ctl_promote": time.perf_counter() - t1}
 
     def caught_up(self) -> bool:
         """Every standby has replayed everything the primary has written."""
@@ -305,7 +313,7 @@ def failover(front: str, args: argparse.Namespace) -> dict[str, Any]:
         writer.mark = time.perf_counter()  # calls started from here on cannot reach pg0
         time.sleep(args.detect)
         t_promote0 = time.perf_counter()
-        cluster.promote(1)
+        steps = cluster.promote(1)
         t_promoted = time.perf_counter()
         log(f"failover [{front}]: primary killed; promotion took {t_promoted - t_promote0:.2f}s")
         deadline = t_promoted + args.timeout
@@ -343,6 +351,7 @@ def failover(front: str, args: argparse.Namespace) -> dict[str, Any]:
         "promote_to_first_ok": (recovered - t_promoted) if recovered else None,
         "detect_delay": args.detect,
         "promote_seconds": t_promoted - t_promote0,
+        "promote_steps": steps,
         "slowest_failed_call": max((c.end - c.start for c in failed), default=0.0),
         "writer_hung": hung,
     }
@@ -357,11 +366,14 @@ def failover(front: str, args: argparse.Namespace) -> dict[str, Any]:
 # -- 2. reads on replicas ------------------------------------------------------------------------
 
 
-def _store_with_replicas(cluster: PrivateCluster, replicas: int, front: str, pool: int) -> Any:
+def _store_with_replicas(
+    cluster: PrivateCluster, replicas: int, front: str, args: argparse.Namespace
+) -> Any:
     urls = [cluster.url(n) for n in range(1, 1 + replicas)]
-    options: dict[str, Any] = {"pool_size": pool}
+    options: dict[str, Any] = {"pool_size": args.threads}
     if urls:
         options["read_urls"] = urls
+        options["read_consistency"] = args.read_consistency
     cls = SessionStore if front == "sync" else AsyncSessionStore
     return cls(cluster.url(0), **options)
 
@@ -399,6 +411,59 @@ async def _async_reads(store: AsyncSessionStore, ids: list[str], tasks: int, sec
     return sum(await asyncio.gather(*(loop(i) for i in range(tasks))))
 
 
+REPLICAS = (0, 1, 2)
+
+
+async def _reads_one_front(
+    cluster: PrivateCluster, front: str, ids: list[str], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Every replica count on its own store, measured in alternating rounds (load drifts on a
+    shared machine hit them alike); the sync stores run in threads, the async ones as tasks."""
+    stores = {k: _store_with_replicas(cluster, k, front, args) for k in REPLICAS}
+
+    async def measure(k: int, seconds: float) -> int:
+        if front == "sync":
+            return await asyncio.to_thread(_sync_reads, stores[k], ids, args.threads, seconds)
+        return await _async_reads(stores[k], ids, args.threads, seconds)
+
+    ops = dict.fromkeys(REPLICAS, 0)
+    wall = dict.fromkeys(REPLICAS, 0.0)
+    xacts = {k: [0, 0, 0] for k in REPLICAS}
+    try:
+        for k in REPLICAS:
+            await measure(k, 0.5)  # warm the pools (and the replicas' replay positions)
+        for r in range(args.rounds):
+            for k in REPLICAS[r % 3 :] + REPLICAS[: r % 3]:
+                before = [cluster.xacts(n) for n in range(3)]
+                t0 = time.perf_counter()
+                ops[k] += await measure(k, args.seconds / args.rounds)
+                wall[k] += time.perf_counter() - t0
+                after = [cluster.xacts(n) for n in range(3)]
+                xacts[k] = [x + a - b for x, a, b in zip(xacts[k], after, before, strict=True)]
+    finally:
+        for store in stores.values():
+            closed = store.close()
+            if asyncio.iscoroutine(closed):
+                await closed
+    rows = []
+    for k in REPLICAS:
+        row = {
+            "front_end": front,
+            "replicas": k,
+            "read_consistency": args.read_consistency if k else None,
+            "workers": args.threads,
+            "ops": ops[k],
+            "ops_per_s": ops[k] / wall[k],
+            "transactions_per_server": xacts[k],
+        }
+        rows.append(row)
+        log(
+            f"reads [{front}] {k} replicas: {row['ops_per_s']:.0f} get_session/s, "
+            f"transactions on primary/s1/s2 {row['transactions_per_server']}"
+        )
+    return rows
+
+
 def reads(cluster: PrivateCluster, args: argparse.Namespace) -> list[dict[str, Any]]:
     with SessionStore(cluster.url(0)) as setup:
         state = {"text": "x" * 250, "n": 0}
@@ -406,45 +471,7 @@ def reads(cluster: PrivateCluster, args: argparse.Namespace) -> list[dict[str, A
     wait_until(cluster.caught_up, "the standbys to replay the seed")
     results = []
     for front in ("sync", "async"):
-        for replicas in (0, 1, 2):
-            try:
-                store = _store_with_replicas(cluster, replicas, front, args.threads)
-            except TypeError as exc:  # no read_urls option in this sessiondb
-                results.append({"front_end": front, "replicas": replicas, "error": str(exc)})
-                log(f"reads [{front}] {replicas} replicas: not available ({exc})")
-                continue
-            before = [cluster.xacts(n) for n in range(3)]
-            if front == "sync":
-                _sync_reads(store, ids, args.threads, 0.5)  # warm the pools
-                t0 = time.perf_counter()
-                ops = _sync_reads(store, ids, args.threads, args.seconds)
-                wall = time.perf_counter() - t0
-                store.close()
-            else:
-
-                async def run(store: AsyncSessionStore = store) -> tuple[int, float]:
-                    await _async_reads(store, ids, args.threads, 0.5)
-                    t0 = time.perf_counter()
-                    ops = await _async_reads(store, ids, args.threads, args.seconds)
-                    wall = time.perf_counter() - t0
-                    await store.close()
-                    return ops, wall
-
-                ops, wall = asyncio.run(run())
-            after = [cluster.xacts(n) for n in range(3)]
-            row = {
-                "front_end": front,
-                "replicas": replicas,
-                "workers": args.threads,
-                "ops": ops,
-                "ops_per_s": ops / wall,
-                "transactions_per_server": [a - b for a, b in zip(after, before, strict=True)],
-            }
-            results.append(row)
-            log(
-                f"reads [{front}] {replicas} replicas: {row['ops_per_s']:.0f} get_session/s, "
-                f"transactions per server {row['transactions_per_server']}"
-            )
+        results += asyncio.run(_reads_one_front(cluster, front, ids, args))
     return results
 
 
@@ -538,11 +565,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=500, help="sessions seeded for reads")
     parser.add_argument("--threads", type=int, default=8, help="readers / writers")
     parser.add_argument("--seconds", type=float, default=5.0, help="each read / lag phase (s)")
+    parser.add_argument("--runs", type=int, default=3, help="failovers per front end")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating read rounds")
+    parser.add_argument(
+        "--read-consistency", default="read_your_writes", help="the replicas' read_consistency"
+    )
     parser.add_argument("--quick", action="store_true", help="1 s phases, 100 sessions")
     parser.add_argument("--json", type=Path, default=RESULTS, help="results file")
     args = parser.parse_args(argv)
     if args.quick:
         args.warmup, args.after, args.seconds, args.sessions = 1.0, 1.0, 1.0, 100
+        args.rounds = args.runs = 1
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     if unknown := set(parts) - {"failover", "reads", "lag"}:
         parser.error(f"unknown parts: {sorted(unknown)}")
@@ -558,7 +591,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     ok = True
     if "failover" in parts:
-        results["failover"] = [failover(front, args) for front in ("sync", "async")]
+        runs = [failover(front, args) for _ in range(args.runs) for front in ("sync", "async")]
+        results["failover"] = runs
+        for front in ("sync", "async"):
+            mine = [r for r in runs if r["front_end"] == front]
+            gaps = [r["seconds_with_failed_calls"] for r in mine]
+            log(
+                f"failover [{front}] over {len(mine)} runs: failed calls for "
+                f"{statistics.median(gaps):.2f}s median ({min(gaps):.2f}-{max(gaps):.2f}s) with "
+                f"{args.detect:.1f}s to detect; acknowledged writes lost: "
+                f"{sum(r['acknowledged_writes_lost'] for r in mine)}"
+            )
         ok = all(
             r["acknowledged_writes_lost"] == 0
             and r["counter_within_bounds"]
