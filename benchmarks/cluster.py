@@ -25,7 +25,8 @@ The shared cluster (5441...) and the servers on 5432/3306 are never touched.
 2. **Reads** (one set, seeded with ``--sessions`` sessions). ``get_session`` on random sessions
    for ``--seconds`` by ``--threads`` threads on a sync store, then by as many tasks on an
    async store, with 0, 1 and 2 replicas in ``read_urls`` (``--read-consistency``, default
-   ``read_your_writes``), in ``--rounds`` alternating rounds. Reported: ops/s, and the
+   ``read_your_writes``), and with the primary itself as the one "replica" (what the routing
+   costs, the servers being equal), in ``--rounds`` alternating rounds. Reported: ops/s, and the
    transactions each server counted (``pg_stat_database``, flushed up to a second late, so
    approximate), which shows where the reads went. All servers share this machine's cores
    with the client, so more replicas add no CPU here: the figure shows the routing's cost,
@@ -366,13 +367,14 @@ def failover(front: str, args: argparse.Namespace) -> dict[str, Any]:
 # -- 2. reads on replicas ------------------------------------------------------------------------
 
 
-def _store_with_replicas(
-    cluster: PrivateCluster, replicas: int, front: str, args: argparse.Namespace
-) -> Any:
-    urls = [cluster.url(n) for n in range(1, 1 + replicas)]
+#: read set-ups: label -> the nodes in read_urls (0 = the primary itself: the router's own cost)
+READ_SETUPS: dict[str, tuple[int, ...]] = {"0": (), "1": (1,), "2": (1, 2), "primary": (0,)}
+
+
+def _store_for(cluster: PrivateCluster, nodes: tuple[int, ...], front: str, args: Any) -> Any:
     options: dict[str, Any] = {"pool_size": args.threads}
-    if urls:
-        options["read_urls"] = urls
+    if nodes:
+        options["read_urls"] = [cluster.url(n) for n in nodes]
         options["read_consistency"] = args.read_consistency
     cls = SessionStore if front == "sync" else AsyncSessionStore
     return cls(cluster.url(0), **options)
@@ -411,29 +413,28 @@ async def _async_reads(store: AsyncSessionStore, ids: list[str], tasks: int, sec
     return sum(await asyncio.gather(*(loop(i) for i in range(tasks))))
 
 
-REPLICAS = (0, 1, 2)
-
-
 async def _reads_one_front(
     cluster: PrivateCluster, front: str, ids: list[str], args: argparse.Namespace
 ) -> list[dict[str, Any]]:
-    """Every replica count on its own store, measured in alternating rounds (load drifts on a
-    shared machine hit them alike); the sync stores run in threads, the async ones as tasks."""
-    stores = {k: _store_with_replicas(cluster, k, front, args) for k in REPLICAS}
+    """Every set-up on its own store, measured in alternating rounds (load drifts on a shared
+    machine hit them alike); the sync stores run in threads, the async ones as tasks."""
+    labels = list(READ_SETUPS)
+    stores = {k: _store_for(cluster, READ_SETUPS[k], front, args) for k in labels}
 
-    async def measure(k: int, seconds: float) -> int:
+    async def measure(k: str, seconds: float) -> int:
         if front == "sync":
             return await asyncio.to_thread(_sync_reads, stores[k], ids, args.threads, seconds)
         return await _async_reads(stores[k], ids, args.threads, seconds)
 
-    ops = dict.fromkeys(REPLICAS, 0)
-    wall = dict.fromkeys(REPLICAS, 0.0)
-    xacts = {k: [0, 0, 0] for k in REPLICAS}
+    ops = dict.fromkeys(labels, 0)
+    wall = dict.fromkeys(labels, 0.0)
+    xacts = {k: [0, 0, 0] for k in labels}
     try:
-        for k in REPLICAS:
+        for k in labels:
             await measure(k, 0.5)  # warm the pools (and the replicas' replay positions)
         for r in range(args.rounds):
-            for k in REPLICAS[r % 3 :] + REPLICAS[: r % 3]:
+            shift = r % len(labels)
+            for k in labels[shift:] + labels[:shift]:
                 before = [cluster.xacts(n) for n in range(3)]
                 t0 = time.perf_counter()
                 ops[k] += await measure(k, args.seconds / args.rounds)
@@ -446,11 +447,11 @@ async def _reads_one_front(
             if asyncio.iscoroutine(closed):
                 await closed
     rows = []
-    for k in REPLICAS:
+    for k in labels:
         row = {
             "front_end": front,
-            "replicas": k,
-            "read_consistency": args.read_consistency if k else None,
+            "read_urls": k,
+            "read_consistency": args.read_consistency if READ_SETUPS[k] else None,
             "workers": args.threads,
             "ops": ops[k],
             "ops_per_s": ops[k] / wall[k],
@@ -458,7 +459,7 @@ async def _reads_one_front(
         }
         rows.append(row)
         log(
-            f"reads [{front}] {k} replicas: {row['ops_per_s']:.0f} get_session/s, "
+            f"reads [{front}] read_urls={k}: {row['ops_per_s']:.0f} get_session/s, "
             f"transactions on primary/s1/s2 {row['transactions_per_server']}"
         )
     return rows
