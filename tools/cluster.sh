@@ -348,7 +348,7 @@ write_env() {
   local tmp=$DIR/env.tmp
   {
     echo "# written by tools/cluster.sh: the parts that were up at $(date -u +%FT%TZ)"
-    echo "export SESSIONDB_CLUSTER_DIR=$DIR"
+    printf 'export SESSIONDB_CLUSTER_DIR=%q\n' "$DIR"  # quoted: the shell and shlex read it
     if pg_up 0; then
       echo "export SESSIONDB_CLUSTER_PG_PRIMARY_URL=$(pg_url "$(pg_port 0)")"
       if pg_up 1 && pg_up 2; then
