@@ -8,11 +8,13 @@ Read-your-writes (``read_consistency="read_your_writes"``, the default): after e
 sent something, the store reads the primary's WAL insert position on the same connection
 (``pg_current_wal_insert_lsn()``, one more round trip) and keeps the highest. That position is
 past the end of the write's commit record, so a replica whose replay position
-(``pg_last_wal_replay_lsn()``) has reached it holds the write. A read goes to a replica
-known to have replayed that far; otherwise the replica is asked (one round trip, and its answer
-is remembered) and, if it is behind, the primary serves the read (one replica is asked per
-read, so a read costs at most one extra round trip; the next read asks the next replica).
-Replay only moves forward, so a replica once seen past the store's last write is read at once.
+(``pg_last_wal_replay_lsn()``) has reached it holds the write. A read runs on a replica
+connection known to have replayed that far; otherwise the connection's server is asked (one
+round trip) and, if it is behind, the primary serves the read (one replica is asked per read,
+so a read costs at most one extra round trip; the next read asks the next replica). The answer
+is remembered per connection, not per URL: a connection stays on one server for life, while
+one read URL may lead to several (a load balancer, a multi-host URL). Replay only moves
+forward, so a connection once seen past the store's last write serves at once.
 
 ``"eventual"`` reads any healthy replica without asking; ``"primary"`` sends every read to the
 primary (read_urls then only stand by). A replica that cannot be reached is left alone for a
@@ -57,6 +59,8 @@ RETRY_FIRST, RETRY_MAX = 1.0, 30.0
 #: the store's writes reached no known position (the position could not be read): every read
 #: goes to the primary until a later write records one
 _UNKNOWN = float("inf")
+#: where a connection's info remembers how far its server had replayed (WAL bytes)
+_REPLAYED = "sessiondb_replayed"
 
 
 def reads(fn: F) -> F:
@@ -78,13 +82,11 @@ class ReplicaBehindError(Exception):
 class Replica:
     """One read URL and what the store knows of it; shared by every event loop's pool."""
 
-    __slots__ = ("down_until", "failures", "index", "replayed", "target")
+    __slots__ = ("down_until", "failures", "index", "target")
 
     def __init__(self, index: int, target: Target) -> None:
         self.index = index
         self.target = target
-        #: the highest replay position seen there (WAL bytes; -1: never asked)
-        self.replayed: float = -1
         #: monotonic time before which the replica is not tried (it failed)
         self.down_until = 0.0
         self.failures = 0
@@ -147,12 +149,12 @@ class Router:
         """Run the read ``fn`` on ``replica`` if it holds this store's writes, else raise
         :class:`ReplicaBehindError`."""
         needed = self.written
-        if self.track and needed > replica.replayed:
-            replayed = float(cx.one(REPLAY_LSN, {})[0])
-            if replayed > replica.replayed:
-                replica.replayed = replayed
-            if replayed < needed:
-                raise ReplicaBehindError
+        if self.track and needed > 0:
+            info = cx.info()
+            if needed > info.get(_REPLAYED, -1):
+                replayed = info[_REPLAYED] = float(cx.one(REPLAY_LSN, {})[0])
+                if replayed < needed:
+                    raise ReplicaBehindError
         result = fn(cx, *args, **kwargs)
         replica.failures = 0
         return result

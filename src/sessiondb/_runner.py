@@ -567,6 +567,12 @@ class Cx:
         self._cursor()
         return self._raw.driver_connection  # type: ignore[union-attr]
 
+    def info(self) -> dict[Any, Any]:
+        """The leased connection's own dict, kept as long as its DBAPI connection (what the
+        store learnt about the server at its other end)."""
+        self._cursor()
+        return self._raw.info  # type: ignore[union-attr]
+
     def outside(self, fn: Callable[..., T], *args: Any) -> T:
         """Run user code (a callback): its exceptions pass through untouched."""
         try:

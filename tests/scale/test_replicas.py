@@ -177,6 +177,38 @@ async def test_a_store_reads_its_own_writes_while_the_replicas_lag(
     assert (await writer.get_session("app", "user", new.id)).state == {"k": 1}
 
 
+async def test_read_your_writes_holds_when_one_read_url_leads_to_several_servers(
+    cluster: Cluster, stores: Stores
+) -> None:
+    """One read URL, two servers behind it (a load balancer; here a multi-host URL): what a
+    connection learnt of its server's replay position is not taken for another server's. The
+    URL leads to the async standby, which replays; when it stops, the next connection lands on
+    the synchronous standby, whose replay is paused: it is asked, found behind, and the read
+    goes to the primary."""
+    replaying, paused = cluster.standby_address(1), cluster.standby_address(0)
+    read_url = cluster.url(stores.db, [replaying, paused])  # any: the first that answers
+    store = stores.open(read_urls=[read_url], connect_timeout=2)
+    first = await store.create_session("app", "user")
+    await replayed_everywhere(cluster, stores.db, first.id)
+    cluster.pause_replay(0)
+    try:
+        session = await store.create_session("app", "user", {"k": 1})
+
+        async def on_the_replica() -> bool:
+            found = await store.get_session("app", "user", session.id)
+            return found is not None and await store.read_port() == replaying[1]
+
+        await until(on_the_replica, "the read URL's server to replay the write")
+        cluster.pg_ctl("pg2", "stop", "-m", "fast", "-w")
+        try:
+            assert (await store.get_session("app", "user", session.id)).state == {"k": 1}
+            assert await store.read_port() == cluster.primary_address()[1]
+        finally:
+            cluster.start_node("pg2")
+    finally:
+        cluster.resume_replay(0)
+
+
 async def test_read_consistency_primary_reads_only_the_primary(
     cluster: Cluster, stores: Stores
 ) -> None:
