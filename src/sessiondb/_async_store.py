@@ -81,7 +81,7 @@ class AsyncSessionStore:
         sliding_ttl: bool = False,
         engine_options: dict[str, Any] | None = None,
         statement_timeout: float | None = None,
-        conflict_retries: int = 10,
+        conflict_retries: int = 30,
         conflict_backoff: float = 0.01,
         pooler: str | None = None,
         read_urls: Sequence[str | URL] | None = None,

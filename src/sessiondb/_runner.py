@@ -84,7 +84,7 @@ IDLE_RECYCLE = 300.0
 IDLE_WATCHDOG = 10.0
 #: Default retries of an operation whose transaction lost to a concurrent one, and the first
 #: pause (seconds; each further pause may be twice as long, up to 64 times this).
-CONFLICT_RETRIES = 10
+CONFLICT_RETRIES = 30
 CONFLICT_BACKOFF = 0.01
 _BACKOFF_DOUBLINGS = 6
 _GENERATION = "sessiondb_generation"

@@ -21,7 +21,7 @@ from ._ids import MAX_ID_LENGTH
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
-__all__ = ["Tables", "drop_all", "tables", "version_table_name"]
+__all__ = ["Tables", "drop_all", "lock_table_name", "tables", "version_table_name"]
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -88,6 +88,11 @@ class Tables:
 def version_table_name(prefix: str) -> str:
     """sessiondb's own Alembic version table, apart from the host application's."""
     return f"{prefix}sessiondb_alembic_version"
+
+
+def lock_table_name(prefix: str) -> str:
+    """The schema lock's table, made on a MariaDB Galera cluster only (``_migrations.lock``)."""
+    return f"{prefix}sessiondb_lock"
 
 
 @cache
@@ -196,7 +201,8 @@ def tables(prefix: str = "") -> Tables:
 
 def drop_all(url: str | URL, prefix: str = "") -> None:
     """Drop every table sessiondb made with ``prefix`` in the database at ``url``: sessions,
-    events, labels, app and user states, and sessiondb's own Alembic version table.
+    events, labels, app and user states, and sessiondb's own Alembic version table (and
+    schema lock table, on Galera).
 
     ``prefix`` is the ``table_prefix`` the stores were opened with. Everything sessiondb stored
     under it is gone afterwards. Tables that do not exist are skipped; other tables (the host
@@ -215,5 +221,6 @@ def drop_all(url: str | URL, prefix: str = "") -> None:
         with engine.begin() as conn:
             tables(prefix).metadata.drop_all(conn)
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {version_table_name(prefix)}"))
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {lock_table_name(prefix)}"))
     finally:
         engine.dispose()

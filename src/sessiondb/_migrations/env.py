@@ -1,13 +1,22 @@
-"""Alembic environment for sessiondb: online only, on the connection sessiondb hands in."""
+"""Alembic environment for sessiondb: online only, on the connection sessiondb hands in.
+
+The upgrade runs under a lock, so that processes starting at once take turns and the later
+ones find nothing left to do: a transaction-scoped advisory lock on PostgreSQL, ``GET_LOCK``
+on MySQL/MariaDB, ``BEGIN EXCLUSIVE`` on SQLite, and on a MariaDB Galera cluster (where
+``GET_LOCK`` is node-local) a row of a lock table, certified cluster-wide
+(:mod:`sessiondb._migrations.lock`).
+"""
 
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 from alembic import context
 from sqlalchemy import text
 
-from sessiondb._schema import tables, version_table_name
+from sessiondb._migrations.lock import cluster_lock, is_galera
+from sessiondb._schema import lock_table_name, tables, version_table_name
 
 config = context.config
 connection = config.attributes.get("connection")
@@ -17,18 +26,37 @@ prefix = str(config.attributes.get("table_prefix", ""))
 lock_name = f"sessiondb_migrate_{prefix}"
 backend = connection.dialect.name
 
-context.configure(
-    connection=connection,
-    target_metadata=tables(prefix).metadata,
-    version_table=version_table_name(prefix),
-    render_as_batch=True,
-    transaction_per_migration=False,
-    # SQLite's DDL is transactional: run every revision inside the one BEGIN EXCLUSIVE, so a
-    # process that waited for the lock re-reads the revision and finds nothing left to do
-    transactional_ddl=True if backend == "sqlite" else None,
-)
 
-if backend in ("mysql", "mariadb"):
+def configure(**extra: Any) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=tables(prefix).metadata,
+        version_table=version_table_name(prefix),
+        render_as_batch=True,
+        transaction_per_migration=False,
+        # SQLite's DDL is transactional: run every revision inside the one BEGIN EXCLUSIVE, so
+        # a process that waited for the lock re-reads the revision and finds nothing left to do
+        transactional_ddl=True if backend == "sqlite" else None,
+        **extra,
+    )
+
+
+if backend in ("mysql", "mariadb") and is_galera(connection):
+    # GET_LOCK is node-local on Galera: take a row lock that certifies cluster-wide, renewed
+    # after each revision. Each revision's DDL runs in total order on every node, and
+    # Alembic commits each revision's version row before the next, so the next holder reads
+    # the revision the last one left.
+    with cluster_lock(connection, lock_table_name(prefix), lock_name) as renew:
+        # reads wait until this node has applied every write certified before them
+        connection.exec_driver_sql("SET SESSION wsrep_sync_wait = 1")
+        # DDL in total order on every node (the default), never a node-local rolling upgrade
+        if connection.exec_driver_sql("SELECT @@session.wsrep_OSU_method").scalar() != "TOI":
+            connection.exec_driver_sql("SET SESSION wsrep_OSU_method = 'TOI'")
+        configure(on_version_apply=lambda **_: renew())
+        with context.begin_transaction():
+            context.run_migrations()
+elif backend in ("mysql", "mariadb"):
+    configure()
     # DDL is not transactional on MySQL: hold a named lock for the whole upgrade.
     connection.execute(text("SELECT GET_LOCK(:n, 600)"), {"n": lock_name})
     try:
@@ -37,6 +65,7 @@ if backend in ("mysql", "mariadb"):
     finally:
         connection.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": lock_name})
 else:
+    configure()
     with context.begin_transaction():
         if backend == "postgresql":
             key = zlib.crc32(lock_name.encode())

@@ -109,12 +109,13 @@ def _installed(url: str, table_prefix: str) -> _Installed:
     """Look for sessiondb's tables (with ``table_prefix``) in the database at ``url``."""
     import sqlalchemy as sa
 
-    from sessiondb._schema import tables, version_table_name
+    from sessiondb._schema import lock_table_name, tables, version_table_name
     from sessiondb._urls import resolve_url
 
     target = resolve_url(url)
     schema = tables(table_prefix)
-    ours = [t.name for t in schema.metadata.sorted_tables]
+    # the schema lock's table exists on Galera only
+    ours = [t.name for t in schema.metadata.sorted_tables] + [lock_table_name(table_prefix)]
     version = version_table_name(table_prefix)
     engine = sa.create_engine(target.sync_url, poolclass=sa.NullPool)
     try:
