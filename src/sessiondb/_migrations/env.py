@@ -52,6 +52,10 @@ if backend in ("mysql", "mariadb") and is_galera(connection):
         # DDL in total order on every node (the default), never a node-local rolling upgrade
         if connection.exec_driver_sql("SELECT @@session.wsrep_OSU_method").scalar() != "TOI":
             connection.exec_driver_sql("SET SESSION wsrep_OSU_method = 'TOI'")
+        # end the transaction those statements began: Alembic would take it for the caller's
+        # and commit the last revision's version row only after the lock is released, and
+        # the next holder would run that revision again
+        connection.commit()
         configure(on_version_apply=lambda **_: renew())
         with context.begin_transaction():
             context.run_migrations()
