@@ -9,7 +9,8 @@ suite's PostgreSQL URL is PgBouncer's, with ``?pooler=transaction``). Here:
   and every acknowledged increment is in the counter, never one more or one less;
 - a prepared statement moved to another server connection is a :class:`PoolerError` naming the
   switch and PgBouncer's address, and the store goes on;
-- first use of an empty database by three processes at once through PgBouncer.
+- first use of an empty database, and the upgrade of an older one, by three processes at once
+  through PgBouncer.
 """
 
 from __future__ import annotations
@@ -233,6 +234,34 @@ async def test_a_prepared_statement_moved_away_is_a_pooler_error(
     assert f"from {host}:{port}" in message
     session = await store.get_session("app", "u", sid)
     assert session.state == {"n": 7}
+
+
+@pytest.mark.parametrize("revision", ["0001", "0003"])
+def test_upgrade_by_three_processes_through_pgbouncer(
+    pgbouncer_db: Any, process_pool: Callable[[int], Any], tmp_path: Path, revision: str
+) -> None:
+    """A database at an older revision, upgraded by three processes at once through
+    PgBouncer: one upgrades (one transaction), the others wait for its lock and find the
+    schema at head."""
+    from sessiondb._migrations import upgrade
+
+    direct = sa.create_engine(
+        sa.make_url(pgbouncer_db.direct_url).set(drivername="postgresql+psycopg"),
+        poolclass=sa.NullPool,
+    )
+    try:
+        with direct.connect() as conn:
+            upgrade(conn, "", revision)
+            conn.commit()
+    finally:
+        direct.dispose()
+    url = switched(pgbouncer_db.url)
+    reports = [tmp_path / f"{w}.json" for w in range(3)]
+    args = [(url, str(reports[w])) for w in range(3)]
+    assert process_pool(3).run(_first_use, args) == {0: None, 1: None, 2: None}
+    assert [r["revision"] for r in _reports(reports)] == [SCHEMA_HEAD] * 3
+    with SessionStore(pgbouncer_db.direct_url) as store:
+        assert store.count_sessions() == 3
 
 
 def test_first_use_by_three_processes_through_pgbouncer(
