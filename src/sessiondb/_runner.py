@@ -108,7 +108,11 @@ Kind = Literal[
 # -- classification: one place, by SQLSTATE / MySQL errno / SQLite result code ---------------------
 
 #: MySQL/MariaDB server errors that mean the connection is gone or cannot be made.
-_MYSQL_GONE = frozenset({1040, 1053, 1077, 1152, 1158, 1159, 1160, 1161, 1927, 4031})
+#: 1047 (ER_UNKNOWN_COM_ERROR) is what a Galera node outside the primary component (cut off
+#: in a minority, or not synced yet) answers to every query: "WSREP has not yet prepared node
+#: for application use". Its connections are as good as gone: drop them, so that a proxy can
+#: send new ones to a node that serves.
+_MYSQL_GONE = frozenset({1040, 1047, 1053, 1077, 1152, 1158, 1159, 1160, 1161, 1927, 4031})
 _MYSQL_AUTH = frozenset({1044, 1045, 1698, 1130, 1251})
 _MYSQL_TOO_LARGE = frozenset({1153, 1301})
 _SQLITE_CANTOPEN, _SQLITE_IOERR, _SQLITE_TOOBIG = 14, 10, 18

@@ -27,7 +27,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sessiondb import AsyncSessionStore, ConflictError, SessionStore, StaleSessionError
+from sessiondb import (
+    AsyncSessionStore,
+    ConflictError,
+    SchemaError,
+    SessionStore,
+    StaleSessionError,
+)
 from sessiondb._migrations import HEAD
 from sessiondb._migrations import lock as schema_lock
 from sessiondb._schema import lock_table_name, version_table_name
@@ -419,3 +425,156 @@ def test_the_upgrade_is_committed_before_the_lock_is_released(
     with SessionStore(galera_db.url) as store:
         store.count_sessions()
     assert seen == [HEAD]
+
+
+def hold_the_lock(url: str, holder: str, seconds: int) -> None:
+    """Leave the schema lock's row as ``holder`` would, its lease ending in ``seconds``."""
+    engine = sa.create_engine(resolve_url(url).sync_url, poolclass=sa.NullPool)
+    try:
+        with engine.begin() as conn:
+            schema_lock.create_table(conn, lock_table_name(""))
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO {lock_table_name('')} (name, holder, expires_at) VALUES "
+                    "('sessiondb_migrate_', :h, UTC_TIMESTAMP(6) + INTERVAL :s SECOND)"
+                ),
+                {"h": holder, "s": seconds},
+            )
+    finally:
+        engine.dispose()
+
+
+def lock_rows(url: str) -> list[tuple[Any, ...]]:
+    engine = sa.create_engine(
+        resolve_url(url).sync_url, poolclass=sa.NullPool, **SYNCED["engine_options"]
+    )
+    try:
+        with engine.connect() as conn:
+            query = sa.text(f"SELECT name, holder FROM {lock_table_name('')}")
+            return [tuple(r) for r in conn.execute(query)]
+    finally:
+        engine.dispose()
+
+
+def test_a_crashed_holders_lock_is_taken_once_its_lease_ran_out(galera_db: GaleraDatabase) -> None:
+    """A lock row whose lease ended (its holder died mid-upgrade) is deleted and taken."""
+    hold_the_lock(galera_db.urls[1], "crashed-host:4242:abc", -1)
+    with SessionStore(galera_db.url) as store:
+        store.create_session("app", "u")
+        assert store.current_revision() == HEAD
+    assert lock_rows(galera_db.urls[2]) == []
+
+
+def test_a_live_lock_makes_first_use_wait_then_fail_naming_its_holder(
+    galera_db: GaleraDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another process holds the lock (its lease running), first use waits (here 1 s
+    instead of 600) and raises ``SchemaError`` naming the holder; once it is released, the
+    same store upgrades and works."""
+    hold_the_lock(galera_db.urls[1], "busy-host:4242:abc", 3600)
+    monkeypatch.setattr(schema_lock, "WAIT", 1.0)
+    with SessionStore(galera_db.url) as store:
+        with pytest.raises(SchemaError, match="busy-host:4242:abc"):
+            store.create_session("app", "u")
+        engine = sa.create_engine(resolve_url(galera_db.urls[2]).sync_url, poolclass=sa.NullPool)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"DELETE FROM {lock_table_name('')}"))
+        finally:
+            engine.dispose()
+        store.create_session("app", "u")
+        assert store.current_revision() == HEAD
+
+
+# -- a node cut off in a minority (a private cluster of the test's own) ---------------------------
+
+SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "cluster.sh"
+
+
+@contextlib.contextmanager
+def private_galera() -> Iterator[tuple[Path, list[str]]]:
+    """Three Galera nodes of this test's own (tools/cluster.sh in a directory and on ports of
+    its own, 3351-3399), destroyed by PID at the end: (directory, node URLs)."""
+    import os
+    import random
+    import subprocess
+    import tempfile
+
+    if not Path("/usr/lib/galera/libgalera_smm.so").exists():
+        pytest.skip("galera-4 is not installed: apt-get install -y galera-4")
+    directory = Path(tempfile.mkdtemp(prefix="sessiondb-galera-", dir="/tmp"))
+    env = {**os.environ, "SESSIONDB_CLUSTER_DIR": str(directory)}
+    ports = random.sample(range(3351, 3397, 3), 3)
+    try:
+        for port in ports:  # another process may hold the ports: take the next ones
+            env["SESSIONDB_CLUSTER_GALERA_PORT"] = str(port)
+            done = subprocess.run(
+                ["bash", str(SCRIPT), "start", "galera"], env=env, capture_output=True,
+                text=True, timeout=180, check=False,
+            )  # fmt: skip
+            if done.returncode == 0:
+                break
+            assert "is taken" in done.stderr + done.stdout, done.stderr + done.stdout
+        else:
+            raise AssertionError("no free ports for a private Galera cluster")
+        yield directory, [f"mysql://root@127.0.0.1:{port + i}/test" for i in range(3)]
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "destroy"], env=env, capture_output=True,
+                       timeout=120, check=False)  # fmt: skip
+
+
+def on_node(url: str, sql: str) -> Any:
+    """Run ``sql`` on a node with a bare PyMySQL connection (SQLAlchemy's first-connect queries
+    are refused by a node out of the primary component; SHOW and SET GLOBAL are not)."""
+    import pymysql
+
+    where = sa.make_url(url)
+    conn = pymysql.connect(host=where.host, port=where.port, user=where.username, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchone()
+    finally:
+        conn.close()
+
+
+def status(url: str, name: str) -> str:
+    row = on_node(url, f"SHOW STATUS LIKE '{name}'")
+    return "" if row is None else str(row[1])
+
+
+def test_a_node_cut_off_in_a_minority_drops_its_connections() -> None:
+    """Two nodes of three die: the last one stays up, out of the primary component, and
+    answers every query with 1047. The store raises DatabaseUnavailableError (not a bare
+    DatabaseError) and drops its pooled connections to that node; once the node serves again
+    (bootstrapped as a cluster of one), the same store works."""
+    import os
+    import signal
+
+    from sessiondb import DatabaseUnavailableError
+
+    with private_galera() as (directory, urls):
+        on_node(urls[0], "CREATE DATABASE sdbt_minority")
+        url = urls[0].replace("/test", "/sdbt_minority")
+        with SessionStore(url, connect_timeout=3) as store:
+            sid = store.create_session("app", "u", {"n": 0}).id
+            for name in ("galera2", "galera3"):
+                pid = int((directory / name / "mariadbd.pid").read_text().split()[0])
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 90
+            while status(urls[0], "wsrep_cluster_status") == "Primary":
+                assert time.monotonic() < deadline, "node 1 never left the primary component"
+                time.sleep(0.2)
+            with pytest.raises(DatabaseUnavailableError, match="1047"):
+                store.get_session("app", "u", sid)
+            with pytest.raises(DatabaseUnavailableError, match="1047"):
+                store.patch_state(sid, increment={"n": 1})
+            # the operator's way back: node 1 alone becomes the primary component
+            on_node(urls[0], "SET GLOBAL wsrep_provider_options = 'pc.bootstrap=YES'")
+            deadline = time.monotonic() + 60
+            while status(urls[0], "wsrep_cluster_status") != "Primary":
+                assert time.monotonic() < deadline, "node 1 never became primary again"
+                time.sleep(0.2)
+            assert store.patch_state(sid, increment={"n": 1}) == 2
+            got = store.get_session("app", "u", sid)
+            assert got is not None and got.state == {"n": 1}

@@ -34,7 +34,7 @@ from sqlalchemy.util.concurrency import in_greenlet
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-__all__ = ["LEASE", "WAIT", "cluster_lock", "is_galera"]
+__all__ = ["LEASE", "WAIT", "cluster_lock", "create_table", "is_galera"]
 
 #: Seconds the lock stays valid without being renewed (it is renewed after every revision).
 LEASE = 300
@@ -46,6 +46,17 @@ def is_galera(connection: Connection) -> bool:
     """Whether ``connection`` is to a node of a Galera cluster (``wsrep_on`` is ON)."""
     row = connection.exec_driver_sql("SHOW VARIABLES LIKE 'wsrep_on'").first()
     return row is not None and str(row[1]).upper() == "ON"
+
+
+def create_table(connection: Connection, table: str) -> None:
+    """Make the lock table unless it exists (under TOI: a second node's is a no-op)."""
+    connection.exec_driver_sql(
+        f"CREATE TABLE IF NOT EXISTS {table} ("
+        "name VARCHAR(64) NOT NULL PRIMARY KEY, "
+        "holder VARCHAR(255) NOT NULL, "
+        "expires_at DATETIME(6) NOT NULL"
+        ") ENGINE=InnoDB"
+    )
 
 
 def _pause(seconds: float) -> None:
@@ -75,15 +86,10 @@ def cluster_lock(connection: Connection, table: str, name: str) -> Iterator[Any]
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
     lock = connection.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     try:
-        lock.exec_driver_sql(
-            f"CREATE TABLE IF NOT EXISTS {table} ("
-            "name VARCHAR(64) NOT NULL PRIMARY KEY, "
-            "holder VARCHAR(255) NOT NULL, "
-            "expires_at DATETIME(6) NOT NULL"
-            ") ENGINE=InnoDB"
-        )
+        create_table(lock, table)
         params = {"n": name, "h": holder, "lease": LEASE}
-        deadline = time.monotonic() + WAIT
+        wait = WAIT
+        deadline = time.monotonic() + wait
         pause = 0.02
         while True:
             try:
@@ -110,7 +116,7 @@ def cluster_lock(connection: Connection, table: str, name: str) -> Iterator[Any]
                     text(f"SELECT holder, expires_at FROM {table} WHERE name = :n"), params
                 ).first()
                 raise SchemaError(
-                    f"the schema lock {name!r} (table {table}) is still held after {WAIT:g} s"
+                    f"the schema lock {name!r} (table {table}) is still held after {wait:g} s"
                     + (f", by {row[0]} until {row[1]} UTC" if row else "")
                     + ": a schema upgrade runs elsewhere; try again later"
                 )
