@@ -7,9 +7,15 @@ the SDK's own ``Runner`` driving a scripted model (no network) with the session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import inspect
 import subprocess
 import sys
+import threading
+import warnings
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -21,6 +27,7 @@ from agents.items import ModelResponse
 from agents.memory import Session as SDKSession
 from agents.memory import SessionSettings
 from agents.models.interface import Model
+from agents.run_context import RunContextWrapper
 from agents.usage import Usage
 from openai.types.responses import (
     ResponseFunctionToolCall,
@@ -467,3 +474,297 @@ async def test_runner_continues_a_conversation_written_by_plain_sessiondb(
     assert texts(await session.get_items()) == ["Hi", "Hello!", "Go on", "Sure."]
     stored = await async_store.get_session("fastapi-chat", "ada", "web-1")
     assert stored is not None and stored.state == {"turns": 1}
+
+
+# -- event loops and threads: Runner.run_sync as the SDK's own tests use it ---------------------
+
+
+class EchoModel(Model):
+    """A stateless scripted model: it answers every turn with "re: <the last user text>"."""
+
+    async def get_response(
+        self, system_instructions: str | None, input: Any, *args: Any, **kwargs: Any
+    ) -> ModelResponse:
+        last = input if isinstance(input, str) else texts(input)[-1]
+        return ModelResponse(output=reply(f"re: {last}"), usage=Usage(), response_id=None)
+
+    def stream_response(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("the scripted model does not stream")
+
+
+def run_sync_in_fresh_thread(
+    agent: Agent[Any], prompts: list[str], session: SessiondbSession, config: RunConfig
+) -> threading.Thread:
+    """Start a thread that makes an event loop of its own and calls ``Runner.run_sync`` once per
+    prompt (as the SDK's tests do), then closes its loop; errors go to ``thread.errors``."""
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            for prompt in prompts:
+                Runner.run_sync(agent, prompt, session=session, run_config=config)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.errors = errors  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+def join_all(threads: list[threading.Thread]) -> None:
+    """Join the threads; a thread still running after a minute is a hang, and fails the test."""
+    for thread in threads:
+        thread.join(60)
+    assert [t.is_alive() for t in threads] == [False] * len(threads), "a thread hangs"
+    for thread in threads:
+        assert thread.errors == []  # type: ignore[attr-defined]
+
+
+def test_run_sync_from_fresh_threads_shares_one_session(
+    db_url: str, offline_sdk: RunConfig
+) -> None:
+    # built from a URL: the session's own store serves every thread's loop
+    session = SessiondbSession("threads", db_url, app_name="chat", user_id="ada")
+    model = ScriptedModel([reply("one"), reply("two"), reply("three")])
+    agent = Agent(name="a", model=model)
+    for prompt in ("first", "second", "third"):
+        join_all([run_sync_in_fresh_thread(agent, [prompt], session, offline_sdk)])
+    assert texts(model.inputs[-1]) == ["first", "one", "second", "two", "third"]
+    closing = session.close()  # no loop runs here: closed on return
+    assert closing.done()
+    with SessionStore(db_url) as store:
+        events = store.list_events("threads", app_name="chat", user_id="ada")
+    assert texts([e.content for e in events]) == ["first", "one", "second", "two", "third", "three"]
+
+
+def test_five_threads_run_sync_on_one_session_at_once(db_url: str, offline_sdk: RunConfig) -> None:
+    session = SessiondbSession("five", db_url)
+    agent = Agent(name="a", model=EchoModel())
+    prompts = {n: [f"t{n}-{i}" for i in range(4)] for n in range(5)}
+    join_all([run_sync_in_fresh_thread(agent, prompts[n], session, offline_sdk) for n in range(5)])
+    items = texts(asyncio.run(session.get_items()))
+    session.close()
+    assert len(items) == 5 * 4 * 2
+    for n in range(5):  # each thread's turns, in its order, each question before its answer
+        mine = [t for t in items if t.removeprefix("re: ").startswith(f"t{n}-")]
+        assert mine == [m for p in prompts[n] for m in (p, f"re: {p}")]
+
+
+def test_five_threads_add_items_at_once_lose_nothing(db_url: str) -> None:
+    session = SessiondbSession("adders", db_url)
+    errors: list[BaseException] = []
+
+    def adder(n: int) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            for i in range(6):
+                batch = [user(f"{n}-{i}-{k}") for k in range(3)]
+                loop.run_until_complete(session.add_items(batch))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    threads = [threading.Thread(target=adder, args=(n,), daemon=True) for n in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(t.is_alive() for t in threads), "a thread hangs"
+    assert errors == []
+    items = texts(asyncio.run(session.get_items()))
+    asyncio.run(session.aclose())
+    assert Counter(items) == Counter(
+        f"{n}-{i}-{k}" for n in range(5) for i in range(6) for k in range(3)
+    )
+    for n in range(5):  # each call's items together, each thread's calls in order
+        for i in range(6):
+            at = items.index(f"{n}-{i}-0")
+            assert items[at : at + 3] == [f"{n}-{i}-{k}" for k in range(3)]
+        mine = [t for t in items if t.startswith(f"{n}-")]
+        assert mine == [f"{n}-{i}-{k}" for i in range(6) for k in range(3)]
+
+
+# -- the run context ---------------------------------------------------------------------------
+
+
+@dataclass
+class Account:
+    user_id: str
+
+
+async def test_the_sdk_passes_the_run_context(
+    async_store: AsyncSessionStore, offline_sdk: RunConfig
+) -> None:
+    session = SessiondbSession(
+        "support", async_store, app_name="desk", user_id_from=lambda w: w.context.user_id
+    )
+    for method in (session.get_items, session.add_items, session.pop_item, session.clear_session):
+        assert (
+            inspect.signature(method).parameters["wrapper"].kind is inspect.Parameter.KEYWORD_ONLY
+        )
+    model = ScriptedModel([reply("hi ann"), reply("hi bob"), reply("again ann")])
+    agent: Agent[Account] = Agent(name="a", model=model)
+    await Runner.run(
+        agent, "I am ann", session=session, context=Account("ann"), run_config=offline_sdk
+    )
+    await Runner.run(
+        agent, "I am bob", session=session, context=Account("bob"), run_config=offline_sdk
+    )
+    await Runner.run(
+        agent, "me again", session=session, context=Account("ann"), run_config=offline_sdk
+    )
+    # one session object, one id, a history per user: ann's last turn saw only ann's history
+    assert texts(model.inputs[-1]) == ["I am ann", "hi ann", "me again"]
+    ann = await async_store.list_events("support", app_name="desk", user_id="ann")
+    bob = await async_store.list_events("support", app_name="desk", user_id="bob")
+    assert texts([e.content for e in ann]) == ["I am ann", "hi ann", "me again", "again ann"]
+    assert texts([e.content for e in bob]) == ["I am bob", "hi bob"]
+    assert await async_store.get_session("desk", "default", "support") is None
+
+
+async def test_every_method_uses_the_run_contexts_user(async_store: AsyncSessionStore) -> None:
+    session = SessiondbSession("ctx", async_store, user_id_from=lambda w: w.context.user_id)
+    ann, bob = RunContextWrapper(Account("ann")), RunContextWrapper(Account("bob"))
+    await session.add_items([user("a1"), user("a2")], wrapper=ann)
+    await session.add_items([user("b1")], wrapper=bob)
+    await session.add_items([user("d1")])  # no run context: user_id ("default")
+    assert texts(await session.get_items(wrapper=ann)) == ["a1", "a2"]
+    assert texts(await session.get_items(limit=1, wrapper=bob)) == ["b1"]
+    assert texts(await session.get_items()) == ["d1"]
+    assert await session.pop_item(wrapper=ann) == user("a2")
+    await session.clear_session(wrapper=bob)
+    assert await session.get_items(wrapper=bob) == []
+    assert texts(await session.get_items(wrapper=ann)) == ["a1"]
+    assert texts(await session.get_items()) == ["d1"]
+    # without user_id_from the run context is accepted and changes nothing
+    plain = SessiondbSession("ctx", async_store)
+    assert texts(await plain.get_items(wrapper=ann)) == ["d1"]
+    # a run context without a usable user id: nothing is read or written
+    broken = RunContextWrapper(Account(""))
+    with pytest.raises(InvalidIdError):
+        await session.add_items([user("x")], wrapper=broken)
+    with pytest.raises(InvalidIdError):
+        await session.get_items(wrapper=broken)
+    with pytest.raises(TypeError):
+        SessiondbSession("ctx", async_store, user_id_from="user_id")  # type: ignore[arg-type]
+
+
+# -- closing -----------------------------------------------------------------------------------
+
+
+def pools_left(session: SessiondbSession) -> int:
+    """How many connection pools (one per event loop) the session's own store still holds."""
+    backend = session.store._backend
+    return len(backend._pools) + (backend._spare is not None and not backend._spare.closed)
+
+
+async def test_close_not_awaited_in_a_running_loop(db_url: str) -> None:
+    session = SessiondbSession("closing", db_url)
+    await session.add_items([user("x")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an un-awaited coroutine would warn: make it fail
+        closing = session.close()  # as the SDK's tests call SQLiteSession.close()
+        assert not inspect.iscoroutine(closing)
+        del closing
+        gc.collect()
+    # it finishes as the loop runs on; awaiting another close waits for it too
+    await session.close()
+    assert pools_left(session) == 0
+
+
+async def test_close_not_awaited_as_the_last_thing_a_test_does(db_url: str) -> None:
+    session = SessiondbSession("sdk-style", db_url)
+    await session.add_items([user("x")])
+    assert texts(await session.get_items()) == ["x"]
+    session.close()  # the loop then shuts down: nothing may warn or leak (warnings are errors)
+
+
+async def test_close_awaited_and_aclose(db_url: str, async_store: AsyncSessionStore) -> None:
+    first = SessiondbSession("c1", db_url)
+    await first.add_items([user("x")])
+    await first.close()
+    assert pools_left(first) == 0
+    second = SessiondbSession("c1", db_url)
+    assert texts(await second.get_items()) == ["x"]
+    await second.aclose()
+    assert pools_left(second) == 0
+    async with SessiondbSession("c1", db_url) as third:
+        assert texts(await third.get_items()) == ["x"]
+    assert pools_left(third) == 0
+    # a store passed in is the caller's: closing the session leaves it open
+    shared = SessiondbSession("c1", async_store)
+    shared.close()
+    await shared.close()
+    await shared.aclose()
+    assert texts(await SessiondbSession("c1", async_store).get_items()) == ["x"]
+
+
+def test_close_in_sync_code(db_url: str) -> None:
+    session = SessiondbSession("sync-close", db_url)
+    asyncio.run(session.add_items([user("x")]))
+    closing = session.close()
+    assert closing.done() and pools_left(session) == 0
+    session.close()  # twice is fine
+    asyncio.run(session.aclose())
+
+
+# -- cancellation: a cancelled add_items or pop_item happened entirely or not at all -----------
+
+
+async def cancelled_after(coro: Any, steps: int) -> bool:
+    """Run ``coro`` as a task, cancel it after ``steps`` turns of the event loop (and as many
+    fifths of a millisecond: a server's answers take time to arrive), and wait for it to end;
+    True if it finished before the cancellation reached it."""
+    task = asyncio.ensure_future(coro)
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    await asyncio.sleep(steps * 0.0002)
+    finished = task.done()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return finished
+
+
+async def test_a_cancelled_add_items_is_all_or_nothing(db_url: str) -> None:
+    # one worker thread on SQLite: a cancelled call's thread finishes before the next read
+    async with AsyncSessionStore(db_url, pool_size=1) as store:
+        session = SessiondbSession("cancel-add", store)
+        expected: list[str] = []
+        steps, completed = 0, 0
+        while completed < 3 and steps < 400:
+            batch = [f"{steps}-{k}" for k in range(3)]
+            if await cancelled_after(session.add_items([user(t) for t in batch]), steps):
+                completed += 1
+            stored = texts(await session.get_items())
+            assert stored in (expected, expected + batch), f"cancelled after {steps} steps"
+            expected = stored
+            steps += 1
+        assert completed == 3  # the cancellation reached every stage of add_items
+        await session.add_items([user("after")])  # and the session works on
+        assert texts(await session.get_items()) == [*expected, "after"]
+
+
+async def test_a_cancelled_pop_item_is_all_or_nothing(db_url: str) -> None:
+    async with AsyncSessionStore(db_url, pool_size=1) as store:
+        session = SessiondbSession("cancel-pop", store)
+        await session.add_items([user(str(i)) for i in range(200)])
+        expected = [str(i) for i in range(200)]
+        steps, completed = 0, 0
+        while completed < 3 and steps < 190:
+            if await cancelled_after(session.pop_item(), steps):
+                completed += 1
+            stored = texts(await session.get_items())
+            assert stored in (expected, expected[:-1]), f"cancelled after {steps} steps"
+            expected = stored
+            steps += 1
+        assert completed == 3
+        assert texts([await session.pop_item()]) == expected[-1:]

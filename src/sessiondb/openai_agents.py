@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -32,12 +32,16 @@ from .errors import SessionExistsError, SessionNotFoundError, StaleSessionError
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
     from agents.memory.session_settings import SessionSettings
+    from agents.run_context import RunContextWrapper
     from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from .models import Event
 
 __all__ = ["SessiondbSession"]
+
+Owner = tuple[str, str]
+"""An (app_name, user_id) pair: whose sessiondb session an operation reads or writes."""
 
 INSTALL_HINT = "pip install 'sessiondb[openai-agents]'"
 
@@ -80,13 +84,41 @@ def _popped_seq(event: Event) -> int | None:
     return None
 
 
+class Closing:
+    """What :meth:`SessiondbSession.close` returns: awaiting it waits for the close to finish.
+
+    Not awaiting it is fine too (it is no coroutine, so nothing warns): without a running event
+    loop the close has finished already; inside one it finishes as soon as the loop runs on.
+    """
+
+    __slots__ = ("_task",)
+
+    def __init__(self, task: asyncio.Task[None] | None) -> None:
+        self._task = task
+
+    def __await__(self) -> Generator[Any, None, None]:
+        if self._task is not None:
+            yield from self._task.__await__()
+
+    def done(self) -> bool:
+        """True once the close has finished."""
+        return self._task is None or self._task.done()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """A close nobody awaits must not log "exception was never retrieved"."""
+    if not task.cancelled():
+        task.exception()
+
+
 class SessiondbSession:
     """The OpenAI Agents SDK's ``Session`` protocol over one sessiondb session.
 
     The history is the session's event log: ``add_items`` appends one event per item (its
     ``content`` is the item dict, its ``author`` the item's ``role`` or ``type``), and
     ``get_items`` reads them back oldest first. The sessiondb session is owned by ``app_name``
-    and ``user_id``; a session id that belongs to another app or user is never read or written.
+    and ``user_id``; session ids are per app and user, so another user's session with the same
+    id is another session, never read or written here.
 
     **Why tombstones.** sessiondb's event log is append-only, so ``pop_item`` cannot delete the
     newest item. It appends a *tombstone* event instead (author ``"openai-agents"``, metadata
@@ -110,19 +142,33 @@ class SessiondbSession:
     ``add_items`` creates the session again if ``create`` is True (with ``create=False`` it
     raises :class:`~sessiondb.SessionNotFoundError` until you create the session again).
 
+    **Run context.** The four protocol methods take the SDK's optional ``wrapper`` keyword (the
+    run's ``RunContextWrapper``), so the SDK passes it. With ``user_id_from``, a call that gets a
+    run context works on the session of the user ``user_id_from(wrapper)`` names: one session
+    object serves every user of an app. A call without one (your own code, or a wrapping session
+    that does not forward it) uses ``user_id``.
+
+    **Loops, threads, cancellation.** One object may be used from any event loop and thread
+    at once (``Runner.run_sync`` from several threads included): it holds no loop-bound state,
+    and the store keeps one connection pool per loop. A cancelled ``add_items`` or ``pop_item``
+    has either happened entirely or not at all (each is one transaction).
+
     Args:
         session_id: the sessiondb session id (also the SDK's ``session_id``).
         store_or_url: an :class:`~sessiondb.AsyncSessionStore` to share (recommended: one per
             app, opened in its lifespan), or a database URL (or SQLAlchemy ``AsyncEngine``); a
-            store made here belongs to this object and is closed by :meth:`close` (or
-            ``async with``).
+            store made here belongs to this object and is closed by :meth:`close`,
+            :meth:`aclose` or ``async with``.
         app_name: the sessiondb app that owns the session.
-        user_id: the sessiondb user that owns the session.
+        user_id: the sessiondb user that owns the session (when ``user_id_from`` names none).
         create: if True, ``add_items`` creates the session when it does not exist yet; if
             False, it must have been created beforehand and ``add_items`` raises
             :class:`~sessiondb.SessionNotFoundError` otherwise.
         session_settings: the SDK's ``SessionSettings`` (or a dict of them); its ``limit`` is
             the default of ``get_items``.
+        user_id_from: a function of the run context (``RunContextWrapper``) returning the user
+            id to use for that run, e.g. ``lambda w: w.context.user_id``; it must return a
+            valid id (else :class:`~sessiondb.InvalidIdError`, and nothing is read or written).
     """
 
     session_id: str
@@ -137,17 +183,22 @@ class SessiondbSession:
         user_id: str = "default",
         create: bool = True,
         session_settings: SessionSettings | dict[str, Any] | None = None,
+        user_id_from: Callable[[RunContextWrapper[Any]], str] | None = None,
     ) -> None:
         sdk = _load_sdk()
         self.session_id = check_id(session_id, "session_id")
         self.app_name = check_id(app_name, "app_name")
         self.user_id = check_id(user_id, "user_id")
         self.create = bool(create)
+        if user_id_from is not None and not callable(user_id_from):
+            raise TypeError("user_id_from must be a function of the run context, or None")
+        self.user_id_from = user_id_from
         self.session_settings = (
             sdk.SessionSettings()
             if session_settings is None
             else sdk.coerce_session_settings(session_settings)
         )
+        self._closing: set[asyncio.Task[None]] = set()
         if isinstance(store_or_url, AsyncSessionStore):
             self._store = store_or_url
             self._owns_store = False
@@ -171,23 +222,33 @@ class SessiondbSession:
         """The store this session reads and writes."""
         return self._store
 
+    def owner(self, wrapper: RunContextWrapper[Any] | None = None) -> Owner:
+        """The (app_name, user_id) whose session a call with this run context works on."""
+        if wrapper is None or self.user_id_from is None:
+            return self.app_name, self.user_id
+        return self.app_name, check_id(self.user_id_from(wrapper), "user_id (user_id_from)")
+
     # -- the Session protocol ------------------------------------------------------------------
 
-    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+    async def get_items(
+        self, limit: int | None = None, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> list[TResponseInputItem]:
         """The history, oldest first; with ``limit``, only its latest ``limit`` items.
 
         ``limit=None`` falls back to ``session_settings.limit`` (None there too: every item).
-        A session that does not exist (or is not this app's and user's) has no items.
+        A session that does not exist (or is another app's or user's) has no items.
         """
+        owner = self.owner(wrapper)
         if limit is None and self.session_settings is not None:
             limit = self.session_settings.limit
         if limit is None:
-            if await self._store.get_session(self.app_name, self.user_id, self.session_id) is None:
+            app, user = owner
+            if await self._store.get_session(app, user, self.session_id) is None:
                 return []
             events = await self._store.list_events(
-                self.session_id, newest_first=True, app_name=self.app_name, user_id=self.user_id
+                self.session_id, newest_first=True, app_name=app, user_id=user
             )
-            visible = await self._visible(events, None, None)
+            visible = await self._visible(owner, events, None, None)
         else:
             if isinstance(limit, bool) or not isinstance(limit, int):
                 raise TypeError(f"limit must be an int or None, not {type(limit).__name__}")
@@ -195,25 +256,27 @@ class SessiondbSession:
                 raise ValueError(f"limit must not be negative, not {limit}")
             if limit == 0:
                 return []
-            newest = await self._newest_events(limit)
+            newest = await self._newest_events(owner, limit)
             if newest is None:
                 return []
-            visible = await self._visible(newest[0], limit, limit)
+            visible = await self._visible(owner, newest[0], limit, limit)
         visible.reverse()
         return [event.content for event in visible]
 
-    async def add_items(self, items: list[TResponseInputItem]) -> None:
+    async def add_items(
+        self, items: list[TResponseInputItem], *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> None:
         """Append ``items`` to the history, all in one transaction (creating the session if
         needed and ``create`` is True)."""
+        owner = self.owner(wrapper)
         if not items:
             return
+        app, user = owner
         events = [{"author": _author(item), "content": item} for item in items]
         for _ in range(3):
-            await self._ensure_session()
+            await self._ensure_session(owner)
             try:
-                await self._store.append_events(
-                    self.session_id, events, app_name=self.app_name, user_id=self.user_id
-                )
+                await self._store.append_events(self.session_id, events, app_name=app, user_id=user)
                 return
             except SessionNotFoundError:
                 continue  # deleted (cleared) since the check: make it again
@@ -221,18 +284,22 @@ class SessiondbSession:
             f"session {self.session_id!r} keeps disappearing while items are added"
         )
 
-    async def pop_item(self) -> TResponseInputItem | None:
+    async def pop_item(
+        self, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> TResponseInputItem | None:
         """Remove and return the newest item; None if there is none.
 
         Atomic: see the class docstring. Raises :class:`~sessiondb.StaleSessionError` only if
         other writers changed the session on each of many attempts.
         """
+        owner = self.owner(wrapper)
+        app, user = owner
         for attempt in range(POP_ATTEMPTS):
-            newest = await self._newest_events(8)
+            newest = await self._newest_events(owner, 8)
             if newest is None:
                 return None
             events, version = newest
-            found = await self._visible(events, 1, 8)
+            found = await self._visible(owner, events, 1, 8)
             if not found:
                 return None
             item = found[0]
@@ -243,8 +310,8 @@ class SessiondbSession:
                     None,
                     metadata={POP_MARKER: item.seq},
                     expected_version=version,
-                    app_name=self.app_name,
-                    user_id=self.user_id,
+                    app_name=app,
+                    user_id=user,
                 )
             except SessionNotFoundError:
                 return None  # cleared meanwhile: nothing left to pop
@@ -258,16 +325,44 @@ class SessiondbSession:
             f"pop_item on session {self.session_id!r} lost {POP_ATTEMPTS} races with other writers"
         )
 
-    async def clear_session(self) -> None:
+    async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
         """Delete every item: the sessiondb session goes (events, state, title, labels)."""
-        await self._store.delete_session(
-            self.session_id, app_name=self.app_name, user_id=self.user_id
-        )
+        app, user = self.owner(wrapper)
+        await self._store.delete_session(self.session_id, app_name=app, user_id=user)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def close(self) -> None:
-        """Close the store if this object made it from a URL (a store passed in stays open)."""
+    def close(self) -> Closing:
+        """Close the store if this object made it from a URL (a store passed in stays open).
+
+        Works called plainly, as the SDK's ``SQLiteSession.close()`` is, and awaited. Without
+        a running event loop in this thread the store is closed when ``close()`` returns.
+        Inside a running loop, closing needs that loop: ``close()`` starts it, and awaiting its
+        result waits for it (``await session.close()``, or use :meth:`aclose`); not awaited, it
+        finishes as soon as the loop runs on (at the latest when the loop shuts down).
+        """
+        if not self._owns_store:
+            return Closing(None)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            private = asyncio.new_event_loop()  # the thread's own loop (if any) is left alone
+            try:
+                private.run_until_complete(self._store.close())
+            finally:
+                try:
+                    private.run_until_complete(private.shutdown_asyncgens())
+                finally:
+                    private.close()
+            return Closing(None)
+        task = loop.create_task(self._store.close())
+        self._closing.add(task)  # a task nobody holds may be collected before it ends
+        task.add_done_callback(self._closing.discard)
+        task.add_done_callback(_retrieve)
+        return Closing(task)
+
+    async def aclose(self) -> None:
+        """Close the store if this object made it from a URL, and wait until it is closed."""
         if self._owns_store:
             await self._store.close()
 
@@ -277,46 +372,46 @@ class SessiondbSession:
     async def __aexit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.close()
+        await self.aclose()
 
     # -- helpers -------------------------------------------------------------------------------
 
-    async def _ensure_session(self) -> None:
-        """Make sure the session exists and is this app's and user's."""
+    async def _ensure_session(self, owner: Owner) -> None:
+        """Make sure the owner's session exists (creating it if ``create`` is True)."""
         store, sid = self._store, self.session_id
-        if await store.get_session(self.app_name, self.user_id, sid) is not None:
+        app, user = owner
+        if await store.get_session(app, user, sid) is not None:
             return
         if not self.create:
             raise SessionNotFoundError(
-                f"no session {sid!r} for app {self.app_name!r} and user {self.user_id!r} "
+                f"no session {sid!r} for app {app!r} and user {user!r} "
                 "(create it first, or pass create=True)"
             )
         try:
-            await store.create_session(self.app_name, self.user_id, session_id=sid)
+            await store.create_session(app, user, session_id=sid)
         except SessionExistsError:
             # another writer created it first (ids are per app and user: it is ours)
-            if await store.get_session(self.app_name, self.user_id, sid) is None:
+            if await store.get_session(app, user, sid) is None:
                 raise SessionNotFoundError(
-                    f"no session {sid!r} for app {self.app_name!r} and user {self.user_id!r} "
-                    "(it expired)"
+                    f"no session {sid!r} for app {app!r} and user {user!r} (it expired)"
                 ) from None
 
-    async def _newest_events(self, count: int) -> tuple[list[Event], int] | None:
+    async def _newest_events(self, owner: Owner, count: int) -> tuple[list[Event], int] | None:
         """The newest ``count`` events, newest first, and the session's version (read before
-        them); None if the session does not exist or is not this app's and user's."""
-        session = await self._store.get_session(
-            self.app_name, self.user_id, self.session_id, recent_events=count
-        )
+        them); None if the owner has no such session."""
+        app, user = owner
+        session = await self._store.get_session(app, user, self.session_id, recent_events=count)
         if session is None:
             return None
         return list(reversed(session.events or [])), session.version
 
     async def _visible(
-        self, events: Sequence[Event], want: int | None, fetched: int | None
+        self, owner: Owner, events: Sequence[Event], want: int | None, fetched: int | None
     ) -> list[Event]:
         """Walk the history newest first from ``events`` (the newest ``fetched`` events, or all
         of them if None), skipping tombstones and the items they hide, until ``want`` items
         are found (all if None). Returns them newest first; reads older pages as needed."""
+        app, user = owner
         hidden: set[int] = set()
         found: list[Event] = []
         batch = list(events)
@@ -338,5 +433,5 @@ class SessiondbSession:
             fetched = want - len(found) + len(hidden)
             batch = await self._store.list_events(
                 self.session_id, before_seq=batch[-1].seq, limit=fetched, newest_first=True,
-                app_name=self.app_name, user_id=self.user_id,
+                app_name=app, user_id=user,
             )  # fmt: skip
