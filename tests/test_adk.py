@@ -986,3 +986,23 @@ async def test_import_adk_command(tmp_path: Path) -> None:
     )  # fmt: skip
     assert bad.returncode != 0
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+async def test_errors_are_adks_classes(service: SessiondbSessionService) -> None:
+    from google.adk.errors.input_validation_error import InputValidationError
+
+    from sessiondb.errors import InvalidIdError, SessionExistsError
+
+    for bad in ("x" * 129, "a\x00b"):
+        with pytest.raises(InputValidationError) as caught:
+            await service.create_session(app_name=APP, user_id="ada", session_id=bad)
+        assert isinstance(caught.value, ValueError)
+        assert isinstance(caught.value.__cause__, InvalidIdError)
+        with pytest.raises(InputValidationError):
+            await service.get_session(app_name=APP, user_id="ada", session_id=bad)
+    with pytest.raises(InputValidationError):
+        await service.list_sessions(app_name="")
+    await service.create_session(app_name=APP, user_id="ada", session_id="taken")
+    with pytest.raises(AlreadyExistsError) as exists:
+        await service.create_session(app_name=APP, user_id="ada", session_id=" taken ")
+    assert isinstance(exists.value.__cause__, SessionExistsError)

@@ -22,9 +22,12 @@ imports it.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -32,6 +35,7 @@ from typing import Any
 try:
     from google.adk.errors import StaleSessionError as AdkStaleSessionError
     from google.adk.errors.already_exists_error import AlreadyExistsError
+    from google.adk.errors.input_validation_error import InputValidationError
     from google.adk.errors.session_not_found_error import (
         SessionNotFoundError as AdkSessionNotFoundError,
     )
@@ -52,11 +56,22 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
 from ._async_store import AsyncSessionStore
 from ._ids import MAX_ID_LENGTH
-from .errors import SessionExistsError, SessionNotFoundError, StaleSessionError
+from .errors import (
+    InvalidArgumentError,
+    SessionExistsError,
+    SessionNotFoundError,
+    StaleSessionError,
+)
 from .models import Event as StoredEvent
 from .models import Session as StoredSession
 
-__all__ = ["SessiondbSessionService", "event_record", "to_adk_event"]
+__all__ = [
+    "SCHEMES",
+    "SessiondbSessionService",
+    "event_record",
+    "register_adk_schemes",
+    "to_adk_event",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +82,44 @@ STALE_MESSAGE = (
 """The message of ADK's ``StaleSessionError`` (the same as ADK's DatabaseSessionService)."""
 
 _MARKER = "sessiondb:"
+
+SCHEMES = ("sessiondb+sqlite", "sessiondb+postgresql", "sessiondb+mysql", "sessiondb+mariadb")
+"""The URI schemes of ``adk web --session_service_uri``: ``sessiondb+`` and a sessiondb URL."""
+
+_SCHEME_PREFIX = "sessiondb+"
+
+
+def database_url(uri: str) -> str:
+    """The sessiondb URL of an ADK service URI: ``sessiondb+postgresql://h/db`` becomes
+    ``postgresql://h/db`` (a URI without the prefix is returned as it is)."""
+    return uri[len(_SCHEME_PREFIX) :] if uri.startswith(_SCHEME_PREFIX) else uri
+
+
+def _store_parameters() -> frozenset[str]:
+    """The keyword options :class:`AsyncSessionStore` takes."""
+    params = inspect.signature(AsyncSessionStore.__init__).parameters
+    return frozenset(name for name, p in params.items() if p.kind is p.KEYWORD_ONLY)
+
+
+def _lookup_id(session_id: str) -> str:
+    """A session id as ADK looks it up: surrounding whitespace removed (a non-str is left for
+    the id check to refuse)."""
+    return session_id.strip() if isinstance(session_id, str) else session_id
+
+
+@contextmanager
+def _adk_errors() -> Iterator[None]:
+    """sessiondb's errors as ADK's own classes, where ADK has one (the cause is kept)."""
+    try:
+        yield
+    except InvalidArgumentError as exc:  # a bad id or argument: ADK's ValueError
+        raise InputValidationError(str(exc)) from exc
+    except SessionExistsError as exc:
+        raise AlreadyExistsError(str(exc)) from exc
+    except StaleSessionError as exc:
+        raise AdkStaleSessionError(STALE_MESSAGE) from exc
+    except SessionNotFoundError as exc:
+        raise AdkSessionNotFoundError(str(exc)) from exc
 
 
 def _json_safe_state(state: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +208,10 @@ class SessiondbSessionService(BaseSessionService):
             work too).
         store: instead of ``url``, an :class:`~sessiondb.AsyncSessionStore` you opened (and
             close yourself).
+        uri: instead of ``url``, the way ADK's service registry builds a service
+            (``services.yaml``, ``adk web --session_service_uri``): a URL, optionally with the
+            ``sessiondb+`` scheme prefix. Keyword arguments that are not store options (ADK
+            passes ``agents_dir``) are then ignored.
         **store_options: options of :class:`~sessiondb.AsyncSessionStore` (``table_prefix``,
             ``pool_size``, ``ttl``, ...) when a URL is given.
 
@@ -169,8 +226,18 @@ class SessiondbSessionService(BaseSessionService):
         url: str | None = None,
         *,
         store: AsyncSessionStore | None = None,
+        uri: str | None = None,
         **store_options: Any,
     ) -> None:
+        if uri is not None:
+            if url is not None or store is not None:
+                raise ValueError("SessiondbSessionService takes one of url, uri= or store=")
+            url = database_url(uri)
+            known = _store_parameters()
+            ignored = sorted(k for k in store_options if k not in known and k != "agents_dir")
+            if ignored:
+                logger.warning("SessiondbSessionService ignores the options %s", ignored)
+            store_options = {k: v for k, v in store_options.items() if k in known}
         if (url is None) == (store is None):
             raise ValueError("SessiondbSessionService needs a database URL or store=, not both")
         if store is not None and store_options:
@@ -194,23 +261,39 @@ class SessiondbSessionService(BaseSessionService):
             self._single = AsyncSessionStore(self._url or "", **self._options)
         return self._single
 
-    async def _store(self) -> AsyncSessionStore:
-        return self.store
-
     # -- conversions ---------------------------------------------------------------------------
 
     @staticmethod
-    def _to_adk(stored: StoredSession, events: list[AdkEvent]) -> AdkSession:
+    def _to_adk(stored: StoredSession, events: list[AdkEvent], last_update: float) -> AdkSession:
         session = AdkSession(
             id=stored.id,
             app_name=stored.app_name,
             user_id=stored.user_id,
             state=stored.state,
             events=events,
-            last_update_time=_epoch(stored.updated_at),
+            last_update_time=last_update,
         )
         session._storage_update_marker = f"{_MARKER}{stored.version}"
         return session
+
+    @staticmethod
+    def _last_update(stored: StoredSession, last: StoredEvent | AdkEvent | None) -> float:
+        """ADK's ``last_update_time``: the timestamp of the last appended event, or the
+        creation time of a session without events."""
+        if last is None or not stored.event_count:
+            return _epoch(stored.created_at)
+        if isinstance(last, StoredEvent):
+            last = to_adk_event(last)
+        return last.timestamp
+
+    async def _last_event(self, stored: StoredSession) -> StoredEvent | None:
+        if not stored.event_count:
+            return None
+        latest = await self.store.list_events(
+            stored.id, newest_first=True, limit=1, app_name=stored.app_name,
+            user_id=stored.user_id,
+        )  # fmt: skip
+        return latest[0] if latest else None
 
     @staticmethod
     def _version_of(session: AdkSession) -> int | None:
@@ -235,16 +318,21 @@ class SessiondbSessionService(BaseSessionService):
         """Create a session; ``app:``/``user:`` keys of ``state`` go to the shared scopes.
 
         Session ids are per app and user, as in ADK: another user may have the same id. An id
-        this app and user already have raises ADK's ``AlreadyExistsError``.
+        this app and user already have raises ADK's ``AlreadyExistsError``. Surrounding
+        whitespace is removed from ``session_id``, as ADK's in-memory service does (a blank id
+        means "generate one"); an id sessiondb cannot store raises ADK's
+        ``InputValidationError`` (a ``ValueError``).
         """
-        store = await self._store()
-        try:
-            created = await store.create_session(
-                app_name, user_id, _json_safe_state(state or {}), session_id=session_id
-            )
-        except SessionExistsError as exc:
-            raise AlreadyExistsError(f"Session with id {session_id} already exists.") from exc
-        return self._to_adk(created, [])
+        if session_id is not None:
+            session_id = _lookup_id(session_id) or None
+        with _adk_errors():
+            try:
+                created = await self.store.create_session(
+                    app_name, user_id, _json_safe_state(state or {}), session_id=session_id
+                )
+            except SessionExistsError as exc:
+                raise AlreadyExistsError(f"Session with id {session_id} already exists.") from exc
+        return self._to_adk(created, [], _epoch(created.created_at))
 
     async def get_session(
         self,
@@ -254,61 +342,79 @@ class SessiondbSessionService(BaseSessionService):
         session_id: str,
         config: GetSessionConfig | None = None,
     ) -> AdkSession | None:
-        """The session with its events (all, or as ``config`` limits them), or None."""
-        store = await self._store()
+        """The session with its events (all, or as ``config`` limits them), or None.
+
+        ``session_id`` is looked up without its surrounding whitespace, as in ADK.
+        """
+        session_id = _lookup_id(session_id)
         recent = config.num_recent_events if config is not None else None
         after = config.after_timestamp if config is not None else None
-        if recent == 0:
+        with _adk_errors():
+            store = self.store
+            if recent is not None and not after:
+                # the last event comes along even for recent == 0: it is last_update_time
+                stored = await store.get_session(
+                    app_name, user_id, session_id, recent_events=max(recent, 1)
+                )
+                if stored is None:
+                    return None
+                events = [to_adk_event(e) for e in stored.events or []]
+                last = events[-1] if events else None
+                return self._to_adk(
+                    stored, events[-recent:] if recent else [], self._last_update(stored, last)
+                )
             stored = await store.get_session(app_name, user_id, session_id)
-            return None if stored is None else self._to_adk(stored, [])
-        if recent is not None and not after:
-            stored = await store.get_session(app_name, user_id, session_id, recent_events=recent)
             if stored is None:
                 return None
-            return self._to_adk(stored, [to_adk_event(e) for e in stored.events or []])
-        stored = await store.get_session(app_name, user_id, session_id)
-        if stored is None:
-            return None
-        history: Sequence[StoredEvent] = ()
-        if stored.event_count:
-            # the first event_count events are exactly those of the version read (the history
-            # is append-only), even if another writer appends meanwhile
-            history = await store.list_events(
-                stored.id, limit=stored.event_count, app_name=app_name, user_id=user_id
-            )
+            history: Sequence[StoredEvent] = ()
+            if stored.event_count:
+                # the first event_count events are exactly those of the version read (the
+                # history is append-only), even if another writer appends meanwhile
+                history = await store.list_events(
+                    stored.id, limit=stored.event_count, app_name=app_name, user_id=user_id
+                )
         events = [to_adk_event(e) for e in history]
+        last_update = self._last_update(stored, events[-1] if events else None)
         if after:
             events = [e for e in events if e.timestamp >= after]
         if recent is not None:
-            events = events[-recent:]
-        return self._to_adk(stored, events)
+            events = events[-recent:] if recent else []
+        return self._to_adk(stored, events, last_update)
 
     async def list_sessions(
         self, *, app_name: str, user_id: str | None = None
     ) -> ListSessionsResponse:
         """The sessions of a user (of every user if None), least recently updated first.
 
-        Each has its merged state and no events, as with ADK's database service.
+        Each has its merged state and no events, as with ADK's database service; its
+        ``last_update_time`` is its last event's timestamp (one indexed read per session
+        with events).
         """
-        store = await self._store()
-        listed = await store.list_sessions(app_name, user_id)
-        ordered = sorted(listed, key=lambda s: (s.updated_at, s.user_id, s.id))
-        return ListSessionsResponse(sessions=[self._to_adk(s, []) for s in ordered])
+        with _adk_errors():
+            listed = await self.store.list_sessions(app_name, user_id)
+            lasts = await asyncio.gather(*(self._last_event(s) for s in listed))
+        sessions = [
+            self._to_adk(s, [], self._last_update(s, e)) for s, e in zip(listed, lasts, strict=True)
+        ]
+        sessions.sort(key=lambda s: (s.last_update_time, s.user_id, s.id))
+        return ListSessionsResponse(sessions=sessions)
 
     async def delete_session(self, *, app_name: str, user_id: str, session_id: str) -> None:
         """Delete the session and its events (nothing happens if there is none)."""
-        store = await self._store()
-        await store.delete_session(session_id, app_name=app_name, user_id=user_id)
+        with _adk_errors():
+            await self.store.delete_session(
+                _lookup_id(session_id), app_name=app_name, user_id=user_id
+            )
 
     async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
         """The ``user:`` state of a user, keys without the prefix."""
-        store = await self._store()
-        return await store.get_user_state(app_name, user_id)
+        with _adk_errors():
+            return await self.store.get_user_state(app_name, user_id)
 
     async def get_app_state(self, *, app_name: str) -> dict[str, Any]:
         """The ``app:`` state of an app, keys without the prefix (a sessiondb extra)."""
-        store = await self._store()
-        return await store.get_app_state(app_name)
+        with _adk_errors():
+            return await self.store.get_app_state(app_name)
 
     async def append_event(self, session: AdkSession, event: AdkEvent) -> AdkEvent:
         """Store ``event`` and its state delta in one transaction, then update ``session``.
@@ -316,45 +422,42 @@ class SessiondbSessionService(BaseSessionService):
         Partial events are returned untouched. ``temp:`` keys go into the in-memory session
         only. Raises ADK's ``StaleSessionError`` if the stored session changed since
         ``session`` was read, and ADK's ``SessionNotFoundError`` if it no longer exists.
+        ``session.last_update_time`` becomes the event's timestamp, as in ADK.
         """
         if event.partial:
             return event
         self._apply_temp_state(session, event)
         event = self._trim_temp_delta_state(event)
-        store = await self._store()
-        expected = self._version_of(session)
-        if expected is None:
-            expected = await self._check_unmarked(store, session)
-        try:
-            appended = await store.append_events(
+        with _adk_errors():
+            expected = self._version_of(session)
+            if expected is None:
+                expected = await self._check_unmarked(session)
+            await self.store.append_events(
                 session.id,
                 [event_record(event)],
                 expected_version=expected,
                 app_name=session.app_name,
                 user_id=session.user_id,
             )
-        except StaleSessionError as exc:
-            raise AdkStaleSessionError(STALE_MESSAGE) from exc
-        except SessionNotFoundError as exc:
-            raise AdkSessionNotFoundError(f"Session {session.id} not found.") from exc
-        session.last_update_time = _epoch(appended[0].created_at)
+        session.last_update_time = event.timestamp
         session._storage_update_marker = f"{_MARKER}{expected + 1}"
         return self._commit_event_to_session(session, event)
 
-    async def _check_unmarked(self, store: AsyncSessionStore, session: AdkSession) -> int:
+    async def _check_unmarked(self, session: AdkSession) -> int:
         """The version to expect for a session object this service did not load.
 
-        Like ADK: it is stale only if storage was updated after it and holds an event it lacks.
+        Like ADK: it is stale only if storage was updated after its ``last_update_time`` and
+        holds a last event it lacks.
         """
-        stored = await store.get_session(
+        stored = await self.store.get_session(
             session.app_name, session.user_id, session.id, recent_events=1
         )
         if stored is None:
             raise AdkSessionNotFoundError(f"Session {session.id} not found.")
-        if _epoch(stored.updated_at) > session.last_update_time:
-            latest = to_adk_event(stored.events[-1]).id if stored.events else None
+        latest = to_adk_event(stored.events[-1]) if stored.events else None
+        if self._last_update(stored, latest) > session.last_update_time:
             mine = session.events[-1].id if session.events else None
-            if latest != mine:
+            if (latest.id if latest is not None else None) != mine:
                 raise AdkStaleSessionError(STALE_MESSAGE)
         return stored.version
 
@@ -376,3 +479,21 @@ class SessiondbSessionService(BaseSessionService):
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+def _service_factory(uri: str, **kwargs: Any) -> SessiondbSessionService:
+    return SessiondbSessionService(uri=uri, **kwargs)
+
+
+def register_adk_schemes() -> None:
+    """Register the ``sessiondb+...`` schemes (:data:`SCHEMES`) with ADK's service registry,
+    so that ``adk web --session_service_uri sessiondb+postgresql://...`` uses sessiondb.
+
+    Call it from a ``services.py`` in the agents directory; a ``services.yaml`` can name
+    :class:`SessiondbSessionService` instead (see docs/adk.md).
+    """
+    from google.adk.cli.service_registry import get_service_registry
+
+    registry = get_service_registry()
+    for scheme in SCHEMES:
+        registry.register_session_service(scheme, _service_factory)
