@@ -433,12 +433,12 @@ def statement_timer() -> Iterator[dict[str, list[float]]]:
     clock = time.perf_counter
 
     def timed_call(orig: Callable[..., Any], kind: str) -> Callable[..., Any]:
-        def wrapper(self: Any, stmt: Any, params: dict[str, Any]) -> Any:
+        def wrapper(self: Any, stmt: Any, params: dict[str, Any], **kw: Any) -> Any:
             if threading.get_ident() != me:
-                return orig(self, stmt, params)
+                return orig(self, stmt, params, **kw)
             t = clock()
             try:
-                return orig(self, stmt, params)
+                return orig(self, stmt, params, **kw)
             finally:
                 times[kind].append((clock() - t) * 1000)
                 if kind == "delete":

@@ -150,6 +150,20 @@ async def test_expired_sessions_are_invisible_then_purged(store: Any) -> None:
     assert (await store.get_session("app", "u", keep.id)) is not None
 
 
+async def test_batches_of_a_thousand_sessions_purge_and_export(store: Any) -> None:
+    """One batch names every session of it by key: past SQLite's expression depth limit
+    (1000) the statements are split, and nothing is left out."""
+    n = 1_050
+    await store.import_records(
+        [_record(f"old-{i}", expires=_past(60)) for i in range(n)], batch_size=n
+    )
+    exported = [r async for r in store.export_records(batch_size=n) if r["type"] == "session"]
+    assert len(exported) == n
+    assert all(len(r["events"]) == 1 for r in exported)
+    assert await store.purge_expired(batch_size=n) == n
+    assert await store.purge_expired(dry_run=True) == 0
+
+
 async def test_a_tiny_ttl_expires_at_once(store: Any) -> None:
     s = await store.create_session("app", "u", ttl=1e-6)
     assert await store.get_session("app", "u", s.id) is None

@@ -838,11 +838,12 @@ class Core:
                 return total
             # each batch is its own short statement: concurrent readers and writers wait
             # at most one batch, never the whole purge
-            total += cx.run(
-                self.q.delete_ids(len(keys)),
-                self._keys_params(keys, i_app, i_user, i_id),
-                most=len(keys),
-            )
+            for chunk in self.q.key_chunks(keys):
+                total += cx.run(
+                    self.q.delete_ids(len(chunk)),
+                    self._keys_params(chunk, i_app, i_user, i_id),
+                    most=len(chunk),
+                )
             if len(keys) < batch_size:
                 return total
 

@@ -9,10 +9,10 @@ insert-if-absent) are decided here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -22,7 +22,11 @@ from sqlalchemy.sql import ClauseElement
 from ._rows import positions
 from ._schema import Tables, Timestamp
 
-__all__ = ["REPLAY_LSN", "WAL_LSN", "Queries", "Stmt"]
+__all__ = ["REPLAY_LSN", "SQLITE_KEYS_PER_STATEMENT", "WAL_LSN", "Queries", "Stmt"]
+
+_T = TypeVar("_T")
+#: sessions named by key in one statement on SQLite (its expression depth limit is 1000)
+SQLITE_KEYS_PER_STATEMENT = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -557,6 +561,13 @@ class Queries:
                 .limit(p("limit", sa.Integer()))
             ),
         )
+
+    def key_chunks(self, rows: Sequence[_T]) -> Iterator[Sequence[_T]]:
+        """``rows`` in slices small enough for one :meth:`keys_in` each: SQLite parses the
+        ``OR`` of n keys as a tree n deep and refuses one deeper than 1000."""
+        size = SQLITE_KEYS_PER_STATEMENT if self.backend == "sqlite" else max(len(rows), 1)
+        for start in range(0, len(rows), size):
+            yield rows[start : start + size]
 
     def keys_in(self, table: sa.Table, id_column: str, n: int) -> sa.ColumnElement[bool]:
         """``table``'s rows of ``n`` sessions, by whole key (:app0, :user0, :id0 ...)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,7 +18,7 @@ from . import _records
 from ._checks import positive_int
 from ._ids import check_id
 from ._replicas import reads
-from ._rows import UTC, Rows, iso
+from ._rows import UTC, Row, Rows, iso
 from .models import ImportResult
 
 if TYPE_CHECKING:
@@ -185,24 +185,8 @@ class Transfer:
         events: dict[tuple[str, str, str], list[Record]] = {
             (r[i_app], r[i_user], r[i_id]): [] for r in rows
         }
-        of = q.events_of(len(rows))
-        (e_app, e_user, e_sid, e_seq, e_author, e_content, e_created, e_delta, e_invocation,
-         e_meta, e_id) = of.positions(
-            "app_name", "user_id", "session_id", "seq", "author", "content", "created_at",
-            "state_delta", "invocation_id", "meta", "event_id",
-        )  # fmt: skip
-        keys: dict[str, Any] = {}
-        for i, r in enumerate(rows):
-            keys[f"app{i}"], keys[f"user{i}"], keys[f"id{i}"] = r[i_app], r[i_user], r[i_id]
-        for e in cx.all(of, keys):
-            events[e[e_app], e[e_user], e[e_sid]].append(
-                _records.event_record(
-                    seq=e[e_seq], author=e[e_author], content=loads(e[e_content]),
-                    created_at=iso(e[e_created]), state_delta=loads(e[e_delta]),
-                    invocation_id=e[e_invocation], metadata=loads(e[e_meta]),
-                    event_id=e[e_id],
-                )
-            )  # fmt: skip
+        for chunk in q.key_chunks(rows):
+            self._events_of(cx, chunk, (i_app, i_user, i_id), events)
         records = []
         for r in rows:
             expires, labels = r[i_expires], r[i_labels]
@@ -220,6 +204,34 @@ class Transfer:
             )  # fmt: skip
         last = rows[-1]
         return records, (iso(last[i_created]), last[i_id], last[i_app], last[i_user])
+
+    def _events_of(
+        self,
+        cx: Cx,
+        sessions: Sequence[Row],
+        at: tuple[int, int, int],
+        events: dict[tuple[str, str, str], list[Record]],
+    ) -> None:
+        """Append the events of ``sessions`` (rows; ``at`` gives their app, user and id
+        columns) to ``events``, in order."""
+        of, loads = self.q.events_of(len(sessions)), self.rows.loads
+        (e_app, e_user, e_sid, e_seq, e_author, e_content, e_created, e_delta, e_invocation,
+         e_meta, e_id) = of.positions(
+            "app_name", "user_id", "session_id", "seq", "author", "content", "created_at",
+            "state_delta", "invocation_id", "meta", "event_id",
+        )  # fmt: skip
+        keys: dict[str, Any] = {}
+        for i, r in enumerate(sessions):
+            keys[f"app{i}"], keys[f"user{i}"], keys[f"id{i}"] = r[at[0]], r[at[1]], r[at[2]]
+        for e in cx.all(of, keys):
+            events[e[e_app], e[e_user], e[e_sid]].append(
+                _records.event_record(
+                    seq=e[e_seq], author=e[e_author], content=loads(e[e_content]),
+                    created_at=iso(e[e_created]), state_delta=loads(e[e_delta]),
+                    invocation_id=e[e_invocation], metadata=loads(e[e_meta]),
+                    event_id=e[e_id],
+                )
+            )  # fmt: skip
 
     def export_scopes(self, cx: Cx, *, app_name: str | None) -> list[Record]:
         """The ``app:`` and ``user:`` states (of one app, or all) as records."""
