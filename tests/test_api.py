@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import sessiondb
 from sessiondb import AsyncSessionStore, DatabaseSessionService, SessionStore, errors
 
@@ -96,3 +98,30 @@ def test_creating_a_store_loads_only_its_driver(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_service_makes_the_sqlite_file_at_construction_and_no_server_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+    import sqlite3
+
+    from sessiondb.errors import DatabaseUnavailableError
+
+    monkeypatch.chdir(tmp_path)
+    service = DatabaseSessionService(db_url="sqlite:///./x.db")
+    try:  # before any call: the file, with sessiondb's tables
+        with contextlib.closing(sqlite3.connect(tmp_path / "x.db")) as conn:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        assert {"sessions", "events", "app_states", "user_states", "session_labels"} <= names
+    finally:
+        service.close()
+    # a server is not contacted at construction: nothing listens on port 1
+    unreachable = DatabaseSessionService(
+        db_url="postgresql://nobody@127.0.0.1:1/none", connect_timeout=2
+    )
+    try:
+        with pytest.raises(DatabaseUnavailableError):
+            unreachable.list_sessions("app")
+    finally:
+        unreachable.close()

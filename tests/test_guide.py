@@ -226,9 +226,13 @@ def _basic_setup(g: Guide, key: str) -> None:
     assert g.run(key, ns) == ""
     svc = ns["session_service"]
     assert isinstance(svc, DatabaseSessionService) and svc.store.backend == g.backend
+    if g.backend == "sqlite":  # "created automatically in your current directory": at once
+        path = g.tmp / "my_agent_data.db"
+        assert path.is_file()
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        assert {"sessions", "events", "app_states", "user_states"} <= names
     created = asyncio.run(svc.create_session(app_name="setup_app", user_id="u1"))
-    if g.backend == "sqlite":  # "created automatically in your current directory"
-        assert (g.tmp / "my_agent_data.db").is_file()
     assert g.stored(created.id, "setup_app", "u1") == created
 
 

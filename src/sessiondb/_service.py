@@ -35,11 +35,18 @@ class DatabaseSessionService:
             SQLAlchemy ``Engine``.
         **options: the options of :class:`~sessiondb.SessionStore` (``tz_aware``,
             ``table_prefix``, ``sqlite_durability``, ...).
+
+    On SQLite the database file and its tables are made here, at construction, as the guide
+    says; PostgreSQL and MySQL are first contacted by the first call.
     """
 
     def __init__(self, db_url: str | URL | Engine, **options: Any) -> None:
         self.store = SessionStore(db_url, **options)
         """The synchronous store underneath, for everything beyond the guide."""
+        if self.store.backend == "sqlite":
+            # the guide: "The database file will be created automatically" by this line; a
+            # server is not contacted before the first call
+            self.store._backend.ensure_schema()
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
