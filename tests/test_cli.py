@@ -371,7 +371,7 @@ def test_every_command_on_every_backend(db_url: str, backend: str, tmp_path: Pat
     assert "deleted 2 sessions" in ok("clear", "--app", "support", *url, "--yes")
     with SessionStore(db_url) as store:
         assert [s.id for s in store.list_sessions(None)] == [ids[1]]
-    assert "dropped 6 tables (1 session)" in ok("uninstall", *url, "--yes")
+    assert "dropped 10 tables (1 session)" in ok("uninstall", *url, "--yes")
     assert "no schema" in ok("current", *url)
 
 
@@ -1013,6 +1013,10 @@ SESSIONDB_TABLES = {
     "session_labels",
     "app_states",
     "user_states",
+    "lg_threads",
+    "lg_checkpoints",
+    "lg_blobs",
+    "lg_writes",
     "sessiondb_alembic_version",
 }
 
@@ -1029,11 +1033,11 @@ def test_uninstall_drops_sessiondbs_tables_and_nothing_else(db_url: str) -> None
 
     # stdin is not a terminal and no --yes: refuses, and says what it would have dropped
     line = fails("uninstall", *url, status=2)
-    assert "--yes" in line and "6 tables (6 sessions)" in line
+    assert "--yes" in line and "10 tables (6 sessions)" in line
     assert table_names(db_url) == before
 
     out = ok("uninstall", *url, "--yes")
-    assert out.startswith("dropped 6 tables (6 sessions) from ")
+    assert out.startswith("dropped 10 tables (6 sessions) from ")
     for name in SESSIONDB_TABLES:
         assert name in out
     assert table_names(db_url) == before - SESSIONDB_TABLES
@@ -1046,7 +1050,7 @@ def test_uninstall_drops_sessiondbs_tables_and_nothing_else(db_url: str) -> None
     assert "nothing to drop" in ok("uninstall", *url, "--yes")
     assert "nothing to drop" in ok("uninstall", *url)  # nothing to confirm either
     out = ok("uninstall", *url, "--table-prefix", "other_", "-y")
-    assert "dropped 6 tables (2 sessions)" in out and "other_sessions" in out
+    assert "dropped 10 tables (2 sessions)" in out and "other_sessions" in out
     assert table_names(db_url) == {"app_orders"}
 
 
@@ -1089,7 +1093,7 @@ def test_uninstall_of_an_old_schema(tmp_path: Path) -> None:
 def test_uninstall_hides_the_password(backend: str, db_url: str) -> None:
     with_password = sa.make_url(db_url).set(password="s3cret").render_as_string(False)
     out = ok("uninstall", "--url", with_password, "--yes")
-    assert "dropped 6 tables" in out and ":***@" in out and "s3cret" not in out
+    assert "dropped 10 tables" in out and ":***@" in out and "s3cret" not in out
 
 
 def test_uninstall_asks_on_a_terminal(sqlite_url: str) -> None:
@@ -1109,5 +1113,5 @@ def test_uninstall_asks_on_a_terminal(sqlite_url: str) -> None:
 
     confirmed = answer_on_a_terminal("y\n", "uninstall", "--url", sqlite_url)
     assert confirmed.returncode == 0, confirmed.stderr
-    assert "dropped 6 tables (6 sessions)" in confirmed.stdout
+    assert "dropped 10 tables (6 sessions)" in confirmed.stdout
     assert table_names(sqlite_url) == set()

@@ -360,7 +360,8 @@ class AsyncSessionStore:
         )
 
     async def delete_user_data(self, app_name: str, user_id: str) -> int:
-        """Delete all of a user's data in an app: sessions, their events, and ``user:`` state.
+        """Delete all of a user's data in an app: sessions, their events, ``user:`` state,
+        and the LangGraph threads bound to this user (:mod:`sessiondb.langgraph`).
 
         Returns the number of sessions deleted.
         """
@@ -384,11 +385,13 @@ class AsyncSessionStore:
         )  # fmt: skip
 
     async def purge_expired(self, *, batch_size: int | None = None, dry_run: bool = False) -> int:
-        """Delete expired sessions (by the database's clock) in batches; return how many.
+        """Delete expired sessions and expired LangGraph threads (by the database's clock) in
+        batches; return how many of both.
 
-        Their events and labels go with them. ``dry_run=True`` only counts. Batches default to
-        1,000 sessions (200 on SQLite, where each batch holds the database's one write lock,
-        so that concurrent writers never wait much more than ~100 ms).
+        Their events and labels (a thread's checkpoints) go with them. ``dry_run=True`` only
+        counts. Batches default to 1,000 sessions (200 on SQLite, where each batch holds the
+        database's one write lock, so that concurrent writers never wait much more than
+        ~100 ms).
         """
         return await self._call(self._core.purge_expired, batch_size=batch_size, dry_run=dry_run)
 

@@ -24,6 +24,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from . import _doctor, _migrations
 from ._backup import backup
+from ._checkpoints import Checkpoints
 from ._checks import _option_number, seconds, store_options
 from ._core import Core
 from ._engine import Durability, make_engine, migration_engine
@@ -213,6 +214,7 @@ class _BaseBackend:
             sliding=options.sliding_ttl,
         )
         self.transfer = Transfer(self.rows)
+        self.checkpoints = Checkpoints(self.rows)
         self.ready = False
 
     def _new_engine(
@@ -281,6 +283,7 @@ class _BaseBackend:
         self.rows.bind(queries)
         self.core.bind(queries)
         self.transfer.bind(queries)
+        self.checkpoints.bind(queries)
 
     def require_sqlite(self, what: str) -> None:
         if self.target.backend != "sqlite":

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import _checks, _cursors, _json, _scopes
+from . import _checkpoints, _checks, _cursors, _json, _scopes
 from ._ids import check_id, new_session_id
 from ._replicas import reads
 from ._rows import UTC, Row, Rows
@@ -724,6 +724,8 @@ class Core:
         cx.begin()
         count = cx.run(self.q.clear_user, params)
         cx.run(self.q.scopes["user"]["delete"], params)
+        # the user's LangGraph threads go with their sessions
+        _checkpoints.delete_owner(cx, self.q, app_name=app_name, user_id=user_id)
         cx.commit()
         return count
 
@@ -856,7 +858,12 @@ class Core:
         return params
 
     def purge_expired(self, cx: Cx, *, batch_size: int | None, dry_run: bool) -> int:
-        return self._delete_matching(cx, {"expired"}, {}, batch_size, dry_run)
+        sessions = self._delete_matching(cx, {"expired"}, {}, batch_size, dry_run)
+        if batch_size is None:
+            batch_size = SQLITE_BATCH if self.q.backend == "sqlite" else SERVER_BATCH
+        # expired LangGraph threads (a checkpointer's ttl) are purged with the sessions
+        threads = _checkpoints.purge_threads(cx, self.q, batch_size=batch_size, dry_run=dry_run)
+        return sessions + threads
 
     def delete_sessions(
         self,

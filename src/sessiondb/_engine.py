@@ -177,7 +177,20 @@ def _connect_args(
         args["read_timeout"] = connect_timeout
     elif driver == "aiomysql":
         args["async_creator_fn"] = _bounded_connect(driver, connect_timeout)
+        _aiomysql_bytes()
     return args
+
+
+def _aiomysql_bytes() -> None:
+    """aiomysql (0.3) escapes ``bytes`` with PyMySQL's ``escape_bytes_prefixed``, which
+    PyMySQL 1.2 replaced by a string ("DO NOT IMPORT THIS"): every bytes parameter then fails
+    with "'str' object is not callable". PyMySQL's own ``escape_bytes`` (``_binary X'..'``)
+    takes its place; a fixed aiomysql is left alone."""
+    import aiomysql.connection
+    from pymysql.converters import escape_bytes
+
+    if not callable(getattr(aiomysql.connection, "escape_bytes_prefixed", None)):
+        aiomysql.connection.escape_bytes_prefixed = escape_bytes
 
 
 def _asyncpg_statements(pooler: str | None) -> dict[str, Any]:

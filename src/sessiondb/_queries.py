@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -21,6 +22,9 @@ from sqlalchemy.sql import ClauseElement
 
 from ._rows import positions
 from ._schema import Tables, Timestamp
+
+if TYPE_CHECKING:
+    from ._checkpoint_queries import CheckpointQueries
 
 __all__ = ["REPLAY_LSN", "SQLITE_KEYS_PER_STATEMENT", "WAL_LSN", "Queries", "Stmt"]
 
@@ -398,6 +402,13 @@ class Queries:
             )
         )
 
+    @cached_property
+    def lg(self) -> CheckpointQueries:
+        """The LangGraph checkpoint statements (compiled on first use)."""
+        from ._checkpoint_queries import CheckpointQueries
+
+        return CheckpointQueries(self)
+
     @staticmethod
     def without(
         columns: dict[str, sa.ColumnElement[Any]], *names: str
@@ -647,6 +658,14 @@ class Queries:
         if self.backend == "sqlite":
             return sqlite.insert(table).values(**values).on_conflict_do_nothing()
         return mysql.insert(table).values(**values).prefix_with("IGNORE")
+
+    def insert_if_absent_rows(self, table: sa.Table, rows: list[dict[str, Any]]) -> ClauseElement:
+        """A multi-row :meth:`insert_if_absent`."""
+        if self.pg:
+            return postgresql.insert(table).values(rows).on_conflict_do_nothing()
+        if self.backend == "sqlite":
+            return sqlite.insert(table).values(rows).on_conflict_do_nothing()
+        return mysql.insert(table).values(rows).prefix_with("IGNORE")
 
     def compile(self, construct: ClauseElement) -> Stmt:
         """Compile ``construct`` for this dialect into a :class:`Stmt`."""

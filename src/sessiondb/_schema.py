@@ -47,9 +47,26 @@ def _key_string_mysql(type_: KeyString, compiler: Any, **kw: Any) -> str:
     return f"VARCHAR({type_.length}) CHARACTER SET utf8mb4 COLLATE {collation}"
 
 
-def Key() -> sa.types.TypeEngine[str]:  # noqa: N802 - reads like a type
+def Key(length: int = MAX_ID_LENGTH) -> sa.types.TypeEngine[str]:  # noqa: N802
     """A bounded, exactly compared string key."""
-    return KeyString(MAX_ID_LENGTH)
+    return KeyString(length)
+
+
+def Blob() -> sa.types.TypeEngine[bytes]:  # noqa: N802
+    """Serialized bytes of any size: BYTEA, LONGBLOB (MySQL's BLOB stops at 64 KB) or BLOB."""
+    return sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+
+
+def LongText() -> sa.types.TypeEngine[str]:  # noqa: N802
+    """Text of any size, never parsed by the database: TEXT, or LONGTEXT on MySQL/MariaDB."""
+    return sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+#: Lengths of the LangGraph checkpoint keys: within MySQL's 3072-byte index limit in utf8mb4
+#: with the owner and thread (128 each) in front of them.
+NS_LENGTH = 160
+CHECKPOINT_ID_LENGTH = 64
+VERSION_LENGTH = 64
 
 
 def JsonText() -> sa.types.TypeEngine[str]:  # noqa: N802
@@ -83,6 +100,10 @@ class Tables:
     app_states: sa.Table
     user_states: sa.Table
     labels: sa.Table
+    lg_threads: sa.Table
+    lg_checkpoints: sa.Table
+    lg_blobs: sa.Table
+    lg_writes: sa.Table
 
 
 def version_table_name(prefix: str) -> str:
@@ -196,13 +217,93 @@ def tables(prefix: str = "") -> Tables:
         sa.Index(f"ix_{prefix}session_labels_label", "label", *owner, "session_id"),
         **MYSQL_OPTIONS,
     )
-    return Tables(md, sessions, events, app_states, user_states, labels)
+    lg = _checkpoint_tables(md, prefix)
+    return Tables(md, sessions, events, app_states, user_states, labels, *lg)
+
+
+def _checkpoint_tables(md: sa.MetaData, prefix: str) -> tuple[sa.Table, ...]:
+    """LangGraph's checkpoints (revision 0006): every key led by the thread's owner
+    (``("", "")`` for a thread bound to nobody), then the thread, so they shard like sessions.
+    No foreign keys: a thread's rows are deleted together by the core."""
+    thread = ("app_name", "user_id", "thread_id")
+
+    def head() -> list[sa.Column[Any]]:
+        return [
+            sa.Column("app_name", Key(), nullable=False),
+            sa.Column("user_id", Key(), nullable=False),
+            sa.Column("thread_id", Key(), nullable=False),
+        ]
+
+    threads = sa.Table(
+        f"{prefix}lg_threads",
+        md,
+        *head(),
+        sa.Column("created_at", Timestamp(), nullable=False),
+        sa.Column("updated_at", Timestamp(), nullable=False),
+        sa.Column("expires_at", Timestamp(), nullable=True),
+        sa.PrimaryKeyConstraint(*thread),
+        # delete_thread, copy_thread and prune name a thread by id alone
+        sa.Index(f"ix_{prefix}lg_threads_thread_id", "thread_id"),
+        sa.Index(
+            f"ix_{prefix}lg_threads_expires",
+            "expires_at",
+            postgresql_where=sa.text("expires_at IS NOT NULL"),
+            sqlite_where=sa.text("expires_at IS NOT NULL"),
+        ),
+        **MYSQL_OPTIONS,
+    )
+    checkpoints = sa.Table(
+        f"{prefix}lg_checkpoints",
+        md,
+        *head(),
+        sa.Column("checkpoint_ns", Key(NS_LENGTH), nullable=False),
+        sa.Column("checkpoint_id", Key(CHECKPOINT_ID_LENGTH), nullable=False),
+        sa.Column("parent_checkpoint_id", Key(CHECKPOINT_ID_LENGTH), nullable=True),
+        sa.Column("run_id", Key(), nullable=True),
+        sa.Column("type", sa.String(32), nullable=False),
+        sa.Column("checkpoint", Blob(), nullable=False),
+        # channel -> version (as text): which blobs make up the checkpoint's values
+        sa.Column("versions", LongText(), nullable=False),
+        sa.Column("metadata", LongText(), nullable=False),
+        sa.Column("created_at", Timestamp(), nullable=False),
+        sa.PrimaryKeyConstraint(*thread, "checkpoint_ns", "checkpoint_id"),
+        sa.Index(f"ix_{prefix}lg_checkpoints_run_id", "run_id"),
+        **MYSQL_OPTIONS,
+    )
+    blobs = sa.Table(
+        f"{prefix}lg_blobs",
+        md,
+        *head(),
+        sa.Column("checkpoint_ns", Key(NS_LENGTH), nullable=False),
+        sa.Column("channel", Key(), nullable=False),
+        sa.Column("version", Key(VERSION_LENGTH), nullable=False),
+        sa.Column("type", sa.String(32), nullable=False),
+        sa.Column("blob", Blob(), nullable=True),
+        sa.PrimaryKeyConstraint(*thread, "checkpoint_ns", "channel", "version"),
+        **MYSQL_OPTIONS,
+    )
+    writes = sa.Table(
+        f"{prefix}lg_writes",
+        md,
+        *head(),
+        sa.Column("checkpoint_ns", Key(NS_LENGTH), nullable=False),
+        sa.Column("checkpoint_id", Key(CHECKPOINT_ID_LENGTH), nullable=False),
+        sa.Column("task_id", Key(CHECKPOINT_ID_LENGTH), nullable=False),
+        sa.Column("idx", sa.Integer(), nullable=False, autoincrement=False),
+        sa.Column("channel", Key(), nullable=False),
+        sa.Column("type", sa.String(32), nullable=False),
+        sa.Column("blob", Blob(), nullable=True),
+        sa.Column("task_path", LongText(), nullable=False),
+        sa.PrimaryKeyConstraint(*thread, "checkpoint_ns", "checkpoint_id", "task_id", "idx"),
+        **MYSQL_OPTIONS,
+    )
+    return threads, checkpoints, blobs, writes
 
 
 def drop_all(url: str | URL, prefix: str = "") -> None:
     """Drop every table sessiondb made with ``prefix`` in the database at ``url``: sessions,
-    events, labels, app and user states, and sessiondb's own Alembic version table (and
-    schema lock table, on Galera).
+    events, labels, app and user states, LangGraph checkpoints, and sessiondb's own Alembic
+    version table (and schema lock table, on Galera).
 
     ``prefix`` is the ``table_prefix`` the stores were opened with. Everything sessiondb stored
     under it is gone afterwards. Tables that do not exist are skipped; other tables (the host

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["HEAD", "REVISIONS", "read_revision", "upgrade"]
 
 #: Every revision this library knows, oldest first; the last is the head.
-REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 HEAD = REVISIONS[-1]
 
 #: Alembic keeps its migration context in module globals: upgrades in one process take turns.

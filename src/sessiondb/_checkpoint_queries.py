@@ -1,0 +1,356 @@
+"""The SQL of LangGraph checkpoints (the ``lg_*`` tables), compiled once per dialect.
+
+A sibling of :mod:`sessiondb._queries`, built from its :class:`~sessiondb._queries.Queries`
+(the same compiler, statement cache and dialect decisions). Statements whose shape depends on
+a count (several blobs or writes in one INSERT, several keys in one DELETE) are compiled once
+per count and cached.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.sql import ClauseElement
+
+from ._queries import Queries, Stmt, p
+from ._schema import Timestamp
+
+__all__ = ["CheckpointQueries"]
+
+#: the key of a thread as statements bind it: :app, :user, :tid
+THREAD = ("app_name", "user_id", "thread_id")
+
+
+class CheckpointQueries:
+    """Every checkpoint statement for one dialect and table prefix."""
+
+    def __init__(self, q: Queries) -> None:
+        self.q = q
+        t = q.tables
+        self.threads, self.checkpoints = t.lg_threads, t.lg_checkpoints
+        self.blobs, self.writes = t.lg_blobs, t.lg_writes
+        self.all_tables = (self.checkpoints, self.blobs, self.writes, self.threads)
+        th, ck = self.threads.c, self.checkpoints.c
+        now = p("now", Timestamp())
+
+        # a thread's row: made by its first checkpoint, its expiry renewed by every one
+        self.touch_thread = q.compile(
+            self.upsert(
+                self.threads,
+                {"app_name": p("app"), "user_id": p("user"), "thread_id": p("tid"),
+                 "created_at": now, "updated_at": now, "expires_at": p("expires", Timestamp())},
+                ("updated_at", "expires_at"),
+            )
+        )  # fmt: skip
+        self.owners_of = q.compile(
+            sa.select(th.app_name, th.user_id).where(th.thread_id == p("tid"))
+        )
+        self.cols = [
+            ck.thread_id, ck.checkpoint_ns, ck.checkpoint_id, ck.parent_checkpoint_id, ck.type,
+            ck.checkpoint, ck.versions, ck.metadata, ck.app_name, ck.user_id,
+        ]  # fmt: skip
+        self.put_checkpoint = q.compile(
+            self.upsert(
+                self.checkpoints,
+                {"app_name": p("app"), "user_id": p("user"), "thread_id": p("tid"),
+                 "checkpoint_ns": p("ns"), "checkpoint_id": p("cid"),
+                 "parent_checkpoint_id": p("parent"), "run_id": p("run"), "type": p("type"),
+                 "checkpoint": p("data", sa.LargeBinary()), "versions": p("versions"),
+                 "metadata": p("meta"), "created_at": now},
+                ("parent_checkpoint_id", "run_id", "type", "checkpoint", "versions", "metadata"),
+            )
+        )  # fmt: skip
+        owned = self.of_thread(self.checkpoints)
+        self.latest = q.compile(
+            sa.select(*self.cols)
+            .where(*owned, ck.checkpoint_ns == p("ns"))
+            .order_by(ck.checkpoint_id.desc())
+            .limit(1)
+        )
+        self.exact = q.compile(
+            sa.select(*self.cols).where(
+                *owned, ck.checkpoint_ns == p("ns"), ck.checkpoint_id == p("cid")
+            )
+        )
+        # prune: the newest checkpoint of each namespace of a thread
+        self.newest_per_ns = q.compile(
+            sa.select(ck.checkpoint_ns, sa.func.max(ck.checkpoint_id).label("checkpoint_id"))
+            .where(*owned)
+            .group_by(ck.checkpoint_ns)
+        )
+        self.versions_of = q.compile(sa.select(ck.checkpoint_ns, ck.versions).where(*owned))
+        bl = self.blobs.c
+        self.blob_keys = q.compile(
+            sa.select(bl.checkpoint_ns, bl.channel, bl.version).where(*self.of_thread(self.blobs))
+        )
+        self.delete_thread = {
+            table.name: q.compile(sa.delete(table).where(*self.of_thread(table)))
+            for table in self.all_tables
+        }
+        self.delete_owner = {
+            table.name: q.compile(
+                sa.delete(table).where(table.c.app_name == p("app"), table.c.user_id == p("user"))
+            )
+            for table in self.all_tables
+        }
+        self.delete_app = {
+            table.name: q.compile(sa.delete(table).where(table.c.app_name == p("app")))
+            for table in self.all_tables
+        }
+        wr = self.writes.c
+        self.delete_older = {
+            name: q.compile(
+                sa.delete(table).where(
+                    *self.of_thread(table),
+                    table.c.checkpoint_ns == p("ns"),
+                    table.c.checkpoint_id < p("keep"),
+                )
+            )
+            for name, table in (("checkpoints", self.checkpoints), ("writes", self.writes))
+        }
+        self.delete_checkpoint = {
+            name: q.compile(
+                sa.delete(table).where(
+                    *self.of_thread(table),
+                    table.c.checkpoint_ns == p("ns"),
+                    table.c.checkpoint_id == p("cid"),
+                )
+            )
+            for name, table in (("checkpoints", self.checkpoints), ("writes", self.writes))
+        }
+        self.delete_blob = q.compile(
+            sa.delete(self.blobs).where(
+                *self.of_thread(self.blobs), bl.checkpoint_ns == p("ns"),
+                bl.channel == p("channel"), bl.version == p("version"),
+            )
+        )  # fmt: skip
+        self.copy = {table.name: q.compile(self.copy_rows(table)) for table in self.all_tables}
+        self.write_cols = [wr.task_id, wr.channel, wr.type, wr.blob, wr.task_path, wr.idx]
+        self.expired_threads = q.compile(
+            sa.select(th.app_name, th.user_id, th.thread_id)
+            .where(th.expires_at.is_not(None), th.expires_at <= q.db_now())
+            .limit(p("limit", sa.Integer()))
+        )
+        self.count_expired = q.compile(
+            sa.select(sa.func.count().label("count")).where(
+                th.expires_at.is_not(None), th.expires_at <= q.db_now()
+            )
+        )
+        self.stats = q.compile(
+            sa.select(
+                ck.app_name,
+                sa.func.count(sa.distinct(ck.thread_id)).label("threads"),
+                sa.func.count().label("checkpoints"),
+            )
+            .group_by(ck.app_name)
+            .order_by(ck.app_name)
+        )
+        self.export_threads = q.compile(
+            sa.select(th.app_name, th.user_id, th.thread_id, th.created_at, th.updated_at,
+                      th.expires_at).order_by(th.app_name, th.user_id, th.thread_id)
+        )  # fmt: skip
+
+    # -- building blocks -------------------------------------------------------------------
+
+    @staticmethod
+    def of_thread(table: sa.Table) -> list[sa.ColumnElement[bool]]:
+        """``table``'s rows of the thread :app, :user, :tid (its whole key, owner first)."""
+        c = table.c
+        return [c.app_name == p("app"), c.user_id == p("user"), c.thread_id == p("tid")]
+
+    def upsert(
+        self, table: sa.Table, values: dict[str, Any], update: tuple[str, ...]
+    ) -> ClauseElement:
+        """INSERT, or UPDATE of the ``update`` columns when the primary key exists."""
+        q = self.q
+        keys = [c.name for c in table.primary_key.columns]
+        if q.pg or q.backend == "sqlite":
+            dialect_insert = postgresql.insert if q.pg else sqlite.insert
+            ins = dialect_insert(table).values(**values)
+            return ins.on_conflict_do_update(
+                index_elements=keys, set_={name: ins.excluded[name] for name in update}
+            )
+        ins_my = mysql.insert(table).values(**values)
+        return ins_my.on_duplicate_key_update({name: ins_my.inserted[name] for name in update})
+
+    def copy_rows(self, table: sa.Table) -> ClauseElement:
+        """Copy a thread's rows of ``table`` to the thread :target (same owner), keeping rows
+        the target already has."""
+        c = table.c
+        names = [col.name for col in table.columns]
+        select = sa.select(
+            *(p("target").label(n) if n == "thread_id" else c[n] for n in names)
+        ).where(*self.of_thread(table))
+        q = self.q
+        if q.pg:
+            return postgresql.insert(table).from_select(names, select).on_conflict_do_nothing()
+        if q.backend == "sqlite":
+            # SQLite's parser needs a WHERE before ON CONFLICT after a SELECT
+            return sqlite.insert(table).from_select(names, select).on_conflict_do_nothing()
+        return mysql.insert(table).from_select(names, select).prefix_with("IGNORE")
+
+    # -- shapes compiled per count ---------------------------------------------------------
+
+    def put_blobs(self, n: int) -> Stmt:
+        """Insert ``n`` channel blobs (:ch0, :v0, :type0, :blob0 ...), keeping existing ones."""
+
+        def build() -> ClauseElement:
+            rows = [
+                {"app_name": p("app"), "user_id": p("user"), "thread_id": p("tid"),
+                 "checkpoint_ns": p("ns"), "channel": p(f"ch{i}"), "version": p(f"v{i}"),
+                 "type": p(f"type{i}"), "blob": p(f"blob{i}", sa.LargeBinary())}
+                for i in range(n)
+            ]  # fmt: skip
+            return self.q.insert_if_absent_rows(self.blobs, rows)
+
+        return self.q.cached(("lg_blobs", n), build)
+
+    def put_writes(self, n: int, replace: bool) -> Stmt:
+        """Insert ``n`` pending writes (:task, :path; :idx0, :ch0, :type0, :blob0 ...); with
+        ``replace``, an existing (task, idx) is overwritten, else kept."""
+
+        def build() -> ClauseElement:
+            rows = [
+                {"app_name": p("app"), "user_id": p("user"), "thread_id": p("tid"),
+                 "checkpoint_ns": p("ns"), "checkpoint_id": p("cid"), "task_id": p("task"),
+                 "idx": p(f"idx{i}"), "channel": p(f"ch{i}"), "type": p(f"type{i}"),
+                 "blob": p(f"blob{i}", sa.LargeBinary()), "task_path": p("path")}
+                for i in range(n)
+            ]  # fmt: skip
+            if not replace:
+                return self.q.insert_if_absent_rows(self.writes, rows)
+            return self.upsert_rows(self.writes, rows, ("channel", "type", "blob", "task_path"))
+
+        return self.q.cached(("lg_writes", n, replace), build)
+
+    def upsert_rows(
+        self, table: sa.Table, rows: list[dict[str, Any]], update: tuple[str, ...]
+    ) -> ClauseElement:
+        """A multi-row :meth:`upsert`."""
+        q = self.q
+        keys = [c.name for c in table.primary_key.columns]
+        if q.pg or q.backend == "sqlite":
+            dialect_insert = postgresql.insert if q.pg else sqlite.insert
+            ins = dialect_insert(table).values(rows)
+            return ins.on_conflict_do_update(
+                index_elements=keys, set_={name: ins.excluded[name] for name in update}
+            )
+        ins_my = mysql.insert(table).values(rows)
+        return ins_my.on_duplicate_key_update({name: ins_my.inserted[name] for name in update})
+
+    def load(self, n: int) -> Stmt:
+        """A checkpoint's ``n`` blobs (:ch0, :v0 ...) and its pending writes (:cid), in one
+        statement: rows of (kind, channel, a, b, idx, type, blob), kind "b" for a blob (a:
+        its version), "w" for a write (a: task id, b: task path)."""
+
+        def build() -> ClauseElement:
+            bl, wr = self.blobs.c, self.writes.c
+            text = sa.literal_column
+            parts: list[Any] = []
+            if n:
+                parts.append(
+                    sa.select(
+                        text("'b'").label("kind"), bl.channel.label("channel"),
+                        bl.version.label("a"), sa.cast(text("''"), sa.Text()).label("b"),
+                        text("0").label("idx"), bl.type.label("type"), bl.blob.label("blob"),
+                    ).where(
+                        *self.of_thread(self.blobs), bl.checkpoint_ns == p("ns"),
+                        sa.or_(*(sa.and_(bl.channel == p(f"ch{i}"), bl.version == p(f"v{i}"))
+                                 for i in range(n))),
+                    )
+                )  # fmt: skip
+            parts.append(
+                sa.select(
+                    text("'w'").label("kind"), wr.channel.label("channel"),
+                    wr.task_id.label("a"), sa.cast(wr.task_path, sa.Text()).label("b"),
+                    wr.idx.label("idx"), wr.type.label("type"), wr.blob.label("blob"),
+                ).where(
+                    *self.of_thread(self.writes), wr.checkpoint_ns == p("ns"),
+                    wr.checkpoint_id == p("cid"),
+                )
+            )  # fmt: skip
+            return parts[0] if len(parts) == 1 else sa.union_all(*parts)
+
+        return self.q.cached(("lg_load", n), build)
+
+    def listing(self, owner: bool, thread: bool, ns: bool, before: bool, limit: bool) -> Stmt:
+        """Checkpoints newest first, filtered by what is bound (:app/:user, :tid, :ns,
+        :before), up to :limit."""
+
+        def build() -> ClauseElement:
+            ck = self.checkpoints.c
+            query = sa.select(*self.cols)
+            if owner:
+                query = query.where(ck.app_name == p("app"), ck.user_id == p("user"))
+            if thread:
+                query = query.where(ck.thread_id == p("tid"))
+            if ns:
+                query = query.where(ck.checkpoint_ns == p("ns"))
+            if before:
+                query = query.where(ck.checkpoint_id < p("before"))
+            query = query.order_by(
+                ck.checkpoint_id.desc(), ck.thread_id, ck.checkpoint_ns, ck.app_name, ck.user_id
+            )
+            if limit:
+                query = query.limit(p("limit", sa.Integer()))
+            return query
+
+        return self.q.cached(("lg_list", owner, thread, ns, before, limit), build)
+
+    def by_runs(self, n: int) -> Stmt:
+        """The keys of the checkpoints of ``n`` runs (:run0 ...)."""
+        ck = self.checkpoints.c
+        return self.q.cached(
+            ("lg_runs", n),
+            lambda: sa.select(
+                ck.app_name, ck.user_id, ck.thread_id, ck.checkpoint_ns, ck.checkpoint_id
+            ).where(ck.run_id.in_([p(f"run{i}") for i in range(n)])),
+        )
+
+    def threads_in(self, table: sa.Table, n: int) -> Stmt:
+        """DELETE of ``table``'s rows of ``n`` threads (:app0, :user0, :tid0 ...)."""
+
+        def build() -> ClauseElement:
+            c = table.c
+            return sa.delete(table).where(
+                sa.or_(
+                    *(
+                        sa.and_(c.app_name == p(f"app{i}"), c.user_id == p(f"user{i}"),
+                                c.thread_id == p(f"tid{i}"))
+                        for i in range(n)
+                    )
+                )
+            )  # fmt: skip
+
+        return self.q.cached(("lg_threads_in", table.name, n), build)
+
+    def rows_of(self, table: sa.Table, by_app: bool) -> Stmt:
+        """Every row of ``table`` (of :app), in key order: for export and copy."""
+
+        def build() -> ClauseElement:
+            query = sa.select(*table.columns)
+            if by_app:
+                query = query.where(table.c.app_name == p("app"))
+            return query.order_by(*table.primary_key.columns)
+
+        return self.q.cached(("lg_rows_of", table.name, by_app), build)
+
+    def insert_row(self, table: sa.Table) -> Stmt:
+        """INSERT of one row of ``table``, every column a parameter named after it (import);
+        a row whose key exists is kept."""
+        return self.q.cached(
+            ("lg_insert", table.name),
+            lambda: self.q.insert_if_absent(
+                table,
+                {
+                    c.name: p(
+                        c.name,
+                        sa.LargeBinary() if isinstance(c.type, sa.LargeBinary)
+                        else Timestamp() if isinstance(c.type, sa.DateTime) else None,
+                    )
+                    for c in table.columns
+                },
+            ),
+        )  # fmt: skip
