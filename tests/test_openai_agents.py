@@ -16,6 +16,7 @@ import threading
 import warnings
 from collections import Counter
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,8 +25,8 @@ pytest.importorskip("agents", reason="the OpenAI Agents SDK (sessiondb[openai-ag
 
 from agents import Agent, RunConfig, Runner, function_tool, set_tracing_disabled
 from agents.items import ModelResponse
+from agents.memory import OpenAIResponsesCompactionSession, SessionSettings
 from agents.memory import Session as SDKSession
-from agents.memory import SessionSettings
 from agents.models.interface import Model
 from agents.run_context import RunContextWrapper
 from agents.usage import Usage
@@ -714,6 +715,16 @@ def test_close_in_sync_code(db_url: str) -> None:
     assert closing.done() and pools_left(session) == 0
     session.close()  # twice is fine
     asyncio.run(session.aclose())
+    # a closed session is closed: no call may open a new pool that nobody would close
+    for call in (
+        session.get_items(),
+        session.add_items([]),
+        session.pop_item(),
+        session.clear_session(),
+    ):
+        with pytest.raises(RuntimeError, match="closed"):
+            asyncio.run(call)
+    assert pools_left(session) == 0
 
 
 # -- cancellation: a cancelled add_items or pop_item happened entirely or not at all -----------
@@ -768,3 +779,106 @@ async def test_a_cancelled_pop_item_is_all_or_nothing(db_url: str) -> None:
             steps += 1
         assert completed == 3
         assert texts([await session.pop_item()]) == expected[-1:]
+
+
+# -- compaction: the SDK's OpenAIResponsesCompactionSession over SessiondbSession ---------------
+
+
+class FakeResponses:
+    """Stands in for ``AsyncOpenAI().responses``: ``compact`` returns one compaction item that
+    names what it summarised, and records what it was sent (no network)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+
+    async def compact(self, **request: Any) -> Any:
+        self.requests.append(request)
+        summary = "|".join(texts(request.get("input") or []))
+        item = {
+            "type": "compaction",
+            "id": f"cmp_{len(self.requests)}",
+            "encrypted_content": summary,
+        }
+        return SimpleNamespace(output=[item], usage=None)
+
+
+class NumberedModel(ScriptedModel):
+    """A scripted model whose responses have ids, as the Responses API's do."""
+
+    async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        response = await super().get_response(*args, **kwargs)
+        return ModelResponse(
+            output=response.output, usage=response.usage, response_id=f"resp_{len(self.inputs)}"
+        )
+
+
+async def test_compaction_session_on_top(
+    async_store: AsyncSessionStore, offline_sdk: RunConfig
+) -> None:
+    responses = FakeResponses()
+    inner = SessiondbSession("compact", async_store, app_name="chat", user_id="ada")
+    session = OpenAIResponsesCompactionSession(
+        "compact",
+        inner,
+        client=SimpleNamespace(responses=responses),  # type: ignore[arg-type]
+        compaction_mode="input",  # send the stored items (not a previous response id)
+        # compact once two model items (candidates) are stored
+        should_trigger_compaction=lambda ctx: len(ctx["compaction_candidate_items"]) >= 2,
+    )
+    model = NumberedModel([reply("a1"), reply("a2"), reply("a3")])
+    agent = Agent(name="a", model=model)
+    await Runner.run(agent, "q1", session=session, run_config=offline_sdk)
+    assert responses.requests == []  # one candidate: not yet
+    assert texts(await inner.get_items()) == ["q1", "a1"]
+    await Runner.run(agent, "q2", session=session, run_config=offline_sdk)
+    # after the second turn the stored history was replaced by the compaction's output
+    assert len(responses.requests) == 1
+    assert await inner.get_items() == [
+        {"type": "compaction", "id": "cmp_1", "encrypted_content": "q1|a1|q2|a2"}
+    ]
+    await Runner.run(agent, "q3", session=session, run_config=offline_sdk)
+    assert texts(model.inputs[-1]) == ["<compaction>", "q3"]  # the model got the compacted history
+    assert texts(await inner.get_items()) == ["<compaction>", "q3", "a3"]
+    # a manual, forced compaction replaces the whole history too
+    await session.run_compaction({"force": True})
+    assert texts(await inner.get_items()) == ["<compaction>"]
+    stored = await async_store.get_session("chat", "ada", "compact")
+    assert stored is not None and stored.event_count == 1  # replaced rows are gone, not hidden
+    # pop and clear through the wrapper reach the sessiondb session
+    assert (await session.pop_item()) == {
+        "type": "compaction",
+        "id": "cmp_2",
+        "encrypted_content": "<compaction>|q3|a3",
+    }
+    await session.add_items([user("z")])
+    await session.clear_session()
+    assert await inner.get_items() == []
+
+
+# -- privacy: another user's session id reveals nothing ------------------------------------------
+
+
+async def test_another_users_id_behaves_as_a_missing_one(async_store: AsyncSessionStore) -> None:
+    await SessiondbSession("secret", async_store, app_name="bank", user_id="alice").add_items(
+        [user("balance: 1M")]
+    )
+
+    async def observe(session_id: str) -> list[Any]:
+        """Everything user mallory can learn about ``session_id`` through the adapter."""
+        seen: list[Any] = []
+        session = SessiondbSession(session_id, async_store, app_name="bank", user_id="mallory")
+        bound = SessiondbSession(
+            session_id, async_store, app_name="bank", user_id="mallory", create=False
+        )
+        seen.append(await session.get_items())
+        seen.append(await session.get_items(limit=3))
+        seen.append(await session.pop_item())
+        await session.clear_session()
+        with pytest.raises(SessionNotFoundError) as caught:
+            await bound.add_items([user("probe")])
+        seen.append(str(caught.value).replace(session_id, "<id>"))
+        return seen
+
+    assert await observe("secret") == await observe("no-such-session")
+    assert texts(await SessiondbSession("secret", async_store, app_name="bank", user_id="alice")
+                 .get_items()) == ["balance: 1M"]  # fmt: skip

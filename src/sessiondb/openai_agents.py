@@ -199,6 +199,7 @@ class SessiondbSession:
             else sdk.coerce_session_settings(session_settings)
         )
         self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
         if isinstance(store_or_url, AsyncSessionStore):
             self._store = store_or_url
             self._owns_store = False
@@ -224,6 +225,8 @@ class SessiondbSession:
 
     def owner(self, wrapper: RunContextWrapper[Any] | None = None) -> Owner:
         """The (app_name, user_id) whose session a call with this run context works on."""
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
         if wrapper is None or self.user_id_from is None:
             return self.app_name, self.user_id
         return self.app_name, check_id(self.user_id_from(wrapper), "user_id (user_id_from)")
@@ -335,12 +338,16 @@ class SessiondbSession:
     def close(self) -> Closing:
         """Close the store if this object made it from a URL (a store passed in stays open).
 
+        Then the session is closed: its methods raise :class:`RuntimeError` (so a forgotten
+        session cannot open a new pool that nobody closes). Closing twice is fine.
+
         Works called plainly, as the SDK's ``SQLiteSession.close()`` is, and awaited. Without
         a running event loop in this thread the store is closed when ``close()`` returns.
         Inside a running loop, closing needs that loop: ``close()`` starts it, and awaiting its
         result waits for it (``await session.close()``, or use :meth:`aclose`); not awaited, it
         finishes as soon as the loop runs on (at the latest when the loop shuts down).
         """
+        self._closed = True
         if not self._owns_store:
             return Closing(None)
         try:
@@ -363,6 +370,7 @@ class SessiondbSession:
 
     async def aclose(self) -> None:
         """Close the store if this object made it from a URL, and wait until it is closed."""
+        self._closed = True
         if self._owns_store:
             await self._store.close()
 
