@@ -8,7 +8,10 @@ network), interrupted and resumed, then resumed again in a second process.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import pytest
 
@@ -41,3 +44,347 @@ async def test_conformance(db_url: str) -> None:
     counts = {cap: r.tests_passed for cap, r in sorted(results.items())}
     print(f"conformance {db_url.split(':', 1)[0]}: {sum(counts.values())} passed {counts}")
     assert all(n > 0 for n in counts.values())
+
+
+# -- a real graph: a tool-calling loop with a scripted chat model -------------------------------
+
+GRAPH_MODULE = '''
+"""The graph of tests/test_langgraph.py (also imported by its second process)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.tools import tool
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
+from langgraph.types import interrupt
+
+
+class ScriptedChat(BaseChatModel):
+    """A chat model that answers by rule, never over the network: a user's "weather in X"
+    or "book X" becomes a tool call, a tool's answer becomes the final reply."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
+                  **kwargs: Any) -> ChatResult:
+        last = messages[-1]
+        n = len(messages)
+        if isinstance(last, HumanMessage):
+            verb, _, place = str(last.content).partition(" ")
+            name = "weather" if verb == "weather" else "book"
+            reply = AIMessage(content="", tool_calls=[
+                {"name": name, "args": {"place": place}, "id": f"call-{n}"}])
+        elif isinstance(last, ToolMessage):
+            reply = AIMessage(content=f"done: {last.content}")
+        else:
+            reply = AIMessage(content="?")
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+@tool
+def weather(place: str) -> str:
+    """The weather at a place."""
+    return f"sunny in {place}"
+
+
+@tool
+def book(place: str) -> str:
+    """Book a trip, once a human approves."""
+    answer = interrupt({"question": f"book {place}?"})
+    return f"booked {place}" if answer == "yes" else f"not booked {place}"
+
+
+def build(checkpointer: Any) -> Any:
+    model = ScriptedChat()
+
+    def agent(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    g = StateGraph(MessagesState)
+    g.add_node("agent", agent)
+    g.add_node("tools", ToolNode([weather, book]))
+    g.add_edge(START, "agent")
+    g.add_conditional_edges("agent", tools_condition)
+    g.add_edge("tools", "agent")
+    return g.compile(checkpointer=checkpointer)
+'''
+
+SECOND_PROCESS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from langgraph.types import Command
+from lg_graph import build
+from sessiondb.langgraph import SessiondbSaver
+
+config = {"configurable": {"thread_id": "trip", "app_name": "travel", "user_id": "ann"}}
+with SessiondbSaver.from_conn_string(sys.argv[2]) as saver:
+    graph = build(saver)
+    pending = graph.get_state(config)
+    assert pending.next == ("tools",), pending.next
+    assert pending.tasks[0].interrupts[0].value == {"question": "book Rome?"}
+    out = graph.invoke(Command(resume="no"), config)
+    print(out["messages"][-1].content)
+"""
+
+
+def _texts(state: Any) -> list[str]:
+    return [str(m.content) for m in state.values["messages"]]
+
+
+async def test_a_real_graph(db_url: str, tmp_path: Any) -> None:
+    """Several turns with tool calls, an interrupt resumed here, another resumed by a second
+    process (the sync saver), then history and time travel (the async saver)."""
+    import subprocess
+    import sys
+
+    from langgraph.types import Command
+
+    (tmp_path / "lg_graph.py").write_text(GRAPH_MODULE, encoding="utf-8")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from lg_graph import build  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+
+    config = {"configurable": {"thread_id": "trip", "app_name": "travel", "user_id": "ann"}}
+    async with AsyncSessiondbSaver.from_conn_string(db_url) as saver:
+        graph = build(saver)
+        out = await graph.ainvoke({"messages": [("user", "weather Paris")]}, config)
+        assert out["messages"][-1].content == "done: sunny in Paris"
+
+        out = await graph.ainvoke({"messages": [("user", "book Paris")]}, config)
+        state = await graph.aget_state(config)
+        assert state.next == ("tools",)
+        assert state.tasks[0].interrupts[0].value == {"question": "book Paris?"}
+        out = await graph.ainvoke(Command(resume="yes"), config)
+        assert out["messages"][-1].content == "done: booked Paris"
+
+        await graph.ainvoke({"messages": [("user", "book Rome")]}, config)
+        assert (await graph.aget_state(config)).next == ("tools",)
+
+    # the same thread, resumed by another process through the sync saver
+    child = subprocess.run(
+        [sys.executable, "-c", SECOND_PROCESS, str(tmp_path), db_url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "done: not booked Rome"
+
+    async with AsyncSessiondbSaver.from_conn_string(db_url) as saver:
+        graph = build(saver)
+        state = await graph.aget_state(config)
+        assert state.next == ()
+        texts = _texts(state)
+        assert texts[-1] == "done: not booked Rome"
+        assert [t for t in texts if t.startswith("done")] == [
+            "done: sunny in Paris", "done: booked Paris", "done: not booked Rome",
+        ]  # fmt: skip
+
+        # history: newest first, each snapshot's parent is the next one
+        history = [s async for s in graph.aget_state_history(config)]
+        assert (
+            history[0].config["configurable"]["checkpoint_id"]
+            == (state.config["configurable"]["checkpoint_id"])
+        )
+        for newer, older in itertools.pairwise(history):
+            assert (
+                newer.parent_config["configurable"]["checkpoint_id"]
+                == (older.config["configurable"]["checkpoint_id"])
+            )
+        assert history[-1].parent_config is None
+        lengths = [len(s.values.get("messages", [])) for s in history]
+        assert lengths == sorted(lengths, reverse=True)
+
+        # time travel: fork from the end of the first turn
+        first = next(s for s in reversed(history) if _texts(s)[-1:] == ["done: sunny in Paris"])
+        out = await graph.ainvoke({"messages": [("user", "weather Oslo")]}, first.config)
+        assert [str(m.content) for m in out["messages"]] == [
+            *_texts(first), "weather Oslo", "", "sunny in Oslo", "done: sunny in Oslo",
+        ]  # fmt: skip
+        # the old branch is intact
+        old = await graph.aget_state(state.config)
+        assert _texts(old) == texts
+
+        # the thread is the user's: unbound configs do not see it
+        unbound = {"configurable": {"thread_id": "trip"}}
+        assert (await graph.aget_state(unbound)).values == {}
+
+
+# -- storage and sessiondb's extras ------------------------------------------------------------
+
+
+def _count(db_url: str, table: str, where: str = "") -> int:
+    import sqlalchemy as sa
+
+    from sessiondb._urls import resolve_url
+
+    engine = sa.create_engine(resolve_url(db_url).sync_url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(f"SELECT COUNT(*) FROM {table} {where}")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def _checkpoint(values: dict[str, Any], versions: dict[str, Any]) -> Any:
+    from langgraph.checkpoint.conformance.test_utils import generate_checkpoint
+
+    return generate_checkpoint(channel_values=values, channel_versions=versions)
+
+
+def _config(thread: str, **owner: str) -> Any:
+    return {"configurable": {"thread_id": thread, "checkpoint_ns": "", **owner}}
+
+
+def test_only_changed_channels_are_written(db_url: str) -> None:
+    """A checkpoint stores blobs for ``new_versions`` only; the rest are found by version."""
+    from sessiondb.langgraph import SessiondbSaver
+
+    big = "x" * 100_000
+    with SessiondbSaver(db_url) as saver:
+        v1 = {"big": saver.get_next_version(None, None), "n": saver.get_next_version(None, None)}
+        c1 = saver.put(_config("t"), _checkpoint({"big": big, "n": 1}, v1), {"step": 0}, v1)
+        assert _count(db_url, "lg_blobs") == 2
+        v2 = {**v1, "n": saver.get_next_version(v1["n"], None)}
+        c2 = {**c1, "configurable": {**c1["configurable"]}}
+        saver.put(c2, _checkpoint({"big": big, "n": 2}, v2), {"step": 1}, {"n": v2["n"]})
+        assert _count(db_url, "lg_blobs") == 3  # "big" was not written again
+        latest = saver.get_tuple(_config("t"))
+        assert latest is not None
+        assert latest.checkpoint["channel_values"] == {"big": big, "n": 2}
+        first = saver.get_tuple(c1)
+        assert first is not None and first.checkpoint["channel_values"] == {"big": big, "n": 1}
+
+
+@dataclasses.dataclass
+class Point:
+    """A type of the application's own, which msgpack revives only when allowed."""
+
+    x: int
+    y: int
+
+
+def test_serde_allow_list_is_honoured(db_url: str) -> None:
+    """Values go through the saver's serde: a strict msgpack allow-list keeps unlisted types
+    out, and ``with_allowlist`` lets them in."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from sessiondb.langgraph import SessiondbSaver
+
+    value = {"where": Point(1, 2), "items": [1, 2]}
+    with SessiondbSaver(db_url) as saver:
+        v = {"state": saver.get_next_version(None, None)}
+        saver.put(_config("t"), _checkpoint({"state": value}, v), {}, v)
+    strict = JsonPlusSerializer(allowed_msgpack_modules=None)
+    with SessiondbSaver(db_url, serde=strict) as saver:
+        got = saver.get_tuple(_config("t"))
+        assert got is not None
+        assert not isinstance(got.checkpoint["channel_values"]["state"]["where"], Point)
+        allowed = saver.with_allowlist([(Point.__module__, "Point")])
+        got = allowed.get_tuple(_config("t"))
+        assert got is not None and got.checkpoint["channel_values"] == {"state": value}
+
+
+async def test_threads_are_bound_to_their_owner(db_url: str) -> None:
+    """``app_name``/``user_id`` in ``configurable`` bind a thread: ids are per owner, listing
+    by owner, and ``delete_user_data`` deletes the user's threads with their sessions."""
+    from sessiondb import AsyncSessionStore
+
+    async with AsyncSessionStore(db_url) as store:
+        saver = AsyncSessiondbSaver(store)
+        for owner in ({"app_name": "a", "user_id": "ann"}, {"app_name": "a", "user_id": "bob"}, {}):
+            v = {"ch": saver.get_next_version(None, None)}
+            stored = await saver.aput(
+                _config("same-id", **owner), _checkpoint({"ch": str(owner)}, v), {}, v
+            )
+            assert {k: stored["configurable"].get(k) for k in owner} == owner
+        for owner in ({"app_name": "a", "user_id": "ann"}, {"app_name": "a", "user_id": "bob"}, {}):
+            got = await saver.aget_tuple(_config("same-id", **owner))
+            assert got is not None and got.checkpoint["channel_values"] == {"ch": str(owner)}
+        ann = [t async for t in saver.alist({"configurable": {"app_name": "a", "user_id": "ann"}})]
+        assert [t.checkpoint["channel_values"] for t in ann] == [
+            {"ch": str({"app_name": "a", "user_id": "ann"})}
+        ]
+        await store.create_session("a", "ann", session_id="s1")
+
+        assert await store.delete_user_data("a", "ann") == 1
+        assert await saver.aget_tuple(_config("same-id", app_name="a", user_id="ann")) is None
+        assert await saver.aget_tuple(_config("same-id", app_name="a", user_id="bob")) is not None
+        assert await saver.aget_tuple(_config("same-id")) is not None
+        # delete_thread names a thread by id alone: every owner's
+        await saver.adelete_thread("same-id")
+        assert [t async for t in saver.alist(None)] == []
+        for table in ("lg_threads", "lg_checkpoints", "lg_blobs", "lg_writes"):
+            assert _count(db_url, table) == 0, table
+
+
+async def test_ttl_and_purge_expired(db_url: str) -> None:
+    """A saver's ``ttl`` sets each thread's expiry, renewed by every checkpoint;
+    ``purge_expired`` deletes expired threads with all their rows, and counts them."""
+    from datetime import datetime, timedelta, timezone
+
+    from sessiondb import AsyncSessionStore
+
+    async with AsyncSessionStore(db_url) as store:
+        saver = AsyncSessiondbSaver(store, ttl=timedelta(hours=1))
+        forever = AsyncSessiondbSaver(store)
+        for s, thread in ((saver, "short"), (saver, "renewed"), (forever, "kept")):
+            v = {"ch": s.get_next_version(None, None)}
+            stored = await s.aput(_config(thread), _checkpoint({"ch": 1}, v), {}, v)
+            await s.aput_writes(stored, [("ch", 2)], "task-1")
+        assert await store.purge_expired() == 0
+        assert _count(db_url, "lg_threads", "WHERE expires_at IS NOT NULL") == 2
+
+        # an hour passes for "short" and "renewed" (their expiry moved back by hand)...
+        import sqlalchemy as sa
+
+        from sessiondb._urls import resolve_url
+
+        past = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(minutes=1)
+        engine = sa.create_engine(resolve_url(db_url).sync_url, poolclass=sa.NullPool)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE lg_threads SET expires_at = :t WHERE expires_at IS NOT NULL"),
+                {"t": past},
+            )
+        engine.dispose()
+        # ... but "renewed" gets a new checkpoint, which renews its expiry
+        latest = await saver.aget_tuple(_config("renewed"))
+        assert latest is not None
+        v = {"ch": saver.get_next_version(latest.checkpoint["channel_versions"]["ch"], None)}
+        await saver.aput(latest.config, _checkpoint({"ch": 3}, v), {}, v)
+
+        assert await store.purge_expired(dry_run=True) == 1
+        assert await store.purge_expired() == 1
+        assert await saver.aget_tuple(_config("short")) is None
+        assert await saver.aget_tuple(_config("renewed")) is not None
+        assert await saver.aget_tuple(_config("kept")) is not None
+        where = "WHERE thread_id = 'short'"
+        for table in ("lg_threads", "lg_checkpoints", "lg_blobs", "lg_writes"):
+            assert _count(db_url, table, where) == 0, table
+
+
+def test_missing_langgraph_names_the_extra() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["langgraph"] = None  # as if langgraph-checkpoint were not installed
+        try:
+            import sessiondb.langgraph
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "pip install 'sessiondb[langgraph]'" in out.stdout
