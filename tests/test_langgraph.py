@@ -388,3 +388,30 @@ def test_missing_langgraph_names_the_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "pip install 'sessiondb[langgraph]'" in out.stdout
+
+
+def test_docs_quickstart_runs_and_continues(tmp_path: Any) -> None:
+    """docs/langgraph.md's quickstart, copied as is, runs; a second run finds the thread."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "langgraph.md").read_text("utf-8")
+    section = page.split("## Quickstart", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    script = tmp_path / "quickstart.py"
+    script.write_text(code.group(1), encoding="utf-8")
+
+    def run() -> str:
+        done = subprocess.run(
+            [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    first = run()
+    assert "waiting: ('ask',)" in first and "notes: ['buy milk']" in first
+    assert "notes: ['buy milk', 'buy milk']" in run()
