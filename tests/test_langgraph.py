@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import AsyncGenerator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -53,6 +54,7 @@ GRAPH_MODULE = '''
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -415,3 +417,53 @@ def test_docs_quickstart_runs_and_continues(tmp_path: Any) -> None:
     first = run()
     assert "waiting: ('ask',)" in first and "notes: ['buy milk']" in first
     assert "notes: ['buy milk', 'buy milk']" in run()
+
+
+def test_cli_stats_and_purge_cover_checkpoints(db_url: str) -> None:
+    """``sessiondb stats`` counts threads and checkpoints per app; ``sessiondb purge``
+    deletes expired threads."""
+    import json
+    import subprocess
+    import sys
+
+    import sqlalchemy as sa
+
+    from sessiondb._urls import resolve_url
+    from sessiondb.langgraph import SessiondbSaver
+
+    with SessiondbSaver(db_url, ttl=3600) as saver:
+        for thread, owner, n in (("t1", {"app_name": "travel", "user_id": "ann"}, 3),
+                                 ("t2", {}, 1)):  # fmt: skip
+            config = _config(thread, **owner)
+            for step in range(n):
+                v = {"ch": saver.get_next_version(None, None)}
+                config = saver.put(config, _checkpoint({"ch": step}, v), {"step": step}, v)
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "sessiondb", *args, "--url", db_url],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    lines = [json.loads(line) for line in cli("stats", "--json").splitlines()]
+    assert {"app_name": "travel", "langgraph_threads": 1, "checkpoints": 3} in lines
+    assert {"app_name": "", "langgraph_threads": 1, "checkpoints": 1} in lines
+    table = cli("stats")
+    assert "THREADS" in table and "travel" in table
+
+    assert "would delete 0 expired sessions" in cli("purge", "--dry-run")
+    engine = sa.create_engine(resolve_url(db_url).sync_url, poolclass=sa.NullPool)
+    with engine.begin() as conn:  # t1's hour has passed
+        conn.execute(
+            sa.text("UPDATE lg_threads SET expires_at = :t WHERE thread_id = 't1'"),
+            {"t": datetime(2000, 1, 1)},
+        )
+    engine.dispose()
+    assert "would delete 1 expired session or thread" in cli("purge", "--dry-run")
+    assert "deleted 1 expired session or thread" in cli("purge")
+    lines = [json.loads(line) for line in cli("stats", "--json").splitlines()]
+    assert [line for line in lines if "langgraph_threads" in line] == [
+        {"app_name": "", "langgraph_threads": 1, "checkpoints": 1}
+    ]

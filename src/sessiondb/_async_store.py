@@ -421,6 +421,11 @@ class AsyncSessionStore:
         """Per app: sessions, users, events, bytes, oldest creation and newest update."""
         return await self._call(self._core.stats)
 
+    async def checkpoint_stats(self) -> list[tuple[str, int, int]]:
+        """LangGraph checkpoints per app: ``(app_name, threads, checkpoints)``, by app
+        (``""``: threads bound to nobody). See :mod:`sessiondb.langgraph`."""
+        return await self._call(self._backend.checkpoints.stats)
+
     async def export_records(
         self, app_name: str | None = None, *, batch_size: int = 500
     ) -> AsyncIterator[dict[str, Any]]:

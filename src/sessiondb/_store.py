@@ -416,6 +416,11 @@ class SessionStore:
         """Per app: sessions, users, events, bytes, oldest creation and newest update."""
         return self._call(self._core.stats)
 
+    def checkpoint_stats(self) -> list[tuple[str, int, int]]:
+        """LangGraph checkpoints per app: ``(app_name, threads, checkpoints)``, by app
+        (``""``: threads bound to nobody). See :mod:`sessiondb.langgraph`."""
+        return self._call(self._backend.checkpoints.stats)
+
     def export_records(
         self, app_name: str | None = None, *, batch_size: int = 500
     ) -> Iterator[dict[str, Any]]:

@@ -335,8 +335,11 @@ def purge_command(
         raise CliError("--app and --user select sessions for --older-than; add --older-than", 2)
     with open_store(url, table_prefix) as store:
         if older_than is None:
+            # LangGraph threads past their ttl go too, and are counted with the sessions
             count = store.purge_expired(batch_size=batch_size, dry_run=dry_run)
-            what = plural(count, "expired session")
+            what = f"{count} expired " + (
+                "session or thread" if count == 1 else "sessions and LangGraph threads"
+            )
         else:
             ago(older_than)
             count = store.delete_sessions(
@@ -352,9 +355,11 @@ def purge_command(
 def stats_command(
     url: Url = None, table_prefix: TablePrefix = "", as_json: JsonOpt = False
 ) -> None:
-    """Sessions, users, events and bytes per app, with the oldest and newest session."""
+    """Sessions, users, events and bytes per app, with the oldest and newest session; LangGraph
+    threads and checkpoints per app."""
     with open_store(url, table_prefix) as store:
         stats = store.stats()
+        graphs = store.checkpoint_stats()
     if as_json:
         for row in stats:
             typer.echo(
@@ -371,10 +376,23 @@ def stats_command(
                     }
                 )
             )
+        for app, threads, checkpoints in graphs:
+            typer.echo(
+                dumps({"app_name": app, "langgraph_threads": threads, "checkpoints": checkpoints})
+            )
         return
     console = stdout_console()
+    if graphs:
+        graph_table = Table(box=None, header_style="bold")
+        graph_table.add_column("APP (LANGGRAPH)")
+        graph_table.add_column("THREADS", justify="right")
+        graph_table.add_column("CHECKPOINTS", justify="right")
+        for app, threads, checkpoints in graphs:
+            graph_table.add_row(escape(app) or "(no owner)", str(threads), str(checkpoints))
     if not stats:
         console.print("no sessions")
+        if graphs:
+            console.print(graph_table)
         return
     table = Table(box=None, header_style="bold", show_footer=len(stats) > 1)
     total = (
@@ -403,3 +421,5 @@ def stats_command(
             fmt_time(row.newest_updated_at),
         )
     console.print(table)
+    if graphs:
+        console.print(graph_table)
