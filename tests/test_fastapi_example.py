@@ -6,6 +6,8 @@ The app's lifespan runs for real (it opens the AsyncSessionStore); no database i
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,21 +22,35 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the example lives outside src/
     sys.path.insert(0, str(ROOT))
 
-from examples.fastapi_app.app import APP_NAME, create_app  # noqa: E402
+from examples.fastapi_app.app import APP_NAME, Settings, create_app  # noqa: E402
 
-from sessiondb import AsyncSessionStore  # noqa: E402
+from sessiondb import SCHEMA_HEAD, AsyncSessionStore  # noqa: E402
 
 ALICE = {"X-User-Id": "alice"}
 BOB = {"X-User-Id": "bob"}
 
 
-@pytest.fixture
-async def client(db_url: str) -> AsyncIterator[Any]:
-    app = create_app(db_url)
+def free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on (it was free a moment ago)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[Any]:
+    """A client of ``app``, its lifespan run (the store opened, then closed)."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
             yield c
+
+
+@pytest.fixture
+async def client(db_url: str) -> AsyncIterator[Any]:
+    async with serve(create_app(db_url)) as c:
+        yield c
 
 
 async def new_conversation(client: Any, headers: dict[str, str], **body: Any) -> dict[str, Any]:
@@ -56,7 +72,7 @@ async def test_happy_path(client: Any, db_url: str) -> None:
     assert exchange["message"] == {**exchange["message"], "role": "user", "text": "Hi", "seq": 1}
     assert exchange["reply"]["role"] == "assistant" and exchange["reply"]["seq"] == 2
     assert "'Hi'" in exchange["reply"]["text"] and "#1" in exchange["reply"]["text"]
-    assert exchange["turns"] == 1
+    assert exchange["turn"] == 1
     assert first.headers["ETag"] == f'"{exchange["version"]}"'
 
     second = await client.post(
@@ -65,7 +81,7 @@ async def test_happy_path(client: Any, db_url: str) -> None:
         headers={**ALICE, "If-Match": first.headers["ETag"]},
     )
     assert second.status_code == 201, second.text
-    assert second.json()["turns"] == 2 and second.json()["version"] > exchange["version"]
+    assert second.json()["turn"] == 2 and second.json()["version"] > exchange["version"]
 
     # resume: the whole conversation, oldest first
     resumed = await client.get(f"/conversations/{cid}", headers=ALICE)
@@ -147,7 +163,7 @@ async def test_unknown_or_foreign_conversation_is_404(client: Any) -> None:
     assert len(detail["messages"]) == 2 and "x" not in detail["state"]
 
 
-async def test_stale_version_is_409(client: Any) -> None:
+async def test_if_match_mismatch_is_412_and_stale_body_version_is_409(client: Any) -> None:
     conv = await new_conversation(client, ALICE)
     cid, version = conv["id"], conv["version"]
     ok = await client.post(
@@ -157,45 +173,106 @@ async def test_stale_version_is_409(client: Any) -> None:
     )
     assert ok.status_code == 201, ok.text
     current = ok.json()["version"]
+    assert ok.headers["ETag"] == f'"{current}"'
 
-    for request in (
-        {"json": {"text": "late"}, "headers": {**ALICE, "If-Match": f'"{version}"'}},
-        {"json": {"text": "late", "expected_version": version}, "headers": ALICE},
-    ):
-        stale = await client.post(f"/conversations/{cid}/messages", **request)
-        assert stale.status_code == 409, stale.text
-        assert stale.json()["expected_version"] == version
-        assert stale.json()["current_version"] == current
-        assert stale.headers["ETag"] == f'"{current}"'
-    stale_patch = await client.patch(
-        f"/conversations/{cid}/state",
-        json={"set": {"a": 1}},
-        headers={**ALICE, "If-Match": f'W/"{version}"'},
+    # If-Match is a precondition (RFC 9110): 412, with the current ETag
+    stale = await client.post(
+        f"/conversations/{cid}/messages",
+        json={"text": "late"},
+        headers={**ALICE, "If-Match": f'"{version}"'},
     )
-    assert stale_patch.status_code == 409
+    assert stale.status_code == 412, stale.text
+    assert stale.json() == {
+        "detail": stale.json()["detail"],
+        "expected_version": version,
+        "current_version": current,
+    }
+    assert stale.headers["ETag"] == f'"{current}"'
+    # expected_version in the body is a conflict with the resource's state: 409
+    late = await client.post(
+        f"/conversations/{cid}/messages",
+        json={"text": "late", "expected_version": version},
+        headers=ALICE,
+    )
+    assert late.status_code == 409, late.text
+    assert late.json()["expected_version"] == version
+    assert late.json()["current_version"] == current
+    assert late.headers["ETag"] == f'"{current}"'
+    for header in (f'"{version}"', '"abc"', f'W/"{current}"'):  # weak tags never match
+        refused = await client.patch(
+            f"/conversations/{cid}/state",
+            json={"set": {"a": 1}},
+            headers={**ALICE, "If-Match": header},
+        )
+        assert refused.status_code == 412, (header, refused.text)
     # the refused writes stored nothing
     detail = (await client.get(f"/conversations/{cid}", headers=ALICE)).json()
     assert len(detail["messages"]) == 2 and detail["turns"] == 1 and detail["version"] == current
     assert "a" not in detail["state"]
-    bad = await client.post(
-        f"/conversations/{cid}/messages", json={"text": "x"}, headers={**ALICE, "If-Match": "v1"}
+    for header in ("v1", "3", '"3', "W/3", ""):
+        bad = await client.post(
+            f"/conversations/{cid}/messages",
+            json={"text": "x"},
+            headers={**ALICE, "If-Match": header},
+        )
+        assert bad.status_code == 400, (header, bad.text)
+
+
+async def test_if_match_forms_that_match(client: Any) -> None:
+    conv = await new_conversation(client, ALICE)
+    cid, etag = conv["id"], '"1"'
+    for form in ("{}", "*", '"99", {}', ' W/"1" , {} '):
+        header = form.format(etag)
+        response = await client.patch(
+            f"/conversations/{cid}/state",
+            json={"set": {"n": header}},
+            headers={**ALICE, "If-Match": header},
+        )
+        assert response.status_code == 200, (header, response.text)
+        assert response.json()["state"]["n"] == header
+        etag = response.headers["ETag"]
+        assert etag == f'"{response.json()["version"]}"'
+    posted = await client.post(
+        f"/conversations/{cid}/messages", json={"text": "hi"}, headers={**ALICE, "If-Match": etag}
     )
-    assert bad.status_code == 400
+    assert posted.status_code == 201, posted.text
+    starred = await client.post(
+        f"/conversations/{cid}/messages", json={"text": "hi"}, headers={**ALICE, "If-Match": "*"}
+    )
+    assert starred.status_code == 201 and starred.json()["turn"] == 2
+    # a precondition on a conversation that is not there: 404 first (RFC 9110 13.2.1)
+    missing = await client.patch(
+        "/conversations/nope/state", json={"set": {}}, headers={**ALICE, "If-Match": "*"}
+    )
+    assert missing.status_code == 404
 
 
-async def test_concurrent_posts_count_every_turn(client: Any) -> None:
+async def test_concurrent_posts_take_distinct_turns(client: Any) -> None:
     cid = (await new_conversation(client, ALICE))["id"]
+    n = 20
     responses = await asyncio.gather(
         *(
             client.post(f"/conversations/{cid}/messages", json={"text": f"m{i}"}, headers=ALICE)
-            for i in range(6)
+            for i in range(n)
         )
     )
-    assert [r.status_code for r in responses] == [201] * 6
-    detail = (await client.get(f"/conversations/{cid}", headers=ALICE)).json()
-    assert detail["turns"] == 6 and len(detail["messages"]) == 12
+    assert [r.status_code for r in responses] == [201] * n, [r.text for r in responses]
+    turns = sorted(r.json()["turn"] for r in responses)
+    assert turns == list(range(1, n + 1))
+    for r in responses:  # each reply names its own turn
+        assert f"(message #{r.json()['turn']})" in r.json()["reply"]["text"]
+    detail = (
+        await client.get(f"/conversations/{cid}", params={"messages": 100}, headers=ALICE)
+    ).json()
+    assert detail["turns"] == n and len(detail["messages"]) == 2 * n
     texts = [m["text"] for m in detail["messages"] if m["role"] == "user"]
-    assert sorted(texts) == [f"m{i}" for i in range(6)]
+    assert sorted(texts) == sorted(f"m{i}" for i in range(n))
+    numbers = sorted(
+        int(m["text"].split("#")[1].split(")")[0])
+        for m in detail["messages"]
+        if m["role"] == "assistant"
+    )
+    assert numbers == list(range(1, n + 1))
 
 
 async def test_bad_state_or_ids_are_422(client: Any) -> None:
@@ -238,3 +315,150 @@ async def test_url_comes_from_the_environment(
     async with AsyncSessionStore(url) as store:
         stored = await store.get_session(APP_NAME, "alice", cid)
     assert stored is not None and stored.title == "from env"
+
+
+# -- probes, outages, settings, OpenAPI ----------------------------------------------------------
+
+
+async def test_probes_when_the_database_is_up(client: Any) -> None:
+    live = await client.get("/healthz")
+    assert live.status_code == 200 and live.json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {
+        "status": "ready",
+        "database": "ok",
+        "schema_revision": SCHEMA_HEAD,
+        "expected_revision": SCHEMA_HEAD,
+    }
+
+
+async def test_readyz_says_the_schema_is_not_current(backend: str, make_db_url: Any) -> None:
+    """Without auto-migration, an empty database is not ready; requests get 503, not 500."""
+    url = make_db_url()
+    app = create_app(settings=Settings(url=url, auto_migrate=False, retry_after=7))
+    async with serve(app) as c:
+        ready = await c.get("/readyz")
+        assert ready.status_code == 503, ready.text
+        body = ready.json()
+        assert body["status"] == "unavailable" and body["schema_revision"] is None
+        assert "sessiondb migrate" in body["database"] and SCHEMA_HEAD in body["database"]
+        assert ready.headers["Retry-After"] == "7"
+        create = await c.post("/conversations", json={}, headers=ALICE)
+        assert create.status_code == 503 and create.headers["Retry-After"] == "7"
+        assert create.json()["retry_after"] == 7
+    async with AsyncSessionStore(url) as store:
+        await store.migrate()
+    async with serve(app) as c:
+        assert (await c.get("/readyz")).status_code == 200
+        assert (await c.post("/conversations", json={}, headers=ALICE)).status_code == 201
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "mysql"])
+async def test_unreachable_database_gives_503_with_retry_after(scheme: str) -> None:
+    """A URL nobody listens on: the app starts, /healthz stays 200, the rest is 503."""
+    if scheme == "mysql":
+        pytest.importorskip("aiomysql")
+    else:
+        pytest.importorskip("asyncpg")
+    port = free_port()
+    url = f"{scheme}://nobody:secret@127.0.0.1:{port}/chat"
+    app = create_app(settings=Settings(url=url, connect_timeout=2, retry_after=11))
+    async with serve(app) as c:
+        assert (await c.get("/healthz")).status_code == 200
+        ready = await c.get("/readyz")
+        assert ready.status_code == 503, ready.text
+        assert ready.json()["database"] == "unreachable"
+        assert ready.headers["Retry-After"] == "11"
+        for method, path, body in [
+            ("POST", "/conversations", {"title": "t"}),
+            ("GET", "/conversations", None),
+            ("GET", "/conversations/c1", None),
+            ("POST", "/conversations/c1/messages", {"text": "hi"}),
+            ("PATCH", "/conversations/c1/state", {"set": {"a": 1}}),
+            ("DELETE", "/conversations/c1", None),
+        ]:
+            response = await c.request(method, path, json=body, headers=ALICE)
+            assert response.status_code == 503, (method, path, response.text)
+            assert response.headers["Retry-After"] == "11"
+            assert response.json() == {
+                "detail": "the database is unavailable; nothing was written, retry later",
+                "retry_after": 11,
+            }
+            assert str(port) not in response.text and "secret" not in response.text
+
+
+@pytest.mark.sqlite
+def test_settings_from_the_environment() -> None:
+    env = {
+        "DATABASE_URL": "postgres://u:p@db.internal:5432/chat",
+        "SESSIONDB_POOL_SIZE": "20",
+        "SESSIONDB_STATEMENT_TIMEOUT": "0",
+        "SESSIONDB_AUTO_MIGRATE": "false",
+        "SESSIONDB_RETRY_AFTER": "30",
+    }
+    s = Settings.from_env(env)
+    assert s.url == "postgresql://u:p@db.internal:5432/chat"  # Heroku's scheme, normalised
+    assert (s.pool_size, s.statement_timeout, s.auto_migrate, s.retry_after) == (
+        20,
+        None,
+        False,
+        30,
+    )
+    assert Settings.from_env({**env, "SESSIONDB_URL": "sqlite:///a.db"}).url == "sqlite:///a.db"
+    assert Settings.from_env({}).url == "sqlite:///./chat.db"
+    assert Settings.from_env(env, url="sqlite:///b.db").url == "sqlite:///b.db"
+    assert Settings.from_env({}) == Settings()
+
+
+@pytest.mark.sqlite
+def test_openapi_declares_every_error_response() -> None:
+    schema = create_app("sqlite:///unused.db").openapi()
+    paths = schema["paths"]
+    components = schema["components"]["schemas"]
+
+    def body(operation: dict[str, Any], code: str) -> str:
+        ref: str = operation["responses"][code]["content"]["application/json"]["schema"]["$ref"]
+        return ref.rsplit("/", 1)[1]
+
+    writes = [
+        paths["/conversations/{conversation_id}/messages"]["post"],
+        paths["/conversations/{conversation_id}/state"]["patch"],
+    ]
+    for op in writes:
+        assert {"404", "409", "412", "422", "503", "504"} <= set(op["responses"])
+        assert body(op, "404") == "ErrorBody"
+        assert body(op, "409") == body(op, "412") == "VersionConflict"
+        assert body(op, "422") == "InvalidInput"
+        assert body(op, "503") == "Unavailable"
+        assert body(op, "504") == "OutcomeUnknown"
+        assert "Retry-After" in op["responses"]["503"]["headers"]
+        assert "ETag" in op["responses"]["412"]["headers"]
+        assert any(p["name"] == "if-match" for p in op["parameters"])
+    resume = paths["/conversations/{conversation_id}"]["get"]
+    assert {"200", "404", "422", "503"} <= set(resume["responses"])
+    assert body(paths["/readyz"]["get"], "503") == "Readiness"
+    assert set(components["VersionConflict"]["properties"]) == {
+        "detail",
+        "expected_version",
+        "current_version",
+    }
+    assert set(components["Unavailable"]["required"]) == {"detail", "retry_after"}
+    # docstrings render as Markdown in /docs: no reST markup
+    texts: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("description", "summary") and isinstance(value, str):
+                    texts.append(value)
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    assert len(texts) > 30
+    for text in texts:
+        assert "``" not in text and ":class:" not in text and ":func:" not in text, text
+    assert "`If-Match`" in schema["info"]["description"]

@@ -1,0 +1,73 @@
+"""The FastAPI example (examples/fastapi_app) while its database server goes away and comes back.
+
+A private server (never the shared ones) is stopped under the running app: every endpoint but
+/healthz answers 503 with Retry-After, /readyz says the database is unreachable, and once the
+server is back the same app (same store, same pool) serves again without a restart.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the example needs fastapi")
+httpx = pytest.importorskip("httpx", reason="the example's tests need httpx")
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # the example lives outside src/
+    sys.path.insert(0, str(ROOT))
+
+from examples.fastapi_app.app import Settings, create_app  # noqa: E402
+
+from ._harness import in_thread  # noqa: E402
+
+ALICE = {"X-User-Id": "fastapi-outage-alice"}
+
+
+async def test_server_stopped_then_back(server: Any, db: Any) -> None:
+    app = create_app(settings=Settings(url=db.url(), connect_timeout=3, retry_after=9))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            created = await c.post("/conversations", json={"title": "t"}, headers=ALICE)
+            assert created.status_code == 201, created.text
+            cid = created.json()["id"]
+            posted = await c.post(
+                f"/conversations/{cid}/messages", json={"text": "a"}, headers=ALICE
+            )
+            assert posted.status_code == 201, posted.text
+            assert (await c.get("/readyz")).status_code == 200
+
+            await in_thread(server.stop)
+            try:
+                assert (await c.get("/healthz")).status_code == 200
+                ready = await c.get("/readyz")
+                assert ready.status_code == 503, ready.text
+                assert ready.json()["database"] == "unreachable"
+                for method, path, body in [
+                    ("GET", f"/conversations/{cid}", None),
+                    ("GET", "/conversations", None),
+                    ("POST", f"/conversations/{cid}/messages", {"text": "lost?"}),
+                    ("PATCH", f"/conversations/{cid}/state", {"set": {"a": 1}}),
+                    ("POST", "/conversations", {}),
+                ]:
+                    response = await c.request(method, path, json=body, headers=ALICE)
+                    assert response.status_code == 503, (method, path, response.text)
+                    assert response.headers["Retry-After"] == "9"
+                    assert response.json()["retry_after"] == 9
+            finally:
+                await in_thread(server.start)
+
+            # the same app serves again; the refused writes wrote nothing
+            assert (await c.get("/readyz")).status_code == 200
+            detail = await c.get(f"/conversations/{cid}", headers=ALICE)
+            assert detail.status_code == 200, detail.text
+            assert [m["text"] for m in detail.json()["messages"] if m["role"] == "user"] == ["a"]
+            assert "a" not in detail.json()["state"] and detail.json()["turns"] == 1
+            again = await c.post(
+                f"/conversations/{cid}/messages", json={"text": "b"}, headers=ALICE
+            )
+            assert again.status_code == 201 and again.json()["turn"] == 2
