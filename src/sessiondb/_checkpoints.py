@@ -142,9 +142,7 @@ class Checkpoints:
             params.update({f"ch{i}": channel, f"v{i}": version, f"type{i}": kind, f"blob{i}": blob})
         # every statement is idempotent: a lost connection may run the whole put again
         cx.repeatable = True
-        tx = q.backend == "sqlite"  # one commit (and fsync) instead of three
-        if tx:
-            cx.begin()
+        cx.begin()  # one commit (one WAL flush) for the three statements
         cx.run(lgq.touch_thread, {**thread, "now": q.ts_in(now), "expires": expires})
         if blobs:
             cx.run(lgq.put_blobs(len(blobs)), {**where, **params})
@@ -154,8 +152,7 @@ class Checkpoints:
              "data": data, "versions": json.dumps(versions, separators=(",", ":")),
              "meta": _dump_metadata(metadata), "now": q.ts_in(now)},
         )  # fmt: skip
-        if tx:
-            cx.commit()
+        cx.commit()
 
     def put_writes(
         self,

@@ -1,0 +1,266 @@
+"""``python -m benchmarks.langgraph``: sessiondb's LangGraph checkpointer beside LangGraph's own.
+
+The same graph (a three-node tool loop per turn, no model: the nodes are plain Python, so the
+time is the graph's and the checkpointer's) runs on:
+
+- ``sessiondb`` (``SessiondbSaver``) on SQLite and PostgreSQL (and MariaDB, which LangGraph
+  has no saver for);
+- LangGraph's ``SqliteSaver`` (one ``sqlite3`` connection) and ``PostgresSaver`` (on a
+  ``psycopg_pool.ConnectionPool`` of 16 connections, as its docs show for concurrent use).
+
+Measured: **per-turn latency** on one thread (one ``graph.invoke`` = 4 checkpoints and their
+writes), median of ``--turns`` turns after a warm-up; and **throughput** with 16 Python
+threads, each running its own LangGraph thread, on one saver (turns per second).
+
+    python -m benchmarks.langgraph                       # sqlite,postgresql
+    python -m benchmarks.langgraph --db sqlite,postgresql,mysql --turns 200 --concurrent-turns 40
+
+Needs ``pip install -e '.[dev]' langgraph-checkpoint-postgres langgraph-checkpoint-sqlite``.
+Every contender gets a new database (PostgreSQL/MariaDB: created and dropped; SQLite: a new
+file), so each starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import operator
+import os
+import secrets
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+SERVERS = {
+    "postgresql": os.environ.get(
+        "SESSIONDB_BENCH_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test"
+    ),
+    "mysql": os.environ.get("SESSIONDB_BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"),
+}
+THREADS = 16
+
+
+class State(TypedDict):
+    messages: Annotated[list[str], operator.add]
+    calls: int
+
+
+def build(checkpointer: Any) -> Any:
+    """The graph: agent -> tool -> agent (reply), 4 checkpoints per turn."""
+    from langgraph.graph import END, START, StateGraph
+
+    def agent(state: State) -> dict[str, Any]:
+        last = state["messages"][-1]
+        if last.startswith("tool:"):
+            return {"messages": [f"reply to {last}"]}
+        return {"messages": [f"call weather({last})"], "calls": state.get("calls", 0) + 1}
+
+    def tool(state: State) -> dict[str, Any]:
+        return {"messages": [f"tool: sunny ({state['messages'][-1]})"]}
+
+    def route(state: State) -> str:
+        return "tool" if state["messages"][-1].startswith("call ") else END
+
+    g = StateGraph(State)
+    g.add_node("agent", agent)
+    g.add_node("tool", tool)
+    g.add_edge(START, "agent")
+    g.add_conditional_edges("agent", route, ["tool", END])
+    g.add_edge("tool", "agent")
+    return g.compile(checkpointer=checkpointer)
+
+
+@contextmanager
+def server_database(backend: str) -> Iterator[str]:
+    """A new database on ``backend``'s server, dropped afterwards."""
+    import sqlalchemy as sa
+
+    from sessiondb._urls import resolve_url
+
+    base = SERVERS[backend]
+    name = f"sdb_bench_lg_{secrets.token_hex(4)}"
+    admin = sa.create_engine(
+        resolve_url(base).sync_url, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        yield base.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            if backend == "postgresql":
+                conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
+            else:
+                conn.execute(sa.text(f"DROP DATABASE {name}"))
+        admin.dispose()
+
+
+# -- contenders: each a context manager yielding a checkpointer -----------------------------
+
+
+@contextmanager
+def sessiondb_saver(url: str, **options: Any) -> Iterator[Any]:
+    from sessiondb.langgraph import SessiondbSaver
+
+    with SessiondbSaver(url, pool_size=THREADS, **options) as saver:
+        saver.setup()
+        yield saver
+
+
+@contextmanager
+def in_memory() -> Iterator[Any]:
+    """LangGraph's in-memory saver: the graph's own cost, no database."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    yield InMemorySaver()
+
+
+@contextmanager
+def langgraph_sqlite(path: str) -> Iterator[Any]:
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(path, check_same_thread=False)
+    try:
+        saver = SqliteSaver(conn)
+        saver.setup()
+        yield saver
+    finally:
+        conn.close()
+
+
+@contextmanager
+def langgraph_postgres(url: str) -> Iterator[Any]:
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+    from psycopg_pool import ConnectionPool
+
+    with ConnectionPool(
+        url, min_size=THREADS, max_size=THREADS, open=True,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+    ) as pool:  # fmt: skip
+        saver = PostgresSaver(pool)  # type: ignore[arg-type]
+        saver.setup()
+        yield saver
+
+
+def contenders(backend: str, workdir: Path) -> list[tuple[str, Callable[[], Any]]]:
+    """(name, factory of a context manager around a fresh database's saver)."""
+
+    @contextmanager
+    def on_server(make: Callable[[str], Any]) -> Iterator[Any]:
+        with server_database(backend) as url, make(url) as saver:
+            yield saver
+
+    def sqlite_file() -> str:
+        return str(workdir / f"lg-{secrets.token_hex(4)}.db")
+
+    floor = ("InMemorySaver (floor)", in_memory)
+    if backend == "sqlite":
+        return [
+            floor,
+            ("sessiondb", lambda: sessiondb_saver(f"sqlite:///{sqlite_file()}")),
+            (
+                "sessiondb (fast)",
+                lambda: sessiondb_saver(f"sqlite:///{sqlite_file()}", sqlite_durability="fast"),
+            ),
+            ("langgraph SqliteSaver", lambda: langgraph_sqlite(sqlite_file())),
+        ]
+    if backend == "postgresql":
+        return [
+            ("sessiondb", lambda: on_server(sessiondb_saver)),
+            ("langgraph PostgresSaver", lambda: on_server(langgraph_postgres)),
+        ]
+    return [("sessiondb", lambda: on_server(sessiondb_saver))]
+
+
+# -- measurements ---------------------------------------------------------------------------
+
+
+def one_turn(graph: Any, thread: str, i: int) -> None:
+    config = {"configurable": {"thread_id": thread}}
+    out = graph.invoke({"messages": [f"city {i}"]}, config)
+    if out["messages"][-1] != f"reply to tool: sunny (call weather(city {i}))":
+        raise AssertionError(f"wrong state: {out['messages'][-3:]}")
+
+
+def latency(graph: Any, turns: int) -> float:
+    """Median seconds of one turn on one thread."""
+    thread = f"single-{secrets.token_hex(4)}"
+    for i in range(5):
+        one_turn(graph, thread, i)
+    times = []
+    for i in range(turns):
+        start = time.perf_counter()
+        one_turn(graph, thread, 5 + i)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def throughput(graph: Any, turns_each: int) -> float:
+    """Turns per second with THREADS threads, each on its own LangGraph thread."""
+    barrier = threading.Barrier(THREADS + 1)
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        thread = f"conc-{n}-{secrets.token_hex(4)}"
+        one_turn(graph, thread, 0)  # warm
+        barrier.wait()
+        try:
+            for i in range(turns_each):
+                one_turn(graph, thread, 1 + i)
+        except BaseException as exc:
+            errors.append(exc)
+        barrier.wait()
+
+    workers = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    start = time.perf_counter()
+    barrier.wait()
+    elapsed = time.perf_counter() - start
+    for w in workers:
+        w.join()
+    if errors:
+        raise errors[0]
+    return THREADS * turns_each / elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.langgraph")
+    parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--turns", type=int, default=100, help="single-thread timed turns")
+    parser.add_argument(
+        "--concurrent-turns", type=int, default=20, help="turns per thread, 16 threads"
+    )
+    args = parser.parse_args(argv)
+    print(f"per-turn latency (median, 1 thread; a turn = 4 checkpoints) and throughput "
+          f"({THREADS} threads x {args.concurrent_turns} turns)")  # fmt: skip
+    print(f"{'backend':<11} {'checkpointer':<25} {'ms/turn':>8} {'ms/ckpt':>8} {'turns/s':>8}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in args.db.split(","):
+            for name, make in contenders(backend, Path(tmp)):
+                try:
+                    with make() as saver:
+                        graph = build(saver)
+                        single = latency(graph, args.turns)
+                        many = throughput(graph, args.concurrent_turns)
+                except ImportError as exc:
+                    print(f"{backend:<11} {name:<25} skipped: {exc}")
+                    continue
+                print(
+                    f"{backend:<11} {name:<25} {single * 1000:8.2f} {single * 250:8.2f} "
+                    f"{many:8.1f}",
+                    flush=True,
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
