@@ -409,6 +409,9 @@ def test_settings_from_the_environment() -> None:
     assert Settings.from_env({}).url == "sqlite:///./chat.db"
     assert Settings.from_env(env, url="sqlite:///b.db").url == "sqlite:///b.db"
     assert Settings.from_env({}) == Settings()
+    pooled = Settings.from_env({"DATABASE_URL": "postgresql://h:6432/db?pooler=transaction"})
+    assert pooled.statement_timeout is None  # PgBouncer passes no statement_timeout on
+    assert Settings.from_env({}).statement_timeout == 30
 
 
 @pytest.mark.sqlite
@@ -462,3 +465,39 @@ def test_openapi_declares_every_error_response() -> None:
     for text in texts:
         assert "``" not in text and ":class:" not in text and ":func:" not in text, text
     assert "`If-Match`" in schema["info"]["description"]
+
+
+async def test_write_whose_outcome_is_unknown_is_504(backend: str, db_url: str) -> None:
+    """The connection of a write is killed by the server while the write waits for a row lock:
+    sessiondb cannot know whether it was applied, and the app says so (504, no Retry-After)."""
+    if backend == "sqlite":
+        pytest.skip("SQLite has no server connections to kill")
+    from tests.test_reliability import Admin, in_background, wait_for
+
+    admin = Admin(db_url, backend)
+    try:
+        async with serve(create_app(db_url)) as c:
+            cid = (await new_conversation(c, ALICE, state={"a": 0}))["id"]
+            admin.lock_row(cid)
+
+            def kill_when_waiting() -> None:
+                waiting = wait_for(
+                    lambda: admin.waiting_for_lock(admin.others()), "the write to wait"
+                )
+                admin.kill(waiting)
+                admin.unlock()
+
+            join = in_background(kill_when_waiting)
+            response = await c.patch(
+                f"/conversations/{cid}/state", json={"set": {"a": 1}}, headers=ALICE
+            )
+            join()
+            assert response.status_code == 504, response.text
+            assert "Retry-After" not in response.headers
+            assert response.json()["outcome"] == "unknown"
+            assert "read the conversation" in response.json()["detail"]
+            # it was killed before it applied, and never repeated
+            detail = (await c.get(f"/conversations/{cid}", headers=ALICE)).json()
+            assert detail["state"]["a"] == 0 and detail["version"] == 1
+    finally:
+        admin.close()

@@ -124,7 +124,12 @@ class Settings:
             connect_timeout=(
                 _seconds(env, "SESSIONDB_CONNECT_TIMEOUT", d.connect_timeout) or d.connect_timeout
             ),
-            statement_timeout=_seconds(env, "SESSIONDB_STATEMENT_TIMEOUT", d.statement_timeout),
+            # a transaction-mode pooler passes no connection settings: no timeout unless asked
+            statement_timeout=_seconds(
+                env,
+                "SESSIONDB_STATEMENT_TIMEOUT",
+                None if "pooler=transaction" in url else d.statement_timeout,
+            ),
             auto_migrate=env.get("SESSIONDB_AUTO_MIGRATE", "1").strip().lower()
             not in ("0", "false", "no", "off"),
             retry_after=int(env.get("SESSIONDB_RETRY_AFTER", d.retry_after)),
