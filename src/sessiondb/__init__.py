@@ -12,6 +12,7 @@ from ._async_store import AsyncSessionStore
 from ._migrations import HEAD as SCHEMA_HEAD
 from ._service import DatabaseSessionService
 from ._store import SessionStore
+from ._telemetry import Telemetry
 from .errors import (
     AmbiguousSessionError,
     ArgumentTypeError,
@@ -73,6 +74,7 @@ __all__ = [
     "SessionStore",
     "StaleSessionError",
     "StateTypeError",
+    "Telemetry",
     "UnexpectedResultError",
     "__version__",
 ]

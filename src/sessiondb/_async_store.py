@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from ._engine import Durability
+    from ._telemetry import Telemetry
     from .models import AppStats, Event, ImportResult, Session, SessionList
 
 __all__ = ["AsyncSessionStore"]
@@ -64,6 +65,14 @@ class AsyncSessionStore:
         read_consistency: ``"read_your_writes"`` (default: a read goes to a replica only once
             it has replayed this store's last write, else to the primary), ``"eventual"`` (any
             replica, however far behind) or ``"primary"`` (every read on the primary).
+        telemetry: OpenTelemetry spans and metrics per operation (the ``[otel]`` extra):
+            None (default) turns them on when the application has set an OpenTelemetry tracer
+            or meter provider before creating the store; True always (the global providers);
+            False never; ``sessiondb.Telemetry(tracer_provider=..., meter_provider=...)``
+            with providers of your own. See docs/observability.md.
+        log_parameters: the ``sessiondb.sql`` logger's DEBUG lines show each statement's
+            parameter values (states, event bodies) instead of only their types. Off by
+            default: never in production logs.
     """
 
     def __init__(
@@ -86,6 +95,8 @@ class AsyncSessionStore:
         pooler: str | None = None,
         read_urls: Sequence[str | URL] | None = None,
         read_consistency: Literal["read_your_writes", "eventual", "primary"] = "read_your_writes",
+        telemetry: bool | Telemetry | None = None,
+        log_parameters: bool = False,
     ) -> None:
         from ._backend import AsyncBackend, Options, read_urls_option
 
@@ -96,6 +107,7 @@ class AsyncSessionStore:
             sliding_ttl=sliding_ttl, statement_timeout=statement_timeout,
             conflict_retries=conflict_retries, conflict_backoff=conflict_backoff, pooler=pooler,
             read_urls=read_urls_option(read_urls), read_consistency=read_consistency,
+            telemetry=telemetry, log_parameters=log_parameters,
         )  # fmt: skip
         self._backend = AsyncBackend(url, options)
         self._core = self._backend.core

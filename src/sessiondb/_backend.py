@@ -33,6 +33,7 @@ from ._replicas import Consistency, ReplicaBehindError, Router, is_read
 from ._rows import Rows
 from ._runner import CONFLICT_BACKOFF, CONFLICT_RETRIES, AsyncRunner, Cx, Runner, translate
 from ._schema import tables
+from ._telemetry import telemetry_for
 from ._transfer import Transfer
 from ._urls import Target, check_pooler, resolve_url
 from .errors import ConfigurationError, SchemaError, SessionDBError
@@ -74,6 +75,8 @@ class Options:
     pooler: str | None = None
     read_urls: tuple[str | URL, ...] = ()
     read_consistency: Consistency = "read_your_writes"
+    telemetry: Any = None  # True, False, None (on when OpenTelemetry is set up) or Telemetry
+    log_parameters: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.table_prefix, str) or not all(
@@ -90,7 +93,7 @@ class Options:
             connect_timeout=self.connect_timeout, busy_timeout=self.busy_timeout,
             pool_size=self.pool_size, engine_options=self.engine_options,
             flags={"tz_aware": self.tz_aware, "auto_migrate": self.auto_migrate,
-                   "sliding_ttl": self.sliding_ttl},
+                   "sliding_ttl": self.sliding_ttl, "log_parameters": self.log_parameters},
         )  # fmt: skip
         if self.statement_timeout is not None:
             _option_number("statement_timeout", self.statement_timeout, 86400)
@@ -195,6 +198,9 @@ class _BaseBackend:
         target, engine = _target_of(source)
         self.target = _with_pooler(target, options)
         self.router, self.read_targets = _router(self.target, options)
+        self.telemetry = telemetry_for(options.telemetry, self.target)
+        if self.router is not None:
+            self.router.telemetry = self.telemetry
         self.owns_engine = engine is None
         if engine is None:
             engine = self._new_engine(side)
@@ -243,7 +249,7 @@ class _BaseBackend:
     ) -> Runner:
         """A runner over ``engine`` with this store's options."""
         options = self.options
-        return Runner(
+        runner = Runner(
             engine,
             target or self.target,
             foreign=foreign,
@@ -256,6 +262,10 @@ class _BaseBackend:
             conflict_backoff=options.conflict_backoff,
             **self._timeouts(),
         )
+        runner.log_parameters = options.log_parameters
+        if self.telemetry is not None:
+            self.telemetry.watch(runner)
+        return runner
 
     def _timeouts(self) -> dict[str, Any]:
         """A runner's timeouts: a backstop read timeout (the server's statement limit, then
@@ -280,6 +290,8 @@ class _BaseBackend:
     def _bind(self) -> None:
         # after the first connection, so the dialect knows its server (MySQL or MariaDB)
         queries = Queries(self.dialect, self.tables)
+        if self.telemetry is not None:
+            self.telemetry.bind(self.dialect)
         self.rows.bind(queries)
         self.core.bind(queries)
         self.transfer.bind(queries)
@@ -325,6 +337,8 @@ class Backend(_BaseBackend):
         super().__init__(source, options, "sync")
         self._lock = threading.Lock()
         self.replicas = [runner for _, runner in self._replica_pools("sync")]
+        if self.telemetry is not None:  # a span per operation; nothing at all when off
+            self.call = self.telemetry.traced(self.call)  # type: ignore[method-assign]
 
     def ensure_schema(self) -> None:
         """Check the schema once, upgrading it (under a lock) when it is missing or old."""
@@ -616,6 +630,8 @@ class AsyncBackend(_BaseBackend):
                 self.engine, self.runner, owns_engine=self.owns_engine,  # type: ignore[arg-type]
                 replicas=self._replica_pools("async"),
             )  # fmt: skip
+        if self.telemetry is not None:  # a span per operation; nothing at all when off
+            self.call = self.telemetry.traced_async(self.call)  # type: ignore[method-assign]
 
     # -- one pool per event loop -------------------------------------------------------------
 

@@ -99,7 +99,7 @@ _REFUSED_HINTS = {
     "pool_reset_on_return": "sessiondb resets connections itself (no reset round trip)",
     "poolclass": "sessiondb keeps a pool of its own in front of SQLAlchemy's QueuePool",
     "echo": "sessiondb runs raw DBAPI cursors, which SQLAlchemy's echo does not log; "
-    "use the driver's logging",
+    "set the 'sessiondb.sql' logger to DEBUG instead (docs/observability.md)",
     "execution_options": "sessiondb runs raw DBAPI cursors, without execution options",
 }
 

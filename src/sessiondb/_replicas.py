@@ -43,6 +43,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from ._runner import Cx
+    from ._telemetry import StoreTelemetry
     from ._urls import Target
 
 __all__ = ["ReplicaBehindError", "Consistency", "Replica", "Router", "is_read", "reads"]
@@ -107,6 +108,8 @@ class Router:
         self._lock = threading.Lock()
         self._turn = itertools.count()
         self.track = consistency == "read_your_writes"
+        #: the store's telemetry, told of reads that leave a replica (None: off)
+        self.telemetry: StoreTelemetry | None = None
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -154,6 +157,12 @@ class Router:
             if needed > info.get(_REPLAYED, -1):
                 replayed = info[_REPLAYED] = float(cx.one(REPLAY_LSN, {})[0])
                 if replayed < needed:
+                    logger.debug(
+                        "replica %s has not replayed this store's last write yet: reading "
+                        "from the primary", replica.target.location,
+                    )  # fmt: skip
+                    if self.telemetry is not None:
+                        self.telemetry.fallback(replica.target, "behind")
                     raise ReplicaBehindError
         result = fn(cx, *args, **kwargs)
         replica.failures = 0
@@ -167,9 +176,18 @@ class Router:
             pause = min(RETRY_FIRST * 2 ** (replica.failures - 1), RETRY_MAX)
             replica.down_until = time.monotonic() + pause
             logger.warning(
-                "sessiondb: replica %s failed, reading elsewhere for %.0f s: %s",
+                "replica %s failed, reading elsewhere for %.0f s: %s",
                 replica.target.location, pause, exc,
             )  # fmt: skip
+            if self.telemetry is not None:
+                self.telemetry.fallback(replica.target, "failed")
             return True
         # a query the replica cancelled (a recovery conflict), or another server error
-        return isinstance(exc, (ConflictError, DatabaseError))
+        elsewhere = isinstance(exc, (ConflictError, DatabaseError))
+        if elsewhere:
+            logger.info(
+                "a read on replica %s failed, reading elsewhere: %s", replica.target.location, exc
+            )
+            if self.telemetry is not None:
+                self.telemetry.fallback(replica.target, "failed")
+        return elsewhere

@@ -32,6 +32,7 @@ Reliability (docs/reliability.md):
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import itertools
 import logging
@@ -53,6 +54,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from ._engine import Durability, sqlite_setup
+from ._telemetry import log_statement, op_name, sql_log
 from ._urls import Target
 from .errors import (
     AuthenticationError,
@@ -70,10 +72,13 @@ from .errors import (
 
 if TYPE_CHECKING:
     from ._queries import Stmt
+    from ._telemetry import StoreTelemetry
 
 __all__ = ["AsyncRunner", "Cx", "Runner", "classify", "translate"]
 
 logger = logging.getLogger("sessiondb")
+#: whether ``sessiondb.sql`` logs statements (asked once per operation)
+_logs_statements = sql_log.isEnabledFor
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -533,13 +538,16 @@ class Cx:
         "backend",
         "dbapi",
         "fresh",
+        "log",
         "repeatable",
         "sent",
         "user_error",
     )
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, log: str | None = None) -> None:
         self._runner = runner
+        #: the operation's name while ``sessiondb.sql`` logs statements (else None)
+        self.log = log
         self._raw: PoolProxiedConnection | None = None
         self._cur: Any = None
         self._in_tx = False
@@ -594,6 +602,8 @@ class Cx:
             self.sent = True
         if runner.max_packet:
             runner.check_size(bound)
+        if self.log is not None:
+            log_statement(self.log, stmt.sql, bound, show=runner.log_parameters)
         watchdog = runner.watchdog
         if watchdog is None:
             cur.execute(stmt.sql, bound)
@@ -648,6 +658,10 @@ class Cx:
             if not self._in_tx:
                 self.applied = self.sent
                 self.sent = True
+            if self.log is not None:
+                log_statement(
+                    self.log, stmt.sql, bound, show=self._runner.log_parameters, many=len(bound)
+                )
             cur.executemany(stmt.sql, bound)
             # asyncpg's executemany reports no count (its cursor keeps the last statement's)
             if self._runner.counts_many and cur.rowcount != len(rows):
@@ -688,7 +702,10 @@ class Cx:
 
     def begin(self) -> None:
         """Open a transaction; on SQLite it takes the write lock at once (BEGIN IMMEDIATE)."""
-        self._cursor().execute("BEGIN IMMEDIATE" if self.backend == "sqlite" else "BEGIN")
+        sql = "BEGIN IMMEDIATE" if self.backend == "sqlite" else "BEGIN"
+        if self.log is not None:
+            log_statement(self.log, sql)
+        self._cursor().execute(sql)
         self._in_tx = True
         if self.in_transaction() is False:
             raise self.unexpected("BEGIN left the connection outside a transaction")
@@ -698,6 +715,8 @@ class Cx:
         self._in_tx = False
         self.applied = self.sent
         self.sent = True
+        if self.log is not None:
+            log_statement(self.log, "COMMIT")
         self._cur.execute("COMMIT")
         if self.in_transaction():
             self._in_tx = True  # still open: released by discarding the connection
@@ -724,7 +743,7 @@ class Cx:
         try:
             if exc is not None:
                 if kind == "disconnect" or kind == "read_only":
-                    runner.invalidate(raw, exc)
+                    runner.invalidate(raw, exc, kind)
                     return True
                 if kind in ("too_large", "pooler") or isinstance(exc, UnexpectedResultError):
                     # the server hangs up on an oversized packet; a pooler's or an
@@ -732,6 +751,8 @@ class Cx:
                     raw.invalidate(exc)
                     return False
                 if self._in_tx:
+                    if self.log is not None:
+                        log_statement(self.log, "ROLLBACK")
                     cur.execute("ROLLBACK")
         except Exception as cleanup_exc:  # the connection is unusable: drop it
             raw.invalidate(cleanup_exc)
@@ -787,6 +808,10 @@ class Runner:
         self.address_of = _ADDRESS_OF.get(self.dialect.driver)
         #: executemany's rowcount is the rows inserted (asyncpg's adapter reports none)
         self.counts_many = self.dialect.driver != "asyncpg"
+        #: the store's telemetry (set by it when on), told of retries and reconnects
+        self.telemetry: StoreTelemetry | None = None
+        #: log statements' parameter values, not only their types (``log_parameters=True``)
+        self.log_parameters = False
         self.watchdog: Watchdog | None = None
         if read_timeout is not None and self._fd_of is not None:
             self.watchdog = Watchdog(read_timeout, self._fd_of)
@@ -835,7 +860,7 @@ class Runner:
             return False
         fd_of = self._fd_of
         if fd_of is not None and _closed_by_server(fd_of, raw.driver_connection):
-            self._dead(raw)
+            self._dead(raw, "closed_by_server")
             return False
         if self._pre_ping:
             try:
@@ -844,13 +869,19 @@ class Runner:
             except self.driver_errors:
                 alive = False
             if not alive:
-                self._dead(raw)
+                self._dead(raw, "ping")
                 return False
         return True
 
-    def _dead(self, raw: PoolProxiedConnection) -> None:
+    def _dead(self, raw: PoolProxiedConnection, reason: str) -> None:
         """A connection the server closed (or left with an answer nobody read): drop it. Older
         ones are not dropped with it: each is checked in turn when it is leased."""
+        logger.info(
+            "a pooled connection to %s was found %s; replacing it", self.target.location,
+            "closed by the server" if reason == "closed_by_server" else "dead by its ping",
+        )  # fmt: skip
+        if self.telemetry is not None:
+            self.telemetry.reconnect(self.target, reason)
         raw.invalidate()
 
     def _read_max_packet(self, cur: Any) -> None:
@@ -914,8 +945,17 @@ class Runner:
             raw.info["sessiondb"] = True
         self.dialect.set_isolation_level(dbapi_conn, "AUTOCOMMIT")
 
-    def invalidate(self, raw: PoolProxiedConnection, exc: BaseException) -> None:
+    def invalidate(
+        self, raw: PoolProxiedConnection, exc: BaseException, reason: str = "disconnect"
+    ) -> None:
         """Drop ``raw`` and every connection pooled before it (the server likely restarted)."""
+        logger.info(
+            "dropping the pool of connections to %s (%s: %s)", self.target.location,
+            "the connection was lost" if reason == "disconnect" else "the server is read-only",
+            _message(exc),
+        )  # fmt: skip
+        if self.telemetry is not None:
+            self.telemetry.reconnect(self.target, reason)
         self._generation += 1
         try:
             raw.invalidate(exc)
@@ -964,8 +1004,9 @@ class Runner:
         retried = False
         conflicts = 0
         start = time.monotonic()
+        log = op_name(fn, args) if _logs_statements(logging.DEBUG) else None
         while True:
-            cx = Cx(self)
+            cx = Cx(self, log)
             try:
                 result = fn(cx, *args, **kwargs)
             except self.driver_errors as exc:
@@ -985,6 +1026,7 @@ class Runner:
                     and time.monotonic() - start < self._retry_within
                 ):
                     retried = True
+                    self._retrying(fn, args, kind, 1, where, exc)
                     continue
                 if kind == "conflict":
                     # the server rolled the transaction (or the one statement) back: nothing
@@ -993,12 +1035,7 @@ class Runner:
                     if conflicts < self.conflict_retries and not cx.applied:
                         conflicts += 1
                         delay = self.backoff(conflicts)
-                        if logger.isEnabledFor(logging.DEBUG):
-                            logger.debug(
-                                "%s: conflict %d at %s, running it again in %.3f s: %s",
-                                getattr(fn, "__name__", "operation"), conflicts,
-                                self.target.location, delay, _message(exc),
-                            )  # fmt: skip
+                        self._retrying(fn, args, kind, conflicts, where, exc, delay)
                         pause(delay)
                         continue
                     raise translate(
@@ -1011,6 +1048,39 @@ class Runner:
                 raise
             cx.release(None)
             return result
+
+    def _retrying(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kind: Kind,
+        attempt: int,
+        where: str | None,
+        exc: BaseException,
+        delay: float = 0.0,
+    ) -> None:
+        """Log (and count) that an operation runs again: a conflict at DEBUG (they come in
+        numbers under contention), a lost connection or a read-only server at WARNING."""
+        op = op_name(fn, args)
+        where = where or self.target.location
+        if kind == "conflict":
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s: conflict %d at %s, running it again in %.3f s: %s",
+                    op, attempt, where, delay, _message(exc),
+                )  # fmt: skip
+        elif kind == "read_only":
+            logger.warning(
+                "%s: the server at %s refused a write (read-only: a failover?); running it "
+                "again on a new connection: %s", op, where, _message(exc),
+            )  # fmt: skip
+        else:
+            logger.warning(
+                "%s: the connection to %s was lost; running it again on a new connection: %s",
+                op, where, _message(exc),
+            )  # fmt: skip
+        if self.telemetry is not None:
+            self.telemetry.retry(op, kind, attempt)
 
 
 def _greenlet_sleep(seconds: float) -> None:
@@ -1045,6 +1115,8 @@ class AsyncRunner:
         op = partial(self.runner.run, pause, fn, *args, **kwargs)
         if self._in_thread:
             loop = asyncio.get_running_loop()
+            if self.runner.telemetry is not None:  # the caller's span, in the worker thread
+                op = partial(contextvars.copy_context().run, op)
             return await loop.run_in_executor(self._executor or self._pool(), op)
         return await greenlet_spawn(op)
 
