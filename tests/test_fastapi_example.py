@@ -501,3 +501,45 @@ async def test_write_whose_outcome_is_unknown_is_504(backend: str, db_url: str) 
             assert detail["state"]["a"] == 0 and detail["version"] == 1
     finally:
         admin.close()
+
+
+async def test_idempotency_key_makes_a_repeated_post_harmless(client: Any) -> None:
+    conv = await new_conversation(client, ALICE)
+    cid = conv["id"]
+    path = f"/conversations/{cid}/messages"
+    keyed = {**ALICE, "Idempotency-Key": "k-1", "If-Match": f'"{conv["version"]}"'}
+    first = await client.post(path, json={"text": "once"}, headers=keyed)
+    assert first.status_code == 201, first.text
+    other = await client.post(path, json={"text": "another"}, headers=ALICE)
+    assert other.json()["turn"] == 2
+    # the repeat (its If-Match now stale) gets the first exchange back, and writes nothing
+    again = await client.post(path, json={"text": "once"}, headers=keyed)
+    assert again.status_code == 201, again.text
+    assert again.json()["message"] == first.json()["message"]
+    assert again.json()["reply"] == first.json()["reply"]
+    assert again.json()["turn"] == 1
+    # concurrent repeats: one message stored
+    repeats = await asyncio.gather(
+        *(
+            client.post(path, json={"text": "burst"}, headers={**ALICE, "Idempotency-Key": "k-2"})
+            for _ in range(8)
+        )
+    )
+    assert {r.status_code for r in repeats} == {201}
+    assert len({r.json()["message"]["seq"] for r in repeats}) == 1
+    assert len({r.json()["reply"]["seq"] for r in repeats}) == 1
+    assert {r.json()["turn"] for r in repeats} == {3}
+    detail = (await client.get(path.rsplit("/", 1)[0], headers=ALICE)).json()
+    user_texts = [m["text"] for m in detail["messages"] if m["role"] == "user"]
+    assert user_texts == ["once", "another", "burst"] and detail["turns"] == 3
+    assert len(detail["messages"]) == 6
+    # the same key for another message is refused; a key not yet used with a stale If-Match
+    # is a plain 412
+    reused = await client.post(
+        path, json={"text": "different"}, headers={**ALICE, "Idempotency-Key": "k-1"}
+    )
+    assert reused.status_code == 422 and "Idempotency-Key" in reused.json()["detail"]
+    stale = await client.post(path, json={"text": "x"}, headers={**keyed, "Idempotency-Key": "k-3"})
+    assert stale.status_code == 412, stale.text
+    bad = await client.post(path, json={"text": "x"}, headers={**ALICE, "Idempotency-Key": "a b"})
+    assert bad.status_code == 422

@@ -69,6 +69,8 @@ APP_NAME = "fastapi-chat"
 DEFAULT_URL = "sqlite:///./chat.db"
 COUNTER = "turns"
 """The state key counting the messages users posted; each post takes the next number."""
+NO_SUCH_VERSION = 2**63 - 1
+"""A version no conversation reaches: a write expecting it stores nothing new."""
 TURN_ATTEMPTS = 50
 """How often a post reads the counter again after a concurrent post took its number."""
 
@@ -415,6 +417,17 @@ def if_match(
 
 
 Store = Annotated[AsyncSessionStore, Depends(get_store)]
+Key = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Any unique string (a UUID): a repeated request with the same key returns "
+        "the first one's exchange instead of posting again.",
+    ),
+]
 UserId = Annotated[str, Depends(get_user)]
 Precondition = Annotated[IfMatch | None, Depends(if_match)]
 
@@ -508,7 +521,8 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("%s %s: write outcome unknown: %r", request.method, request.url.path, exc)
         body = OutcomeUnknown(
             detail="the database connection was lost after the write was sent: it may or may "
-            "not have been applied; read the conversation before repeating the request"
+            "not have been applied; read the conversation before repeating the request (a post "
+            "repeated with the same Idempotency-Key is safe)"
         )
         return JSONResponse(body.model_dump(), status.HTTP_504_GATEWAY_TIMEOUT)
 
@@ -678,27 +692,44 @@ def create_app(url: str | None = None, *, settings: Settings | None = None) -> F
         user_id: UserId,
         cond: Precondition,
         response: Response,
+        key: Key = None,
     ) -> Exchange:
         """Post a message and get the bot's reply. Each message takes the next turn number,
-        distinct even when several are posted at once."""
+        distinct even when several are posted at once. With an `Idempotency-Key`, repeating
+        the request (after a 504, say) returns the first exchange instead of posting again."""
+        content = {"role": "user", "content": body.text}
+
+        async def send(turn: int, version: int) -> Event:
+            # the message and its turn number in one write, made only if the conversation is
+            # still at `version`: two concurrent posts can never take the same number
+            return await store.append_event(
+                conversation_id,
+                "user",
+                content,
+                state_delta={COUNTER: turn},
+                expected_version=version,
+                event_id=key,  # stored at most once per conversation
+                app_name=APP_NAME,
+                user_id=user_id,
+            )
+
         # `*` asks only that the conversation exists: its posts retry like unguarded ones
         guarded = (cond is not None and not cond.any) or body.expected_version is not None
         for attempt in range(TURN_ATTEMPTS):
             session = await owned(store, user_id, conversation_id)
-            version = expected_version(session, cond, body.expected_version)
             turn = int(session.state.get(COUNTER, 0)) + 1
             try:
-                # the message and its turn number in one write, made only if nobody wrote
-                # since the read: two concurrent posts can never take the same number
-                sent = await store.append_event(
-                    conversation_id,
-                    "user",
-                    {"role": "user", "content": body.text},
-                    state_delta={COUNTER: turn},
-                    expected_version=session.version,
-                    app_name=APP_NAME,
-                    user_id=user_id,
-                )
+                version = expected_version(session, cond, body.expected_version)
+            except (PreconditionFailedError, StaleSessionError) as refused:
+                if key is None:
+                    raise
+                try:  # a repeat of a post already made gets its stored message back
+                    sent = await send(turn, NO_SUCH_VERSION)
+                except StaleSessionError:
+                    raise refused from None
+                break
+            try:
+                sent = await send(turn, session.version)
                 break
             except StaleSessionError as exc:
                 if guarded:  # the client named a version: no retry
@@ -710,6 +741,9 @@ def create_app(url: str | None = None, *, settings: Settings | None = None) -> F
                 await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         else:
             raise ConflictError(f"{TURN_ATTEMPTS} concurrent posts won", attempts=TURN_ATTEMPTS)
+        if sent.content != content:
+            raise InvalidArgumentError("this Idempotency-Key was used for another message")
+        turn = int((sent.state_delta or {}).get(COUNTER, turn))  # a repeat: the first's turn
         # the reply is produced outside any transaction (a model call may take seconds), then
         # appended: concurrent exchanges may interleave in the history
         text = bot_reply(body.text, turn)
@@ -717,6 +751,7 @@ def create_app(url: str | None = None, *, settings: Settings | None = None) -> F
             conversation_id,
             "assistant",
             {"role": "assistant", "content": text},
+            event_id=None if key is None else f"{key}:reply",
             app_name=APP_NAME,
             user_id=user_id,
         )
