@@ -400,3 +400,51 @@ async def test_the_guide_service_keeps_the_callers_span(db_url: str) -> None:
     finally:
         service.close()
         o.shutdown()
+
+
+def test_plan_steps_are_named_after_their_operation(db_url: str) -> None:
+    """Export, import and checksum run as steps (a span per page or batch), each named after
+    the store method."""
+    o = Observed()
+    try:
+        with SessionStore(db_url, telemetry=o.telemetry) as s:
+            s.create_session("app", "u", {"a": 1})
+            records = list(s.export_records())
+            s.import_records(records)
+            s.checksum()
+        ops = {(sp.attributes or {})["db.operation.name"] for sp in o.finished()}
+        assert ops == {"create_session", "export_records", "import_records", "checksum"}
+    finally:
+        o.shutdown()
+
+
+def test_an_unreachable_replica_falls_back_to_the_primary(
+    backend: str, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read URL nobody listens on: the read is served by the primary, a WARNING names the
+    replica, and the fallback is counted (reason ``failed``) and an event of the read's span."""
+    if backend != "postgresql":
+        pytest.skip("read_urls are PostgreSQL hot standbys")
+    o = Observed()
+    nowhere = "postgresql://postgres@127.0.0.1:9/none"  # the discard port: refused at once
+    try:
+        s = SessionStore(db_url, read_urls=[nowhere], telemetry=o.telemetry)
+        with s, caplog.at_level(logging.INFO, logger="sessiondb"):
+            assert list(s.list_sessions("app", "u")) == []
+        warned = [r for r in caplog.records if r.getMessage().startswith("replica 127.0.0.1:9")]
+        assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+        assert (
+            o.count(
+                "sessiondb.client.replica.fallbacks",
+                **{
+                    "sessiondb.fallback.reason": "failed",
+                    "db.client.connection.pool.name": "127.0.0.1:9/none",
+                },
+            )
+            == 1
+        )
+        read = next(sp for sp in o.finished() if sp.name.startswith("list_sessions"))
+        assert [e.name for e in read.events] == ["sessiondb.replica_fallback"]
+        assert read.status.status_code is trace.StatusCode.UNSET
+    finally:
+        o.shutdown()
