@@ -467,3 +467,34 @@ def test_cli_stats_and_purge_cover_checkpoints(db_url: str) -> None:
     assert [line for line in lines if "langgraph_threads" in line] == [
         {"app_name": "", "langgraph_threads": 1, "checkpoints": 1}
     ]
+
+
+def test_async_saver_from_sync_code_and_sync_saver_from_async(db_url: str) -> None:
+    """The async saver's blocking methods work where no loop runs (each call on a loop of its
+    own) and refuse inside a running loop; the sync saver's a-methods work in a loop."""
+    import asyncio
+
+    from sessiondb import ConfigurationError
+    from sessiondb.langgraph import SessiondbSaver
+
+    saver = AsyncSessiondbSaver(db_url)
+    v = {"ch": saver.get_next_version(None, None)}
+    stored = saver.put(_config("t"), _checkpoint({"ch": "a"}, v), {"step": 1}, v)
+    saver.put_writes(stored, [("ch", "w")], "task-1")
+    got = saver.get_tuple(_config("t"))
+    assert got is not None and got.checkpoint["channel_values"] == {"ch": "a"}
+    assert got.pending_writes == [("task-1", "ch", "w")]
+    assert [t.metadata["step"] for t in saver.list(_config("t"))] == [1]
+
+    async def inside_a_loop() -> None:
+        with pytest.raises(ConfigurationError, match="a-methods"):
+            saver.get_tuple(_config("t"))
+        with SessiondbSaver(db_url) as sync_saver:
+            found = await sync_saver.aget_tuple(_config("t"))
+            assert found is not None and found.checkpoint["channel_values"] == {"ch": "a"}
+            assert [t.config async for t in sync_saver.alist(_config("t"))] == [found.config]
+            await sync_saver.adelete_thread("t")
+        await saver.aclose()
+
+    asyncio.run(inside_a_loop())
+    assert _count(db_url, "lg_checkpoints") == 0
