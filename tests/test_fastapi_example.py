@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -336,7 +337,10 @@ async def test_probes_when_the_database_is_up(client: Any) -> None:
 async def test_readyz_says_the_schema_is_not_current(backend: str, make_db_url: Any) -> None:
     """Without auto-migration, an empty database is not ready; requests get 503, not 500."""
     url = make_db_url()
-    app = create_app(settings=Settings(url=url, auto_migrate=False, retry_after=7))
+    settings = dataclasses.replace(
+        Settings.from_env({}, url=url), auto_migrate=False, retry_after=7
+    )
+    app = create_app(settings=settings)
     async with serve(app) as c:
         ready = await c.get("/readyz")
         assert ready.status_code == 503, ready.text

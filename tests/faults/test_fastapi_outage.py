@@ -8,6 +8,7 @@ server is back the same app (same store, same pool) serves again without a resta
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,25 @@ async def test_server_stopped_then_back(server: Any, db: Any) -> None:
                 f"/conversations/{cid}/messages", json={"text": "b"}, headers=ALICE
             )
             assert again.status_code == 201 and again.json()["turn"] == 2
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "mysql"])
+async def test_silent_server_readyz_answers_within_its_timeout(
+    scheme: str, silent_port: int
+) -> None:
+    """A server that accepts connections and never answers (frozen, a black-holed route):
+    /readyz answers 503 within SESSIONDB_READY_TIMEOUT, for a probe's own timeout; requests
+    answer 503 once the connect timeout is spent."""
+    url = f"{scheme}://u:p@127.0.0.1:{silent_port}/chat"
+    settings = Settings(url=url, connect_timeout=3, ready_timeout=0.5, auto_migrate=False)
+    app = create_app(settings=settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            t0 = time.monotonic()
+            ready = await c.get("/readyz")
+            assert time.monotonic() - t0 < 2.5  # the probe's bound, not the connect timeout (3 s)
+            assert ready.status_code == 503, ready.text
+            assert ready.json()["database"] == "no answer within 0.5 s"
+            listed = await c.get("/conversations", headers=ALICE)
+            assert listed.status_code == 503 and listed.headers["Retry-After"] == "5"
