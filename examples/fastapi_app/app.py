@@ -559,16 +559,29 @@ def create_app(url: str | None = None, *, settings: Settings | None = None) -> F
         config = settings or Settings.from_env(url=url)
         store = config.open_store()
         app.state.settings, app.state.store = config, store
+        app.state.migration = None
         try:
             if config.auto_migrate:
                 try:
                     await store.migrate()
                 except (DatabaseUnavailableError, AuthenticationError) as exc:
-                    # start anyway: /readyz says why, and the store migrates on first use
+                    # start anyway: /readyz says why, and upgrades the schema once it can
                     log.warning("database unavailable at startup: %r", exc)
             yield
         finally:
+            migration: asyncio.Task[str] | None = app.state.migration
+            if migration is not None and not migration.done():
+                await asyncio.wait([migration])  # DDL is let finish, never cancelled
             await store.close()
+
+    def migration(app: FastAPI, store: AsyncSessionStore) -> asyncio.Task[str]:
+        """The schema upgrade /readyz started, or a new one: one at a time, and never
+        cancelled by a probe's timeout (MySQL's DDL cannot be rolled back half-way)."""
+        task: asyncio.Task[str] | None = app.state.migration
+        if task is None or task.done():
+            task = app.state.migration = asyncio.ensure_future(store.migrate())
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved
+        return task
 
     app = FastAPI(
         title="sessiondb chat",
@@ -595,7 +608,7 @@ def create_app(url: str | None = None, *, settings: Settings | None = None) -> F
             nonlocal revision
             revision = await store.current_revision()
             if revision != SCHEMA_HEAD and config.auto_migrate:
-                revision = await store.migrate()
+                revision = await asyncio.shield(migration(request.app, store))
             return revision
 
         try:
@@ -609,7 +622,10 @@ def create_app(url: str | None = None, *, settings: Settings | None = None) -> F
                     else "newer than this app's sessiondb"
                 )
         except asyncio.TimeoutError:
-            database = f"no answer within {config.ready_timeout:g} s"
+            if request.app.state.migration is not None and not request.app.state.migration.done():
+                database = "the schema is being upgraded"
+            else:
+                database = f"no answer within {config.ready_timeout:g} s"
         except AuthenticationError:
             database = "the server refused the credentials"
         except DatabaseUnavailableError:

@@ -7,6 +7,8 @@ server is back the same app (same store, same pool) serves again without a resta
 
 from __future__ import annotations
 
+import itertools
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,9 +25,12 @@ if str(ROOT) not in sys.path:  # the example lives outside src/
 
 from examples.fastapi_app.app import Settings, create_app  # noqa: E402
 
+from sessiondb import SCHEMA_HEAD  # noqa: E402
+
 from ._harness import in_thread  # noqa: E402
 
 ALICE = {"X-User-Id": "fastapi-outage-alice"}
+COUNTER = itertools.count(1)
 
 
 async def test_server_stopped_then_back(server: Any, db: Any) -> None:
@@ -94,3 +99,36 @@ async def test_silent_server_readyz_answers_within_its_timeout(
             assert ready.json()["database"] == "no answer within 0.5 s"
             listed = await c.get("/conversations", headers=ALICE)
             assert listed.status_code == 503 and listed.headers["Retry-After"] == "5"
+
+
+async def test_started_during_an_outage_then_ready_once_the_server_is_back(server: Any) -> None:
+    """The server is down when the app starts (on an empty database, auto-migration on): the
+    app starts anyway, /readyz says why, and once the server is back /readyz upgrades the
+    schema (in the background if it takes longer than the probe's timeout) and turns 200."""
+    name = f"fastapi_empty_{os.getpid()}_{next(COUNTER)}"
+    server.create_database(name)
+    settings = Settings(url=server.url(name), connect_timeout=3, ready_timeout=1)
+    app = create_app(settings=settings)
+    await in_thread(server.stop)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+                assert (await c.get("/healthz")).status_code == 200
+                down = await c.get("/readyz")
+                assert down.status_code == 503 and down.json()["database"] == "unreachable"
+                await in_thread(server.start)
+                seen = []
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:  # as a readiness probe polls
+                    ready = await c.get("/readyz")
+                    seen.append(ready.json()["database"])
+                    if ready.status_code == 200:
+                        break
+                assert ready.status_code == 200, seen
+                assert ready.json()["schema_revision"] == SCHEMA_HEAD
+                assert set(seen) <= {"ok", "the schema is being upgraded"}, seen
+                created = await c.post("/conversations", json={}, headers=ALICE)
+                assert created.status_code == 201, created.text
+    finally:
+        server.ensure_running()
