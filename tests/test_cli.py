@@ -255,7 +255,7 @@ def test_main_returns_the_exit_status(sqlite_url: str, capsys: pytest.CaptureFix
     assert main(["ls", "--nope"]) == 2
     assert main(["show", "nope", "--url", sqlite_url]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 2 and all(line.startswith("sessiondb: error: ") for line in err)
+    assert len(err) == 3 and all(line.startswith("sessiondb: error: ") for line in err)
 
 
 def test_the_console_script_exits_with_the_status(sqlite_url: str, tmp_path: Path) -> None:
@@ -267,6 +267,7 @@ def test_the_console_script_exits_with_the_status(sqlite_url: str, tmp_path: Pat
     seed(sqlite_url, per_app=1)
     done = process("ls", "--url", sqlite_url, "--json", script=script)
     assert done.returncode == 0 and len(json_lines(done.stdout)) == 2
+    sqlite3.connect(tmp_path / "empty.db").close()  # a file without sessiondb's tables
     for args, status in [
         (["ls", "--url", sqlite_url, "--nope"], 2),  # bad usage
         (["show", "nope", "--url", sqlite_url], 1),  # failed work
@@ -727,12 +728,27 @@ def test_copy_resumes_after_an_interruption(db_url: str, sqlite_url: str) -> Non
     assert checksum(db_url, prefix) == checksum(sqlite_url)
 
 
-def test_copy_fails_verification_when_the_target_differs(sqlite_url: str, tmp_path: Path) -> None:
+def test_copy_refuses_a_target_with_other_sessions(sqlite_url: str, tmp_path: Path) -> None:
+    """Checked before writing; --merge adds to them and verifies only what it copied."""
     seed(sqlite_url, per_app=2)
     target = f"sqlite:///{tmp_path / 'target.db'}"
     seed(target, apps=["elsewhere"], per_app=1)
-    line = fails("copy", "--from", sqlite_url, "--to", target)
-    assert "verification failed" in line and "4 sessions" in line
+    before = checksum(target)
+    line = fails("copy", "--from", sqlite_url, "--to", target, status=1)
+    assert "1 session that the source does not have" in line and "--merge" in line
+    assert "nothing was written" in line and checksum(target) == before
+
+    done = json.loads(ok("copy", "--from", sqlite_url, "--to", target, "--merge", "--json"))
+    assert done["sessions"] == 4 and done["verified"] and done["foreign"] == 1
+    out = ok("copy", "--from", sqlite_url, "--to", target, "--merge")
+    assert "verified: the 4 sessions of the source are in the target" in out
+    with SessionStore(target) as store:
+        assert store.count_sessions() == 5
+        (one,) = store.list_sessions("chat", limit=1)
+        store.append_event(one.id, "user", {"text": "written in the target"}, app_name="chat",
+                           user_id=one.user_id)  # fmt: skip
+    line = fails("copy", "--from", sqlite_url, "--to", target, "--merge", status=1)
+    assert "verification failed: 1 copied session differs" in line and one.id in line
 
 
 def test_copy_bad_input(sqlite_url: str, tmp_path: Path) -> None:
@@ -1001,6 +1017,7 @@ def test_doctor(db_url: str, backend: str) -> None:
 
 
 def test_doctor_advises_migrating(tmp_path: Path) -> None:
+    sqlite3.connect(tmp_path / "empty.db").close()
     out = ok("doctor", "--url", f"sqlite:///{tmp_path / 'empty.db'}")
     assert "none (head is" in out and "migrate" in out
 

@@ -183,8 +183,13 @@ def _decide(revision: str | None, options: Options, target: Target) -> bool:
             "newer than this version of sessiondb knows: upgrade sessiondb"
         )
     if not options.auto_migrate:
+        at = (
+            "has no sessiondb schema (its tables are not there)"
+            if revision is None
+            else f"is at sessiondb schema revision {revision!r}"
+        )
         raise SchemaError(
-            f"the database at {target.safe_url} is at sessiondb schema revision {revision!r}, "
+            f"the database at {target.safe_url} {at}, "
             f"this library needs {_migrations.HEAD!r}: run `sessiondb migrate --url URL"
             + (f" --table-prefix {options.table_prefix}" if options.table_prefix else "")
             + "` (or open the store with auto_migrate=True)"

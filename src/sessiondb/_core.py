@@ -19,6 +19,7 @@ tells :attr:`Core.reads` what it handed out, and :func:`sessiondb._scopes.decide
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -192,7 +193,14 @@ class Core:
         recent_events: int,
         app_name: str | None = None,
         user_id: str | None = None,
+        include_expired: bool = False,
     ) -> Session | None:
+        if include_expired:
+            key = self._key(cx, session_id, app_name, user_id, live=False)
+            row = None if key is None else cx.one(self.q.get_any, key)
+            if row is None:
+                return None
+            return self._with_events(cx, self._read_session(row), recent_events)
         if app_name is not None or user_id is not None:
             key = self._key(cx, session_id, app_name, user_id)
             assert key is not None
@@ -233,6 +241,7 @@ class Core:
         created_before: datetime | None,
         updated_after: datetime | None,
         updated_before: datetime | None,
+        include_expired: bool = False,
     ) -> SessionList:
         """A listing: the guide's whole list of one app or user, or a filtered page."""
         bounds = {
@@ -242,11 +251,13 @@ class Core:
         if (
             app_name is not None and limit is None and cursor is None and order == "updated"
             and label is None and include_state and not any(bounds.values())
+            and not include_expired
         ):  # fmt: skip
             return self._list_owned(cx, app_name, user_id)
         return self._list_page(
-            cx, app_name, user_id, limit, cursor, order, label, include_state, bounds
-        )
+            cx, app_name, user_id, limit, cursor, order, label, include_state, bounds,
+            include_expired,
+        )  # fmt: skip
 
     def _list_owned(self, cx: Cx, app_name: str, user_id: str | None) -> SessionList:
         """Every live session of an app (or of one user), newest update first."""
@@ -768,12 +779,14 @@ class Core:
         label: str | None,
         include_state: bool,
         bounds: dict[str, datetime | None],
+        include_expired: bool = False,
     ) -> SessionList:
         if order not in ("updated", "created"):
             raise InvalidArgumentError("order must be 'updated' or 'created'")
         names, params = self._filter_params(app_name, user_id, label, **bounds)
-        names.add("live")
-        params["now"] = self.rows.read_now()
+        if not include_expired:
+            names.add("live")
+            params["now"] = self.rows.read_now()
         if limit is not None:
             # one more tells whether another page follows (and still fits in 64 bits)
             params["limit"] = min(_checks.positive_int(limit, "limit"), _checks.MAX_COUNT - 1) + 1
@@ -946,7 +959,12 @@ class Core:
     @reads
     def stats(self, cx: Cx) -> list[AppStats]:
         read = self._read_stats
-        return [read(r) for r in cx.all(self.q.stats, {"now": self.rows.read_now()})]
+        live = cx.all(self.q.stats, {"now": self.rows.read_now()})
+        apps = {row.app_name: row for row in map(read, live)}
+        for app_name, expired in cx.all(self.q.expired_by_app, {}):
+            row = apps.get(app_name) or AppStats(app_name, 0, 0, 0, 0, 0, None, None)
+            apps[app_name] = dataclasses.replace(row, expired=int(expired))
+        return [apps[name] for name in sorted(apps)]
 
     # -- shared steps --------------------------------------------------------------------------
 

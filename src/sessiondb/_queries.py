@@ -160,6 +160,8 @@ class Queries:
         # by id alone: two rows tell that the id is ambiguous (ids are per app and user)
         self.get_by_id = self.compile(sa.select(*self.cols).where(c.id == p("sid"), live).limit(2))
         self.get_by_key = self.compile(sa.select(*self.cols).where(owned, live))
+        # expired but not yet purged included (the CLI's --include-expired)
+        self.get_any = self.compile(sa.select(*self.cols).where(owned))
         # the owners of an id (ids are per app and user): two rows are enough to tell that
         # an id alone is ambiguous
         self.owners_live = self.compile(
@@ -358,6 +360,12 @@ class Queries:
                 sa.func.max(c.updated_at).label("newest_updated_at"),
             ).where(live).group_by(c.app_name).order_by(c.app_name)
         )  # fmt: skip
+        # the purge backlog per app: expired sessions that purge_expired has not deleted yet
+        self.expired_by_app = self.compile(
+            sa.select(c.app_name, sa.func.count().label("expired"))
+            .where(*self.filters(frozenset({"expired"})))
+            .group_by(c.app_name)
+        )
         self.export_cols = [
             c.id, c.app_name, c.user_id, self.json_out(c.state), c.created_at, c.updated_at,
             c.version, c.expires_at, c.ttl_seconds, c.title, self.json_out(c.labels),

@@ -166,19 +166,22 @@ class SessionStore:
         updated_after: datetime | None = None,
         updated_before: datetime | None = None,
         include_state: bool = True,
+        include_expired: bool = False,
     ) -> SessionList:
         """One user's sessions (every user's if ``user_id`` is None), newest update first.
 
         With ``limit``, one page: pass the result's ``next_cursor`` back as ``cursor`` for the
         next (keyset pagination). ``order="created"`` walks oldest first by creation, which
         rows never leave; ``include_state=False`` skips the state for a light listing.
-        ``app_name=None`` lists every app. Expired sessions are never listed.
+        ``app_name=None`` lists every app. Expired sessions are not listed unless
+        ``include_expired`` (those that ``purge_expired`` has not deleted yet).
         """
         return self._call(
             self._core.list_sessions, app_name=app_name, user_id=user_id, limit=limit,
             cursor=cursor, order=order, label=label, include_state=include_state,
             created_after=created_after, created_before=created_before,
             updated_after=updated_after, updated_before=updated_before,
+            include_expired=include_expired,
         )  # fmt: skip
 
     def count_sessions(
@@ -196,15 +199,17 @@ class SessionStore:
         recent_events: int = 0,
         app_name: str | None = None,
         user_id: str | None = None,
+        include_expired: bool = False,
     ) -> Session | None:
         """A session by id alone, whoever owns it (for administration), or None.
 
         Ids are per app and user: if several owners have a session with this id, it raises
         :class:`~sessiondb.errors.AmbiguousSessionError`; pass ``app_name`` and ``user_id``.
+        ``include_expired`` finds an expired session that has not been purged yet.
         """
         return self._call(
             self._core.get_session_by_id, session_id=session_id, recent_events=recent_events,
-            app_name=app_name, user_id=user_id,
+            app_name=app_name, user_id=user_id, include_expired=include_expired,
         )  # fmt: skip
 
     def update_session_state(
@@ -425,7 +430,8 @@ class SessionStore:
         )  # fmt: skip
 
     def stats(self) -> list[AppStats]:
-        """Per app: sessions, users, events, bytes, oldest creation and newest update."""
+        """Per app: live sessions, users, events, bytes, oldest creation and newest update,
+        and ``expired``: the expired sessions ``purge_expired`` has not deleted yet."""
         return self._call(self._core.stats)
 
     def checkpoint_stats(self) -> list[tuple[str, int, int]]:

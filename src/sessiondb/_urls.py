@@ -2,8 +2,10 @@
 
 Every URL resolves to a :class:`Target`: the backend (``sqlite``, ``postgresql`` or ``mysql``),
 the SQLAlchemy URL for the synchronous driver, and the one for the asynchronous driver. A bare
-``postgresql://`` or ``mysql://`` maps to drivers that install from wheels (psycopg 3 / asyncpg,
-PyMySQL / aiomysql); a URL naming a driver keeps it for its side and gets the default for the other.
+``postgresql://`` (or ``postgres://``, as Heroku, Supabase and Render write it) or ``mysql://``
+maps to drivers that install from wheels (psycopg 3 / asyncpg, PyMySQL / aiomysql); a URL
+naming a driver keeps it for its side and gets the default for the other. A bare path is not a
+URL here (the ``sessiondb`` command takes one as a SQLite file; code says what it means).
 
 A PostgreSQL URL may name several hosts (a primary and its standbys), in libpq's form
 ``postgresql://u@h1:5432,h2:5433/db?target_session_attrs=read-write`` or SQLAlchemy's
@@ -109,7 +111,16 @@ class Target:
 
 
 def _malformed(text: str, why: str) -> ConfigurationError:
-    return ConfigurationError(f"malformed database URL {text!r}: {why}. Use one of: {FORMS}")
+    return ConfigurationError(f"malformed database URL {text!r}: {why}; use one of: {FORMS}")
+
+
+def _postgres_alias(text: str) -> str:
+    """``postgres://`` (Heroku, Supabase, Render; SQLAlchemy refuses it) as ``postgresql://``."""
+    scheme, sep, rest = text.partition("://")
+    name, plus, driver = scheme.partition("+")
+    if sep and name.lower() == "postgres":
+        return f"postgresql{plus}{driver}://{rest}"
+    return text
 
 
 def resolve_url(url: str | URL) -> Target:
@@ -122,11 +133,18 @@ def resolve_url(url: str | URL) -> Target:
     if isinstance(url, str):
         if not url.strip():
             raise _malformed(url, "it is empty")
-        stripped, listed = _split_hosts(url.strip())
+        stripped, listed = _split_hosts(_postgres_alias(url.strip()))
         try:
             parsed = make_url(stripped)
         except (ArgumentError, ValueError) as exc:
-            raise _malformed(url, "it does not have the form dialect[+driver]://...") from exc
+            if ":" not in url:
+                why = (
+                    "it has no scheme (a SQLite file is written sqlite:///path/to/file.db; "
+                    "the sessiondb command also takes a bare path)"
+                )
+            else:
+                why = "it is not of the form dialect[+driver]://[user[:password]@]host/database"
+            raise _malformed(url, why) from exc
     else:
         parsed = url
     safe = parsed.render_as_string(hide_password=True)

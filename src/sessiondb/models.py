@@ -94,6 +94,9 @@ class AppStats:
     event_bytes: int
     oldest_created_at: datetime | None
     newest_updated_at: datetime | None
+    #: expired sessions not deleted yet (the purge backlog: ``purge_expired`` deletes them);
+    #: the other counts are of live sessions only
+    expired: int = 0
 
 
 @dataclass(slots=True)

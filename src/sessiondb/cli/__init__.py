@@ -15,7 +15,7 @@ progress bars, JSON), and the commands by subject: ``_schema``, ``_sessions``, `
 from __future__ import annotations
 
 from . import _schema, _sessions, _transfer
-from ._app import CliError, app, main, parse_duration, parse_time
+from ._app import CliError, Command, app, main, parse_duration, parse_time
 
 __all__ = ["CliError", "app", "main", "parse_duration", "parse_time"]
 
@@ -37,5 +37,5 @@ for _name, _command in (
     ("doctor", _schema.doctor_command),
     ("uninstall", _schema.uninstall_command),
 ):
-    app.command(_name)(_command)
+    app.command(_name, cls=Command)(_command)
 del _name, _command

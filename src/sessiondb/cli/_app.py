@@ -13,17 +13,20 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 import sessiondb
 from sessiondb import SessionDBError, SessionStore
+from sessiondb.errors import ConfigurationError
 
 from ._output import one_line
 
 ENV_URL = "SESSIONDB_URL"
+ENV_DATABASE_URL = "DATABASE_URL"  # read after --url and SESSIONDB_URL (Heroku, Render, ...)
 ENV_TABLE_PREFIX = "SESSIONDB_TABLE_PREFIX"
 ENV_DEBUG = "SESSIONDB_DEBUG"
 
@@ -49,8 +52,28 @@ def _fail(message: str, exit_code: int) -> int:
     return exit_code
 
 
+def _flags_as_flags(params: list[Any]) -> list[Any]:
+    """Blank every flag's type label, so help shows ``--json``, not ``--json <bool>``."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class Command(TyperCommand):
+    """Typer's command, with flags shown in help as flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        """The parameters, flags without a type label."""
+        return _flags_as_flags(super().get_params(ctx))
+
+
 class _Group(TyperGroup):
     """Typer's group, with every failure reported as one line on stderr and an exit status."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        """The parameters, flags without a type label."""
+        return _flags_as_flags(super().get_params(ctx))
 
     def main(
         self,
@@ -70,7 +93,7 @@ class _Group(TyperGroup):
         except CliError as exc:
             status = _fail(str(exc), exc.exit_code)
         except SessionDBError as exc:
-            status = _fail(str(exc) or type(exc).__name__, 1)
+            status = _fail(_library_message(exc), 2 if _is_usage(exc) else 1)
         except Exception as exc:
             if isinstance(exc, _CLICK_EXCEPTION):
                 format_message = getattr(exc, "format_message", None)
@@ -97,13 +120,26 @@ class _Group(TyperGroup):
         return status
 
 
+def _is_usage(exc: SessionDBError) -> bool:
+    """A bad value given on the command line (a cursor, an id, a limit): exit status 2."""
+    from sessiondb.errors import InvalidArgumentError, InvalidRecordError
+
+    return isinstance(exc, InvalidArgumentError) and not isinstance(exc, InvalidRecordError)
+
+
+def _library_message(exc: SessionDBError) -> str:
+    """The library's message, without advice only a program can follow."""
+    message = str(exc) or type(exc).__name__
+    return message.replace(" (or open the store with auto_migrate=True)", "")
+
+
 app = typer.Typer(
     name="sessiondb",
     cls=_Group,
     help=(
         "Look after a sessiondb database: schema, sessions, clean-up, export/import, copy "
-        "between databases, backup and diagnosis. The database URL comes from --url or the "
-        "SESSIONDB_URL environment variable."
+        "between databases, backup and diagnosis. The database URL comes from --url, else the "
+        "SESSIONDB_URL environment variable, else DATABASE_URL; a bare path is a SQLite file."
     ),
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -207,7 +243,8 @@ Url = Annotated[
         envvar=ENV_URL,
         show_envvar=True,
         metavar="URL",
-        help="Database URL, e.g. sqlite:///./sessions.db or postgresql://user@host/db.",
+        help="Database URL, e.g. sqlite:///./sessions.db, ./sessions.db (a SQLite file) or "
+        "postgresql://user@host/db; else DATABASE_URL.",
     ),
 ]
 TablePrefix = Annotated[
@@ -250,10 +287,76 @@ class Order(str, Enum):
     created = "created"
 
 
-def open_store(url: str | None, table_prefix: str, *, migrate: bool = False) -> SessionStore:
-    """A store on ``url``; the schema is created or upgraded only if ``migrate``."""
+class Format(str, Enum):
+    """How listed rows are printed."""
+
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+FormatOpt = Annotated[
+    Format | None,
+    typer.Option(
+        "--format",
+        help="table (for people), json (one array), jsonl (one object a line) or csv. "
+        "--json means jsonl.",
+    ),
+]
+
+
+def output_format(fmt: Format | None, as_json: bool) -> Format:
+    """``--format``, or jsonl for ``--json``; both at once must agree."""
+    if as_json and fmt not in (None, Format.jsonl):
+        raise CliError(f"--json means --format jsonl; it cannot go with --format {fmt.value}", 2)
+    if as_json:
+        return Format.jsonl
+    return fmt or Format.table
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def database_url(url: str | None, *, what: str = "database URL") -> str:
+    """The URL the operator meant: ``url`` (from --url or SESSIONDB_URL), else DATABASE_URL;
+    a bare path (``./cli.db``, ``/abs/x.db``, ``x.db``) is a SQLite file."""
     if not url:
-        raise CliError(f"no database URL: pass --url URL or set {ENV_URL}", 2)
+        url = os.environ.get(ENV_DATABASE_URL) or None
+    if not url or not url.strip():
+        raise CliError(f"no {what}: pass --url URL or set {ENV_URL} (or {ENV_DATABASE_URL})", 2)
+    url = url.strip()
+    if "://" not in url and not _SCHEME.match(url):
+        # a path: the form SQLite URLs take ('?' and '%' escaped, as the URL parser unescapes)
+        return "sqlite:///" + url.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+    return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for a server); a malformed URL is a usage error."""
+    from sessiondb._urls import resolve_url
+
+    try:
+        target = resolve_url(url)
+    except ConfigurationError as exc:
+        raise CliError(str(exc), 2) from None
+    return Path(target.location) if target.backend == "sqlite" else None
+
+
+def open_store(
+    url: str | None, table_prefix: str, *, migrate: bool = False, create: bool = False
+) -> SessionStore:
+    """A store on ``url``; the schema is created or upgraded only if ``migrate``.
+
+    Unless ``migrate`` or ``create``, nothing is created: a SQLite file that does not exist
+    is an error (the driver would make an empty one)."""
+    url = database_url(url)
+    path = sqlite_path(url)
+    if path is not None and not (migrate or create) and not path.exists():
+        raise CliError(
+            f"no SQLite database at {path}: the file does not exist "
+            "(check the path; 'sessiondb migrate' creates a new database)"
+        )
     return SessionStore(url, table_prefix=table_prefix, tz_aware=True, auto_migrate=migrate)
 
 

@@ -12,15 +12,29 @@ from rich.table import Table
 
 import sessiondb
 
-from ._app import CliError, JsonOpt, TablePrefix, Url, YesOpt, confirm, open_store
+from ._app import (
+    CliError,
+    JsonOpt,
+    TablePrefix,
+    Url,
+    YesOpt,
+    confirm,
+    database_url,
+    open_store,
+)
 from ._output import dumps, note, one_line, plural, stdout_console
 
 
-def migrate_command(url: Url = None, table_prefix: TablePrefix = "") -> None:
+def migrate_command(
+    url: Url = None, table_prefix: TablePrefix = "", as_json: JsonOpt = False
+) -> None:
     """Create the schema, or upgrade it to this version of sessiondb."""
-    with open_store(url, table_prefix) as store:
+    with open_store(url, table_prefix, create=True) as store:
         before = store.current_revision()
         after = store.migrate()
+    if as_json:
+        typer.echo(dumps({"before": before, "after": after, "changed": before != after}))
+        return
     if before == after:
         typer.echo(f"schema already at revision {after} (head)")
     elif before is None:
@@ -36,11 +50,17 @@ def current_command(
         bool,
         typer.Option("--check", help="Exit with status 1 unless the schema is at the head."),
     ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show the schema revision and whether it is this library's head. Changes nothing."""
     with open_store(url, table_prefix) as store:
         revision = store.current_revision()
     head = sessiondb.SCHEMA_HEAD
+    if as_json:
+        typer.echo(dumps({"revision": revision, "head": head, "at_head": revision == head}))
+        if check and revision != head:
+            raise typer.Exit(1)
+        return
     if revision == head:
         typer.echo(f"{revision} (head)")
         return
@@ -58,6 +78,14 @@ def doctor_command(
     """Check the database: schema revision, indexes, SQLite pragmas, drivers, and advice."""
     with open_store(url, table_prefix) as store:
         report = store.doctor()
+        if report.get("revision") == report.get("head"):
+            backlog = store.purge_expired(dry_run=True)
+            report["expired_awaiting_purge"] = backlog
+            if backlog:
+                report.setdefault("advice", []).append(
+                    f"{plural(backlog, 'expired session')} (or LangGraph thread) await "
+                    "deletion: run `sessiondb purge` (from cron, e.g. hourly)"
+                )
     if as_json:
         typer.echo(dumps(report, indent=2, default=str))
         return
@@ -136,15 +164,17 @@ def _installed(url: str, table_prefix: str) -> _Installed:
     return _Installed(target.safe_url, version, [*found, version], sessions, [])
 
 
-def uninstall_command(url: Url = None, table_prefix: TablePrefix = "", yes: YesOpt = False) -> None:
+def uninstall_command(
+    url: Url = None, table_prefix: TablePrefix = "", yes: YesOpt = False, as_json: JsonOpt = False
+) -> None:
     """Drop every table sessiondb created, all data included. Asks first unless --yes.
 
     Only sessiondb's tables with the given --table-prefix are dropped (its version table
     included); the application's own tables and other prefixes are left alone.
     """
+    url = database_url(url)
     with open_store(url, table_prefix) as store:
         store.current_revision()  # a bad URL or an unreachable server, reported clearly
-    assert url is not None  # open_store refused a missing one
     found = _installed(url, table_prefix)
     where = found.url + (f" (table prefix {table_prefix!r})" if table_prefix else "")
     if found.lookalikes:
@@ -153,6 +183,9 @@ def uninstall_command(url: Url = None, table_prefix: TablePrefix = "", yes: YesO
             f"no {found.version_table} table: they are not sessiondb's; nothing was dropped"
         )
     if not found.tables:
+        if as_json:
+            typer.echo(dumps({"dropped": [], "sessions": 0, "url": found.url}))
+            return
         typer.echo(f"no sessiondb tables in {where}: nothing to drop")
         return
     what = f"{plural(len(found.tables), 'table')} ({plural(found.sessions, 'session')})"
@@ -178,4 +211,7 @@ def uninstall_command(url: Url = None, table_prefix: TablePrefix = "", yes: YesO
     except SQLAlchemyError as exc:
         reason = one_line(str(getattr(exc, "orig", None) or exc))
         raise CliError(f"dropping the tables failed: {reason}") from exc
+    if as_json:
+        typer.echo(dumps({"dropped": found.tables, "sessions": found.sessions, "url": found.url}))
+        return
     typer.echo(f"dropped {what} from {where}: {', '.join(found.tables)}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated
 
 import typer
@@ -40,6 +40,14 @@ from ._output import (
     short,
     stdout_console,
 )
+
+IncludeExpired = Annotated[
+    bool,
+    typer.Option(
+        "--include-expired",
+        help="Also expired sessions that 'sessiondb purge' has not deleted yet.",
+    ),
+]
 
 
 def ls_command(
@@ -85,9 +93,10 @@ def ls_command(
         str | None,
         typer.Option("--cursor", metavar="CURSOR", help="Continue where a previous page ended."),
     ] = None,
+    include_expired: IncludeExpired = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """List sessions, a page at a time (expired sessions are not listed).
+    """List sessions, a page at a time (expired sessions only with --include-expired).
 
     The next page's cursor is printed after the table (with --json: on stderr, so stdout
     stays pure JSON Lines, one session per line, without state).
@@ -105,6 +114,7 @@ def ls_command(
             updated_after=updated_after,
             label=label,
             include_state=False,
+            include_expired=include_expired,
         )
     if as_json:
         out = sys.stdout
@@ -167,6 +177,7 @@ def _by_id(
     app_name: str | None,
     user_id: str | None,
     recent_events: int = 0,
+    include_expired: bool = False,
 ) -> Session | None:
     """The session with this id (of this owner, if given); a usage error when the id alone
     names several users' sessions."""
@@ -174,7 +185,11 @@ def _by_id(
         raise CliError("--app and --user go together: give both, or neither", 2)
     try:
         return store.get_session_by_id(
-            session_id, recent_events=recent_events, app_name=app_name, user_id=user_id
+            session_id,
+            recent_events=recent_events,
+            app_name=app_name,
+            user_id=user_id,
+            include_expired=include_expired,
         )
     except AmbiguousSessionError:
         raise CliError(
@@ -182,6 +197,11 @@ def _by_id(
             "say whose with --app and --user",
             2,
         ) from None
+
+
+def _expired(session: Session) -> bool:
+    expires = session.expires_at
+    return expires is not None and expires <= datetime.now(timezone.utc)
 
 
 def show_command(
@@ -193,13 +213,22 @@ def show_command(
     events: Annotated[
         int, typer.Option("--events", min=0, metavar="N", help="How many of the last events.")
     ] = 10,
+    include_expired: IncludeExpired = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Show one session: its metadata, its state as JSON and its last events."""
     with open_store(url, table_prefix) as store:
-        session = _by_id(store, session_id, app_name, user_id, events)
+        session = _by_id(store, session_id, app_name, user_id, events, include_expired)
+        expired = None
+        if session is None and not include_expired:
+            expired = _by_id(store, session_id, app_name, user_id, 0, True)
     if session is None:
         whose = "" if app_name is None else f" for app {app_name!r} and user {user_id!r}"
+        if expired is not None:
+            raise CliError(
+                f"session {session_id!r}{whose} expired at {fmt_time(expired.expires_at)} and "
+                "awaits 'sessiondb purge' (pass --include-expired to show it)"
+            )
         raise CliError(f"no session with id {session_id!r}{whose}")
     recent = session.events or []
     if as_json:
@@ -219,7 +248,7 @@ def show_command(
         ("labels", ", ".join(session.labels) or "-"),
         ("created", fmt_time(session.created_at)),
         ("updated", fmt_time(session.updated_at)),
-        ("expires", fmt_time(session.expires_at)),
+        ("expires", fmt_time(session.expires_at) + (" (expired)" if _expired(session) else "")),
         ("version", str(session.version)),
         ("events", f"{session.event_count} ({fmt_size(session.event_bytes)})"),
     ):
@@ -262,6 +291,7 @@ def rm_command(
     app_name: OwnerApp = None,
     user_id: OwnerUser = None,
     yes: YesOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Delete sessions by id, with their events. Asks first unless --yes."""
     ids = list(dict.fromkeys(session_ids))
@@ -284,6 +314,9 @@ def rm_command(
         deleted = sum(
             store.delete_session(s.id, app_name=s.app_name, user_id=s.user_id) for s in found
         )
+    if as_json:
+        typer.echo(dumps({"deleted": deleted, "ids": [s.id for s in found]}))
+        return
     typer.echo(f"deleted {plural(deleted, 'session')}")
 
 
@@ -295,17 +328,22 @@ def clear_command(
     url: Url = None,
     table_prefix: TablePrefix = "",
     yes: YesOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Delete every session of an app (or of one user in it). Asks first unless --yes."""
     with open_store(url, table_prefix) as store:
         count = store.count_sessions(app_name, user_id)
         whose = f"app {app_name!r}" + (f", user {user_id!r}" if user_id is not None else "")
-        if count == 0:
-            typer.echo(f"no sessions in {whose}")
-            return
-        confirm(f"Delete all {plural(count, 'session')} of {whose}?", yes)
-        deleted = store.clear_sessions(app_name, user_id)
-    typer.echo(f"deleted {plural(deleted, 'session')}")
+        deleted = 0
+        if count:
+            confirm(f"Delete all {plural(count, 'session')} of {whose}?", yes)
+            deleted = store.clear_sessions(app_name, user_id)
+    if as_json:
+        typer.echo(dumps({"deleted": deleted}))
+    elif count == 0:
+        typer.echo(f"no sessions in {whose}")
+    else:
+        typer.echo(f"deleted {plural(deleted, 'session')}")
 
 
 def purge_command(
@@ -326,6 +364,7 @@ def purge_command(
             help="Sessions deleted per batch (default 1000; 200 on SQLite).",
         ),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Delete expired sessions, or with --older-than the sessions created before then.
 
@@ -346,7 +385,11 @@ def purge_command(
                 app_name, user_id, older_than=older_than, batch_size=batch_size, dry_run=dry_run
             )
             what = f"{plural(count, 'session')} older than {fmt_delta(older_than)}"
-    if dry_run:
+    if as_json:
+        typer.echo(
+            dumps({"deleted": 0 if dry_run else count, "matched": count, "dry_run": dry_run})
+        )
+    elif dry_run:
         typer.echo(f"would delete {what} (dry run)")
     else:
         typer.echo(f"deleted {what}")
@@ -355,8 +398,8 @@ def purge_command(
 def stats_command(
     url: Url = None, table_prefix: TablePrefix = "", as_json: JsonOpt = False
 ) -> None:
-    """Sessions, users, events and bytes per app, with the oldest and newest session; LangGraph
-    threads and checkpoints per app."""
+    """Sessions, users, events and bytes per app, with the oldest and newest session, and
+    the expired sessions awaiting purge; LangGraph threads and checkpoints per app."""
     with open_store(url, table_prefix) as store:
         stats = store.stats()
         graphs = store.checkpoint_stats()
@@ -373,6 +416,7 @@ def stats_command(
                         "event_bytes": row.event_bytes,
                         "oldest_created_at": iso(row.oldest_created_at),
                         "newest_updated_at": iso(row.newest_updated_at),
+                        "expired": row.expired,
                     }
                 )
             )
@@ -409,6 +453,8 @@ def stats_command(
     table.add_column("EVENT DATA", justify="right", footer=fmt_size(total[3]))
     table.add_column("OLDEST CREATED", no_wrap=True)
     table.add_column("NEWEST UPDATED", no_wrap=True)
+    backlog = sum(r.expired for r in stats)
+    table.add_column("EXPIRED", justify="right", footer=str(backlog))
     for row in stats:
         table.add_row(
             escape(row.app_name),
@@ -419,7 +465,14 @@ def stats_command(
             fmt_size(row.event_bytes),
             fmt_time(row.oldest_created_at),
             fmt_time(row.newest_updated_at),
+            str(row.expired),
         )
     console.print(table)
+    if backlog:
+        console.print(
+            f"{plural(backlog, 'expired session')} awaiting purge (not counted above): "
+            "run 'sessiondb purge'",
+            soft_wrap=True,
+        )
     if graphs:
         console.print(graph_table)

@@ -12,10 +12,11 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from sessiondb import SessionDBError
+from sessiondb import SessionDBError, SessionStore
 
 from .. import _records
 from ._app import (
+    ENV_DATABASE_URL,
     ENV_URL,
     AppOpt,
     BatchSize,
@@ -23,6 +24,7 @@ from ._app import (
     JsonOpt,
     TablePrefix,
     Url,
+    database_url,
     open_store,
 )
 from ._output import (
@@ -104,6 +106,7 @@ def export_command(
     ] = None,
     app_name: AppOpt = None,
     batch_size: BatchSize = 500,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write sessions (with their events) and app/user state as JSON Lines.
 
@@ -138,6 +141,17 @@ def export_command(
             raise
     if output is not None and part is not None:
         os.replace(part, output)
+    if as_json:
+        summary = {
+            "sessions": counts.get(_records.SESSION, 0),
+            "events": counts.get("event", 0),
+            "app_states": counts.get(_records.APP_STATE, 0),
+            "user_states": counts.get(_records.USER_STATE, 0),
+            "output": None if output is None else str(output),
+        }
+        # stdout carries the records unless they went to a file
+        (typer.echo if output is not None else note)(dumps(summary))
+        return
     note(f"exported {_summary(counts)}" + (f" to {output}" if output else ""))
 
 
@@ -152,6 +166,7 @@ def import_command(
     url: Url = None,
     table_prefix: TablePrefix = "",
     batch_size: BatchSize = 500,
+    as_json: JsonOpt = False,
 ) -> None:
     """Read JSON Lines written by 'export' into the database (creating the schema if needed).
 
@@ -180,12 +195,25 @@ def import_command(
             result = store.import_records(reader.records(advance), batch_size=batch_size)
         except SessionDBError as exc:
             raise CliError(f"{one_line(str(exc))} (reading {name}, line {reader.line})") from exc
+    if as_json:
+        typer.echo(dumps(_result_json(result)))
+        return
     typer.echo(
         f"imported {plural(result.sessions, 'session')} "
         f"({plural(result.events, 'event')}), {plural(result.app_states, 'app state')}, "
         f"{plural(result.user_states, 'user state')}; "
         f"skipped {result.skipped} already present"
     )
+
+
+def _result_json(result: Any) -> dict[str, int]:
+    return {
+        "sessions": result.sessions,
+        "events": result.events,
+        "app_states": result.app_states,
+        "user_states": result.user_states,
+        "skipped": result.skipped,
+    }
 
 
 def copy_command(
@@ -218,25 +246,44 @@ def copy_command(
     ] = None,
     app_name: AppOpt = None,
     batch_size: BatchSize = 500,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge",
+            help="Copy into a target that holds other sessions too; verify only what was copied.",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Copy everything from one database to another, e.g. SQLite to PostgreSQL.
 
-    Creates the target's schema if needed. Sessions already in the target are skipped, so an
-    interrupted copy continues when run again. At the end the session counts and checksums
-    of both sides are compared; the exit status is 1 if they differ.
+    Creates the target's schema if needed. A target holding sessions the source does not have
+    is refused before anything is written, unless --merge. Sessions already in the target are
+    skipped, so an interrupted copy continues when run again. At the end both sides are
+    compared (with --merge: only the copied sessions); the exit status is 1 if they differ.
     """
     if not target:
         raise CliError("missing option '--to URL'", 2)
-    if not source:
+    if not source and not os.environ.get(ENV_DATABASE_URL):
         raise CliError(f"no source database: pass --from URL or set {ENV_URL}", 2)
+    source, target = database_url(source), database_url(target)
     src_prefix = table_prefix if from_table_prefix is None else from_table_prefix
     dst_prefix = table_prefix if to_table_prefix is None else to_table_prefix
     if source == target and src_prefix == dst_prefix:
         raise CliError("--from and --to are the same database and table prefix", 2)
     console = stdout_console()
     with open_store(source, src_prefix) as src, open_store(target, dst_prefix, migrate=True) as dst:
-        fancy = on_terminal()
+        fancy = on_terminal() and not as_json
         total = src.count_sessions(app_name)
+        mine = _keys(src, app_name)
+        theirs = _keys(dst, app_name)
+        foreign = len(theirs.keys() - mine.keys())
+        if foreign and not merge:
+            raise CliError(
+                f"the target already holds {plural(foreign, 'session')} that the source does "
+                "not have; nothing was written. Copy into an empty database, or pass --merge "
+                "to add to them (its verification covers only the copied sessions)"
+            )
 
         def records(advance: Callable[[float], None]) -> Iterator[dict[str, Any]]:
             for record in src.export_records(app_name, batch_size=batch_size):
@@ -246,24 +293,64 @@ def copy_command(
 
         with progress("copying", total, enabled=fancy) as advance:
             result = dst.import_records(records(advance), batch_size=batch_size)
-        console.print(
+        copied = (
             f"copied {plural(result.sessions, 'session')} "
             f"({plural(result.events, 'event')}), {plural(result.app_states, 'app state')}, "
             f"{plural(result.user_states, 'user state')}; "
-            f"skipped {result.skipped} already present",
-            soft_wrap=True,
+            f"skipped {result.skipped} already present"
         )
-        counts = (src.count_sessions(app_name), dst.count_sessions(app_name))
-        sums = (src.checksum(app_name), dst.checksum(app_name))
-    if counts[0] != counts[1] or sums[0] != sums[1]:
-        raise CliError(
-            f"verification failed: source has {plural(counts[0], 'session')} "
-            f"(checksum {sums[0]}), target has {counts[1]} (checksum {sums[1]})"
-        )
-    console.print(
-        f"verified: {plural(counts[0], 'session')} on both sides, checksum {sums[0]}",
-        soft_wrap=True,
-    )
+        if not as_json:
+            console.print(copied, soft_wrap=True)
+        summary: dict[str, Any] = {**_result_json(result), "merge": merge}
+        if merge:
+            after = _keys(dst, app_name)
+            differ = sorted(k for k, v in _keys(src, app_name).items() if after.get(k) != v)
+            summary.update(verified=not differ, differing=len(differ), foreign=foreign)
+            failure = (
+                f"verification failed: {plural(len(differ), 'copied session')} "
+                f"{'differs' if len(differ) == 1 else 'differ'} in the target (first: "
+                f"{differ[0][2]!r} of app {differ[0][0]!r}, user {differ[0][1]!r})"
+                if differ
+                else None
+            )
+            verified = (
+                f"verified: the {plural(len(mine), 'session')} of the source are in the target "
+                f"(which also holds {plural(foreign, 'other session')})"
+            )
+        else:
+            counts = (src.count_sessions(app_name), dst.count_sessions(app_name))
+            sums = (src.checksum(app_name), dst.checksum(app_name))
+            summary.update(verified=counts[0] == counts[1] and sums[0] == sums[1])
+            summary.update(source=counts[0], target=counts[1], checksum=sums[0])
+            failure = (
+                None
+                if summary["verified"]
+                else f"verification failed: source has {plural(counts[0], 'session')} "
+                f"(checksum {sums[0]}), target has {counts[1]} (checksum {sums[1]})"
+            )
+            verified = f"verified: {plural(counts[0], 'session')} on both sides, checksum {sums[0]}"
+    if as_json:
+        typer.echo(dumps(summary))
+    if failure is not None:
+        raise CliError(failure)
+    if not as_json:
+        console.print(verified, soft_wrap=True)
+
+
+def _keys(store: SessionStore, app_name: str | None) -> dict[tuple[str, str, str], tuple[int, int]]:
+    """Every session's owner and id (expired ones included) -> its version and event count."""
+    keys: dict[tuple[str, str, str], tuple[int, int]] = {}
+    cursor: str | None = None
+    while True:
+        page = store.list_sessions(
+            app_name, None, limit=1000, cursor=cursor, order="created",
+            include_state=False, include_expired=True,
+        )  # fmt: skip
+        for s in page:
+            keys[(s.app_name, s.user_id, s.id)] = (s.version, s.event_count)
+        cursor = page.next_cursor
+        if cursor is None:
+            return keys
 
 
 _DUMP_TOOLS = {
@@ -279,6 +366,7 @@ def backup_command(
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Replace FILE if it exists.")
     ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Copy a SQLite database with SQLite's online backup, safely while it is in use.
 
@@ -299,6 +387,9 @@ def backup_command(
         if not file.parent.is_dir():
             raise CliError(f"cannot write {file}: no directory {file.parent}")
         store.backup(str(file))
+    if as_json:
+        typer.echo(dumps({"file": str(file), "bytes": file.stat().st_size}))
+        return
     typer.echo(f"backed up to {file} ({fmt_size(file.stat().st_size)})")
 
 
@@ -330,8 +421,7 @@ def import_adk_command(
     Reads ADK's current (JSON) and legacy (pickled) schemas; legacy pickles are unpickled with
     an allow-list, never as arbitrary classes. Running it twice imports nothing twice.
     """
-    if url is None:
-        raise CliError("no target database: pass --to URL or set SESSIONDB_URL")
+    url = database_url(url, what="target database")
     try:
         from ..adk_import import import_adk
     except ImportError as exc:

@@ -1,0 +1,201 @@
+"""The ``sessiondb`` command as operators use it (issue 15): URLs as they write them, read-only
+commands that create nothing, expired sessions made visible, machine-readable output and exit
+statuses, copy into a non-empty target, large listings, progress, and the schema commands.
+
+End to end as in test_cli.py: Typer's ``CliRunner`` in-process, real processes where exit
+statuses, pipes or a terminal matter; real databases, nothing mocked.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from sessiondb import SessionStore
+from sessiondb._urls import resolve_url
+from sessiondb.errors import ConfigurationError
+
+from .test_cli import fails, json_lines, ok, process, records_like, run, seed
+
+EXPIRED = {"expires_at": "2021-01-01T00:00:00+00:00"}
+
+
+# -- URLs as operators write them -------------------------------------------------------------
+
+
+def test_postgres_scheme_is_postgresql() -> None:
+    """Heroku, Supabase and Render hand out postgres://; the library takes it too."""
+    target = resolve_url("postgres://u:secret@db.example:6543/app")
+    assert target.backend == "postgresql"
+    assert target.sync_url.drivername == "postgresql+psycopg"
+    assert target.async_url.drivername == "postgresql+asyncpg"
+    assert target.sync_url.port == 6543 and "secret" not in target.safe_url
+    assert resolve_url("postgres+asyncpg://u@h/app").async_url.drivername == "postgresql+asyncpg"
+
+
+@pytest.mark.postgresql
+def test_postgres_scheme_on_the_server(make_db_url: object) -> None:
+    url = make_db_url("postgresql")  # type: ignore[operator]
+    heroku = "postgres://" + url.split("://", 1)[1]
+    assert "created the schema" in ok("migrate", "--url", heroku)
+    seed(url, per_app=1)
+    assert len(json_lines(ok("ls", "--url", heroku, "--json"))) == 2
+
+
+def test_database_url_comes_after_url_and_sessiondb_url(tmp_path: Path) -> None:
+    a, b, c = (f"sqlite:///{tmp_path / name}.db" for name in "abc")
+    for url, app in ((a, "from-a"), (b, "from-b"), (c, "from-c")):
+        with SessionStore(url) as store:
+            store.create_session(app, "u")
+    apps = lambda out: {row["app_name"] for row in json_lines(out)}  # noqa: E731
+    assert apps(ok("ls", "--json", env={"DATABASE_URL": c})) == {"from-c"}
+    assert apps(ok("ls", "--json", env={"DATABASE_URL": c, "SESSIONDB_URL": b})) == {"from-b"}
+    env = {"DATABASE_URL": c, "SESSIONDB_URL": b}
+    assert apps(ok("ls", "--json", "--url", a, env=env)) == {"from-a"}
+    assert "DATABASE_URL" in fails("ls", status=2)
+
+
+def test_a_bare_path_is_a_sqlite_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert "created the schema" in ok("migrate", "--url", "./cli.db")
+    assert (tmp_path / "cli.db").is_file()
+    with SessionStore(f"sqlite:///{tmp_path / 'cli.db'}") as store:
+        store.create_session("chat", "u")
+    for form in ("./cli.db", "cli.db", str(tmp_path / "cli.db")):
+        assert len(json_lines(ok("ls", "--url", form, "--json"))) == 1
+    assert len(json_lines(ok("ls", "--json", env={"SESSIONDB_URL": "cli.db"}))) == 1
+    # the library wants a URL, and says how to write one
+    with pytest.raises(ConfigurationError, match=r"no scheme.*sqlite:///"):
+        SessionStore("cli.db")
+
+
+# -- read-only commands create nothing --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command", [["stats"], ["ls"], ["show", "x"], ["doctor"], ["current"], ["export"],
+                ["rm", "x", "--yes"], ["purge"], ["clear", "--app", "a", "--yes"]],
+)  # fmt: skip
+def test_read_only_commands_create_no_file(command: list[str], tmp_path: Path) -> None:
+    for url in (f"sqlite:///{tmp_path / 'typo.db'}", str(tmp_path / "typo.db")):
+        line = fails(*command, "--url", url, status=1)
+        assert "does not exist" in line and "typo.db" in line, line
+        assert "auto_migrate" not in line and "None" not in line
+        assert not (tmp_path / "typo.db").exists()
+
+
+def test_a_file_without_the_schema_is_said_plainly(tmp_path: Path) -> None:
+    sqlite3.connect(tmp_path / "empty.db").close()
+    line = fails("stats", "--url", str(tmp_path / "empty.db"), status=1)
+    assert "has no sessiondb schema" in line and "sessiondb migrate" in line
+    assert "auto_migrate" not in line and "revision None" not in line
+
+
+# -- exit statuses and help -------------------------------------------------------------------
+
+
+def test_bad_values_exit_2(tmp_path: Path, db_url: str) -> None:
+    assert "malformed database URL" in fails("ls", "--url", "postgresql://", status=2)
+    assert "malformed database URL" in fails("ls", "--url", "pg:/nowhere", status=2)
+    line = fails("ls", "--url", db_url, "--cursor", "not-a-cursor", status=2)
+    assert "cursor" in line
+    line = fails("ls", "--url", "sqlite://./x.db", status=2)
+    assert "three slashes" in line and "dialect[+driver]://...." not in line
+
+
+def test_the_console_script_exit_status_for_bad_values(tmp_path: Path) -> None:
+    done = process("ls", "--url", "mysql://")
+    assert done.returncode == 2 and done.stderr.startswith("sessiondb: error: malformed")
+
+
+def test_flags_are_shown_as_flags_in_help() -> None:
+    for command in ("ls", "show", "stats", "doctor", "purge", "rm", "copy", "migrate"):
+        out = ok(command, "--help", env={"COLUMNS": "200"})
+        assert "<bool>" not in out, (command, out)
+    assert "<bool>" not in ok("--help", env={"COLUMNS": "200"})
+
+
+# -- expired sessions awaiting purge ----------------------------------------------------------
+
+
+def test_expired_sessions_are_visible(db_url: str, tmp_path: Path) -> None:
+    url = ["--url", db_url]
+    live = seed(db_url, apps=["chat"], per_app=2)
+    with SessionStore(db_url) as store:
+        store.import_records(records_like(tmp_path, 3, app="chat", **EXPIRED))
+        store.import_records(records_like(tmp_path, 1, app="gone", **EXPIRED))
+    expired = {r["id"] for r in json_lines(ok("ls", *url, "--json", "--include-expired"))}
+    assert len(expired) == 6 and set(live) < expired
+    assert {r["id"] for r in json_lines(ok("ls", *url, "--json"))} == set(live)
+    some = sorted(expired - set(live))[0]
+
+    line = fails("show", some, *url, status=1)
+    assert "expired" in line and "--include-expired" in line and "purge" in line
+    shown = json.loads(ok("show", some, *url, "--include-expired", "--json"))
+    assert shown["id"] == some and shown["expires_at"].startswith("2021-01-01")
+    assert "(expired)" in ok("show", some, *url, "--include-expired")
+
+    stats = {row["app_name"]: row for row in json_lines(ok("stats", *url, "--json"))}
+    assert stats["chat"]["sessions"] == 2 and stats["chat"]["expired"] == 3
+    assert stats["gone"]["sessions"] == 0 and stats["gone"]["expired"] == 1
+    table = ok("stats", *url)
+    assert "EXPIRED" in table and "4 expired sessions awaiting purge" in table
+
+    advice = json.loads(ok("doctor", *url, "--json"))
+    assert advice["expired_awaiting_purge"] == 4
+    assert any("sessiondb purge" in line for line in advice["advice"])
+    assert "sessiondb purge" in ok("doctor", *url)
+
+    ok("purge", *url)
+    assert "awaiting purge" not in ok("stats", *url)
+    assert json.loads(ok("doctor", *url, "--json"))["expired_awaiting_purge"] == 0
+    assert "all looks well" in ok("doctor", *url) or "advice" in ok("doctor", *url)
+    assert len(json_lines(ok("ls", *url, "--json", "--include-expired"))) == 2
+
+
+def _csv_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+_ = (run, _csv_rows)
+
+
+def test_every_command_speaks_json(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    other = f"sqlite:///{tmp_path / 'b.db'}"
+    u = ["--url", url]
+    assert json.loads(ok("migrate", *u, "--json")) == {
+        "before": None, "after": sessiondb_head(), "changed": True
+    }  # fmt: skip
+    assert json.loads(ok("current", *u, "--json"))["at_head"] is True
+    ids = seed(url, apps=["chat"], per_app=3)
+    with SessionStore(url) as store:
+        store.import_records(records_like(tmp_path, 2, app="chat", **EXPIRED))
+    assert json.loads(ok("purge", *u, "--dry-run", "--json")) == {
+        "deleted": 0, "matched": 2, "dry_run": True
+    }  # fmt: skip
+    assert json.loads(ok("purge", *u, "--json"))["deleted"] == 2
+    dump = tmp_path / "dump.jsonl"
+    exported = json.loads(ok("export", *u, "-o", str(dump), "--json"))
+    assert exported["sessions"] == 3 and exported["output"] == str(dump)
+    imported = json.loads(ok("import", str(dump), "--url", other, "--json"))
+    assert imported["sessions"] == 3 and imported["skipped"] == 0
+    copied = json.loads(ok("copy", "--from", url, "--to", other, "--json"))
+    assert copied["skipped"] == 3 and copied["verified"] and copied["source"] == 3
+    backed = json.loads(ok("backup", str(tmp_path / "bk.db"), *u, "--json"))
+    assert backed["bytes"] > 0
+    assert json.loads(ok("rm", ids[0], *u, "--yes", "--json")) == {"deleted": 1, "ids": [ids[0]]}
+    assert json.loads(ok("clear", "--app", "chat", *u, "--yes", "--json")) == {"deleted": 2}
+    dropped = json.loads(ok("uninstall", "--url", other, "--yes", "--json"))
+    assert "sessiondb_alembic_version" in dropped["dropped"] and dropped["sessions"] == 3
+
+
+def sessiondb_head() -> str:
+    import sessiondb
+
+    return sessiondb.SCHEMA_HEAD
