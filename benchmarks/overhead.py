@@ -6,7 +6,10 @@
 Each round runs one fresh process per side (the baseline ``src`` and this checkout's), in
 alternating order, each timing ``--calls`` ``get_session`` calls five times and keeping its
 fastest batch; the figure is the median over rounds of the per-round ratio, so a machine that
-slows down during the run slows both sides alike. ``--telemetry on`` opens this checkout's
+slows down during the run slows both sides alike. An empty operation (``Backend.call`` of a
+function that runs no statement: the lease-free path through the runner) is timed the same
+way; the median difference in ns is what the change adds to every call, with far less noise
+than a database round trip has. ``--telemetry on`` opens this checkout's
 store with the OpenTelemetry SDK (no exporter) to show what turning it on costs.
 """
 
@@ -49,7 +52,15 @@ if front == "sync":
         for _ in range(calls):
             store.get_session("app", "u", s.id)
     run()
-    print(best(run)); store.delete_session(s.id); store.close()
+    got = best(run)
+    backend = store._backend
+    def noop(cx):
+        return None
+    def run_noop():
+        for _ in range(calls):
+            backend.call(noop)
+    run_noop()
+    print(got, best(run_noop)); store.delete_session(s.id); store.close()
 else:
     async def main():
         store = AsyncSessionStore(url, table_prefix="ovh_", **options)
@@ -62,19 +73,32 @@ else:
         times = []
         for _ in range(5):
             t = time.perf_counter(); await run_async(); times.append(time.perf_counter() - t)
-        print(min(times) / calls * 1e6)
+        got = min(times) / calls * 1e6
+        backend = store._backend
+        def noop(cx):
+            return None
+        async def run_noop():
+            for _ in range(calls):
+                await backend.call(noop)
+        await run_noop()
+        times = []
+        for _ in range(5):
+            t = time.perf_counter(); await run_noop(); times.append(time.perf_counter() - t)
+        print(got, min(times) / calls * 1e6)
         await store.delete_session(s.id); await store.close()
     asyncio.run(main())
 """
 
 
-def run(src: Path, db: str, front: str, calls: int, telemetry: str) -> float:
+def run(src: Path, db: str, front: str, calls: int, telemetry: str) -> tuple[float, float]:
+    """``get_session``'s and an empty operation's µs per call, in a fresh process."""
     env = {**os.environ, "PYTHONPATH": str(src)}
     out = subprocess.run(
         [sys.executable, "-c", WORKER, db, front, str(calls), telemetry],
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    return float(out.stdout.split()[-1])
+    get, empty = out.stdout.split()[-2:]
+    return float(get), float(empty)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,11 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"get_session, µs per call (fastest of 5 batches of {args.calls}), "
               f"{args.rounds} rounds, this checkout with telemetry {args.telemetry}")  # fmt: skip
-        print("| backend | front end | before | after | after / before (median of rounds) |")
-        print("|---|---|---|---|---|")
+        print(
+            "| backend | front end | before | after | after / before (median of rounds) "
+            "| empty operation: after - before (ns) | that, / get_session |"
+        )
+        print("|---|---|---|---|---|---|---|")
         for name, db in dbs.items():
             for front in args.fronts.split(","):
-                before, after, ratios = [], [], []
+                before, after, ratios, added = [], [], [], []
                 for i in range(args.rounds):
                     sides = [("before", args.baseline), ("after", ROOT / "src")]
                     if i % 2:
@@ -123,12 +150,15 @@ def main(argv: list[str] | None = None) -> int:
                     for side, src in sides:
                         telemetry = args.telemetry if side == "after" else "off"
                         got[side] = run(src, db, front, args.calls, telemetry)
-                    before.append(got["before"])
-                    after.append(got["after"])
-                    ratios.append(got["after"] / got["before"])
+                    before.append(got["before"][0])
+                    after.append(got["after"][0])
+                    ratios.append(got["after"][0] / got["before"][0])
+                    added.append((got["after"][1] - got["before"][1]) * 1000)
+                extra = statistics.median(added)
                 print(
                     f"| {name} | {front} | {statistics.median(before):.1f} | "
-                    f"{statistics.median(after):.1f} | {statistics.median(ratios):.3f} |",
+                    f"{statistics.median(after):.1f} | {statistics.median(ratios):.3f} | "
+                    f"{extra:.0f} | {extra / 1000 / statistics.median(before):.2%} |",
                     flush=True,
                 )
     finally:
