@@ -503,7 +503,9 @@ def private_galera() -> Iterator[tuple[Path, list[str]]]:
     if not Path("/usr/lib/galera/libgalera_smm.so").exists():
         pytest.skip("galera-4 is not installed: apt-get install -y galera-4")
     directory = Path(tempfile.mkdtemp(prefix="sessiondb-galera-", dir="/tmp"))
-    env = {**os.environ, "SESSIONDB_CLUSTER_DIR": str(directory)}
+    # the ports of the run's own cluster (.ci/run exports them) would be this one's too
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONDB_CLUSTER_")}
+    env["SESSIONDB_CLUSTER_DIR"] = str(directory)
     ports = random.sample(range(3351, 3397, 3), 3)
     try:
         for port in ports:  # another process may hold the ports: take the next ones
