@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -84,21 +84,41 @@ def _popped_seq(event: Event) -> int | None:
     return None
 
 
-class Closing:
+class Closing(Coroutine[Any, Any, None]):
     """What :meth:`SessiondbSession.close` returns: awaiting it waits for the close to finish.
 
-    Not awaiting it is fine too (it is no coroutine, so nothing warns): without a running event
-    loop the close has finished already; inside one it finishes as soon as the loop runs on.
+    Not awaiting it is fine too (it is no native coroutine, so nothing warns): without a running
+    event loop the close has finished already; inside one it finishes as soon as the loop runs
+    on. It is a :class:`collections.abc.Coroutine`, so ``asyncio.run(session.close())`` works.
     """
 
-    __slots__ = ("_task",)
+    __slots__ = ("_steps", "_task")
 
     def __init__(self, task: asyncio.Task[None] | None) -> None:
         self._task = task
+        self._steps: Generator[Any, None, None] | None = None
 
     def __await__(self) -> Generator[Any, None, None]:
         if self._task is not None:
             yield from self._task.__await__()
+
+    def _driven(self) -> Generator[Any, None, None]:
+        if self._steps is None:
+            self._steps = self.__await__()
+        return self._steps
+
+    def send(self, value: Any) -> Any:
+        """Coroutine protocol: run the wait one step."""
+        return self._driven().send(value)
+
+    def throw(self, *args: Any) -> Any:
+        """Coroutine protocol: raise inside the wait."""
+        return self._driven().throw(*args)
+
+    def close(self) -> None:
+        """Coroutine protocol: stop waiting (the close itself goes on)."""
+        if self._steps is not None:
+            self._steps.close()
 
     def done(self) -> bool:
         """True once the close has finished."""
