@@ -199,3 +199,87 @@ def sessiondb_head() -> str:
     import sessiondb
 
     return sessiondb.SCHEMA_HEAD
+
+
+# -- large listings and output formats --------------------------------------------------------
+
+
+def test_ls_formats_and_streamed_pages(tmp_path: Path) -> None:
+    """More rows than a page (1000) and a screenful (100): every format lists each once."""
+    from sessiondb.cli._sessions import SCREEN
+
+    url = f"sqlite:///{tmp_path / 'many.db'}"
+    with SessionStore(url) as store:
+        store.import_records(records_like(tmp_path, 2300, app="chat", title='t,"quoted"'))
+    u = ["--url", url, "--limit", "0"]
+    ids = {r["id"] for r in json_lines(ok("ls", *u, "--json"))}
+    assert len(ids) == 2300
+    assert {r["id"] for r in json_lines(ok("ls", *u, "--format", "jsonl"))} == ids
+    assert {r["id"] for r in json.loads(ok("ls", *u, "--format", "json"))} == ids
+    rows = _csv_rows(ok("ls", *u, "--format", "csv"))
+    assert {r["id"] for r in rows} == ids and rows[0]["title"] == 't,"quoted"'
+    table = ok("ls", *u).splitlines()
+    assert table[0].split()[:3] == ["ID", "APP", "USER"] and len(table) == 2301
+    assert {line.split()[0] for line in table[1:]} == ids
+    # a page: its cursor on stdout after a table, on stderr after data
+    done = run("ls", "--url", url, "--limit", "1500", "--format", "csv")
+    assert len(_csv_rows(done.stdout)) == 1500 and done.stderr.startswith("next cursor: ")
+    cursor = done.stderr.split()[-1]
+    rest = _csv_rows(ok("ls", "--url", url, "--limit", "0", "--cursor", cursor, "--format", "csv"))
+    assert {r["id"] for r in rows[:0]} | {r["id"] for r in rest} | {
+        r["id"] for r in _csv_rows(done.stdout)
+    } == ids and len(rest) == 800
+    small = ok("ls", "--url", url, "--limit", str(SCREEN)).splitlines()
+    assert small[-1].startswith("next cursor: ") and len(small) == SCREEN + 2
+    assert (
+        json.loads(ok("ls", "--url", url, "--limit", "0", "--app", "none", "--format", "json"))
+        == []
+    )
+    assert "--format" in fails("ls", *u, "--json", "--format", "csv", status=2)
+
+
+def test_stats_formats(db_url: str, tmp_path: Path) -> None:
+    seed(db_url, apps=["chat", "support"], per_app=2)
+    u = ["--url", db_url]
+    rows = _csv_rows(ok("stats", *u, "--format", "csv"))
+    assert [(r["app_name"], r["sessions"], r["expired"]) for r in rows] == [
+        ("chat", "2", "0"), ("support", "2", "0")
+    ]  # fmt: skip
+    whole = json.loads(ok("stats", *u, "--format", "json"))
+    assert [a["app_name"] for a in whole["apps"]] == ["chat", "support"]
+    assert json_lines(ok("stats", *u, "--format", "jsonl")) == whole["apps"] + whole["langgraph"]
+
+
+def test_export_piped_into_import_on_a_terminal(tmp_path: Path) -> None:
+    """No bar of bytes counted as items, and the exporter's summary on a line of its own."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    src, dst = tmp_path / "src.db", tmp_path / "dst.db"
+    seed(f"sqlite:///{src}", per_app=3)
+    py = f"{sys.executable} -m sessiondb"
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        ["sh", "-c", f"{py} export --url {src} | {py} import - --url {dst}"],
+        stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"},
+    )  # fmt: skip
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0
+    lines = [line.strip() for line in b"".join(chunks).decode().splitlines() if line.strip()]
+    assert sorted(lines) == sorted([
+        "exported 6 sessions (24 events), 2 app states, 4 user states",
+        "imported 6 sessions (24 events), 2 app states, 4 user states; skipped 0 already present",
+    ]), lines  # fmt: skip

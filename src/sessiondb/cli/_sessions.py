@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import csv
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from sessiondb import AmbiguousSessionError, Session, SessionStore
+from sessiondb import AmbiguousSessionError, Session, SessionList, SessionStore
 
 from ._app import (
     AppOpt,
     CliError,
+    Format,
+    FormatOpt,
     JsonOpt,
     OlderThan,
     Order,
@@ -26,6 +30,7 @@ from ._app import (
     confirm,
     fmt_delta,
     open_store,
+    output_format,
     parse_time,
 )
 from ._output import (
@@ -94,20 +99,19 @@ def ls_command(
         typer.Option("--cursor", metavar="CURSOR", help="Continue where a previous page ended."),
     ] = None,
     include_expired: IncludeExpired = False,
+    fmt: FormatOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List sessions, a page at a time (expired sessions only with --include-expired).
 
-    The next page's cursor is printed after the table (with --json: on stderr, so stdout
-    stays pure JSON Lines, one session per line, without state).
+    Rows are streamed page by page; beyond a screenful the table becomes plain columns. The
+    next page's cursor (when --limit cut the listing short) is printed after the table; with
+    another --format on stderr, so stdout stays pure data.
     """
     created_before = ago(older_than) if older_than is not None else None
+    fmt = output_format(fmt, as_json)
     with open_store(url, table_prefix) as store:
-        page = store.list_sessions(
-            app_name,
-            user_id,
-            limit=limit or None,
-            cursor=cursor,
+        filters = dict(
             order=order.value,
             created_before=created_before,
             updated_before=updated_before,
@@ -116,45 +120,130 @@ def ls_command(
             include_state=False,
             include_expired=include_expired,
         )
-    if as_json:
-        out = sys.stdout
-        for session in page:
-            out.write(dumps(session_json(session, state=False)) + "\n")
+        pages = _pages(store, app_name, user_id, limit, cursor, filters)
+        next_cursor = _write_rows(fmt, pages)
+    if next_cursor:
+        if fmt is Format.table:
+            stdout_console().print(f"next cursor: {escape(next_cursor)}", soft_wrap=True)
+        else:
+            note(f"next cursor: {next_cursor}")
+
+
+_PAGE = 1000  # sessions read per query while streaming a listing
+SCREEN = 100  # rows shown as a Rich table; a longer listing is written as plain columns
+
+
+def _pages(
+    store: SessionStore,
+    app_name: str | None,
+    user_id: str | None,
+    limit: int,
+    cursor: str | None,
+    filters: dict[str, Any],
+) -> Iterator[SessionList]:
+    """The listing a page of at most _PAGE rows at a time, up to ``limit`` rows (0: all)."""
+    left = limit or None
+    while True:
+        size = _PAGE if left is None else min(_PAGE, left)
+        page = store.list_sessions(app_name, user_id, limit=size, cursor=cursor, **filters)
+        yield page
+        cursor = page.next_cursor
+        if left is not None:
+            left -= len(page)
+        if cursor is None or left == 0:
+            return
+
+
+_COLUMNS = ("ID", "APP", "USER", "TITLE", "LABELS", "CREATED", "UPDATED", "VERSION", "EVENTS",
+            "SIZE")  # fmt: skip
+_CSV_COLUMNS = ("id", "app_name", "user_id", "title", "labels", "created_at", "updated_at",
+                "expires_at", "version", "event_count", "event_bytes")  # fmt: skip
+
+
+def _cells(s: Session) -> list[str]:
+    return [
+        s.id, s.app_name, s.user_id, s.title or "", ",".join(s.labels), fmt_time(s.created_at),
+        fmt_time(s.updated_at), str(s.version), str(s.event_count), fmt_size(s.event_bytes),
+    ]  # fmt: skip
+
+
+def _write_rows(fmt: Format, pages: Iterator[SessionList]) -> str | None:
+    """Write the sessions of ``pages`` as they come; return the last page's next cursor."""
+    out = sys.stdout
+    next_cursor: str | None = None
+    if fmt is Format.table:
+        first: list[Session] = []
+        for page in pages:  # up to a screenful, to choose the layout
+            first.extend(page)
+            next_cursor = page.next_cursor
+            if len(first) > SCREEN:
+                break
+        if len(first) <= SCREEN:
+            _rich_table(first)
+            return next_cursor
+        widths = [len(c) for c in _COLUMNS]
+        for s in first:
+            widths = [max(w, len(v)) for w, v in zip(widths, _cells(s), strict=True)]
+        widths[3] = min(widths[3], 30)
+        right = {7, 8, 9}
+
+        def line(cells: list[str]) -> str:
+            if len(cells[3]) > 30:
+                cells[3] = cells[3][:29] + "…"
+            parts = [c.rjust(w) if i in right else c.ljust(w)
+                     for i, (c, w) in enumerate(zip(cells, widths, strict=True))]  # fmt: skip
+            return "  ".join(parts).rstrip() + "\n"
+
+        out.write(line(list(_COLUMNS)))
+        out.writelines(line(_cells(s)) for s in first)
+        for page in pages:
+            out.writelines(line(_cells(s)) for s in page)
+            next_cursor = page.next_cursor
         out.flush()
-        if page.next_cursor:
-            note(f"next cursor: {page.next_cursor}")
-        return
-    console = stdout_console()
-    if not page:
-        console.print("no sessions")
-    else:
-        table = Table(box=None, header_style="bold")
-        table.add_column("ID", no_wrap=True, overflow="fold")
-        table.add_column("APP")
-        table.add_column("USER")
-        table.add_column("TITLE", max_width=30, overflow="ellipsis", no_wrap=True)
-        table.add_column("LABELS")
-        table.add_column("CREATED", no_wrap=True)
-        table.add_column("UPDATED", no_wrap=True)
-        table.add_column("VERSION", justify="right")
-        table.add_column("EVENTS", justify="right")
-        table.add_column("SIZE", justify="right", no_wrap=True)
+        return next_cursor
+    writer = csv.writer(out, lineterminator="\n") if fmt is Format.csv else None
+    if writer is not None:
+        writer.writerow(_CSV_COLUMNS)
+    count = 0
+    if fmt is Format.json:
+        out.write("[")
+    for page in pages:
         for s in page:
-            table.add_row(
-                escape(s.id),
-                escape(s.app_name),
-                escape(s.user_id),
-                escape(s.title or ""),
-                escape(",".join(s.labels)),
-                fmt_time(s.created_at),
-                fmt_time(s.updated_at),
-                str(s.version),
-                str(s.event_count),
-                fmt_size(s.event_bytes),
-            )
-        console.print(table)
-    if page.next_cursor:
-        console.print(f"next cursor: {escape(page.next_cursor)}", soft_wrap=True)
+            if writer is not None:
+                data = session_json(s, state=False)
+                data["labels"] = ",".join(s.labels)
+                writer.writerow([data[k] for k in _CSV_COLUMNS])
+            elif fmt is Format.json:
+                out.write(("\n" if count == 0 else ",\n") + dumps(session_json(s, state=False)))
+            else:
+                out.write(dumps(session_json(s, state=False)) + "\n")
+            count += 1
+        next_cursor = page.next_cursor
+    if fmt is Format.json:
+        out.write("\n]\n" if count else "]\n")
+    out.flush()
+    return next_cursor
+
+
+def _rich_table(sessions: list[Session]) -> None:
+    console = stdout_console()
+    if not sessions:
+        console.print("no sessions")
+        return
+    table = Table(box=None, header_style="bold")
+    table.add_column("ID", no_wrap=True, overflow="fold")
+    table.add_column("APP")
+    table.add_column("USER")
+    table.add_column("TITLE", max_width=30, overflow="ellipsis", no_wrap=True)
+    table.add_column("LABELS")
+    table.add_column("CREATED", no_wrap=True)
+    table.add_column("UPDATED", no_wrap=True)
+    table.add_column("VERSION", justify="right")
+    table.add_column("EVENTS", justify="right")
+    table.add_column("SIZE", justify="right", no_wrap=True)
+    for s in sessions:
+        table.add_row(*map(escape, _cells(s)))
+    console.print(table)
 
 
 OwnerApp = Annotated[
@@ -396,34 +485,46 @@ def purge_command(
 
 
 def stats_command(
-    url: Url = None, table_prefix: TablePrefix = "", as_json: JsonOpt = False
+    url: Url = None, table_prefix: TablePrefix = "", fmt: FormatOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Sessions, users, events and bytes per app, with the oldest and newest session, and
     the expired sessions awaiting purge; LangGraph threads and checkpoints per app."""
+    fmt = output_format(fmt, as_json)
     with open_store(url, table_prefix) as store:
         stats = store.stats()
         graphs = store.checkpoint_stats()
-    if as_json:
-        for row in stats:
-            typer.echo(
-                dumps(
-                    {
-                        "app_name": row.app_name,
-                        "sessions": row.sessions,
-                        "users": row.users,
-                        "events": row.events,
-                        "state_bytes": row.state_bytes,
-                        "event_bytes": row.event_bytes,
-                        "oldest_created_at": iso(row.oldest_created_at),
-                        "newest_updated_at": iso(row.newest_updated_at),
-                        "expired": row.expired,
-                    }
-                )
-            )
-        for app, threads, checkpoints in graphs:
-            typer.echo(
-                dumps({"app_name": app, "langgraph_threads": threads, "checkpoints": checkpoints})
-            )
+    rows = [
+        {
+            "app_name": row.app_name,
+            "sessions": row.sessions,
+            "users": row.users,
+            "events": row.events,
+            "state_bytes": row.state_bytes,
+            "event_bytes": row.event_bytes,
+            "oldest_created_at": iso(row.oldest_created_at),
+            "newest_updated_at": iso(row.newest_updated_at),
+            "expired": row.expired,
+        }
+        for row in stats
+    ]
+    graph_rows = [
+        {"app_name": app, "langgraph_threads": threads, "checkpoints": checkpoints}
+        for app, threads, checkpoints in graphs
+    ]
+    if fmt is Format.jsonl:
+        for data in rows + graph_rows:
+            typer.echo(dumps(data))
+        return
+    if fmt is Format.json:
+        typer.echo(dumps({"apps": rows, "langgraph": graph_rows}, indent=2))
+        return
+    if fmt is Format.csv:  # the per-app rows (LangGraph's are in the other formats)
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        columns = list(rows[0]) if rows else ["app_name", "sessions", "users", "events",
+                                              "state_bytes", "event_bytes", "oldest_created_at",
+                                              "newest_updated_at", "expired"]  # fmt: skip
+        writer.writerow(columns)
+        writer.writerows([data[c] for c in columns] for data in rows)
         return
     console = stdout_console()
     if graphs:

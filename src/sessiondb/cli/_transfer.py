@@ -187,10 +187,10 @@ def import_command(
             name, size = str(file), file.stat().st_size
         reader = _JsonLines(source, name)
         store = stack.enter_context(open_store(url, table_prefix, migrate=True))
-        fancy = on_terminal()
-        advance = stack.enter_context(
-            progress("importing", size, enabled=fancy, unit="bytes" if size else "items")
-        )
+        # a bar of bytes read, out of the file's size; from a pipe (export | import) the size
+        # is unknown and the exporter's summary shares the terminal: no bar, the summary only
+        fancy = on_terminal() and size is not None and not as_json
+        advance = stack.enter_context(progress("importing", size, enabled=fancy, unit="bytes"))
         try:
             result = store.import_records(reader.records(advance), batch_size=batch_size)
         except SessionDBError as exc:
