@@ -1006,3 +1006,70 @@ async def test_errors_are_adks_classes(service: SessiondbSessionService) -> None
     with pytest.raises(AlreadyExistsError) as exists:
         await service.create_session(app_name=APP, user_id="ada", session_id=" taken ")
     assert isinstance(exists.value.__cause__, SessionExistsError)
+
+
+async def test_adk_and_sessiondb_tables_in_one_database(backend: str, make_db_url: Any) -> None:
+    """Both name tables ``sessions`` and ``events``: unprefixed sessiondb on ADK's tables is a
+    SchemaError naming the fix; with a table_prefix both work side by side, and import-adk
+    reads ADK's tables from that same database."""
+    from sessiondb.errors import SchemaError
+
+    adk_url = adk_source(backend, make_db_url)
+    plain_url = adk_url.replace("+aiosqlite", "").replace("+asyncpg", "").replace("+aiomysql", "")
+    adk = DatabaseSessionService(adk_url)
+    mine = SessiondbSessionService(plain_url, table_prefix="sdb_")
+    try:
+        originals = await adk_conversations(adk)
+        with pytest.raises(SchemaError, match=r"table_prefix='sdb_'") as caught:
+            async with AsyncSessionStore(plain_url) as unprefixed:
+                await unprefixed.list_sessions("any")
+        assert "sessions" in str(caught.value) and "ADK" in str(caught.value)
+
+        # side by side: ADK keeps its tables, sessiondb has its own; each sees only its own
+        ours = await mine.create_session(app_name=APP, user_id="ada", session_id="ours")
+        await mine.append_event(ours, Event(author="user", invocation_id="i"))
+        theirs = await adk.create_session(app_name=APP, user_id="ada", session_id="theirs")
+        await adk.append_event(theirs, Event(author="user", invocation_id="j"))
+        assert await adk.get_session(app_name=APP, user_id="ada", session_id="ours") is None
+        assert await mine.get_session(app_name=APP, user_id="ada", session_id="theirs") is None
+
+        # import-adk from the same database, into the prefixed tables
+        counts = await aimport_adk(adk_url, mine.store)
+        assert counts["sessions"] == len(originals) + 1
+        for orig in originals:
+            got = await mine.get_session(
+                app_name=orig.app_name, user_id=orig.user_id, session_id=orig.id
+            )
+            assert got is not None and got.events == orig.events
+    finally:
+        await mine.close()
+        await adk.close()
+
+
+async def test_adk_on_sessiondbs_unprefixed_tables_fails_prefixed_works(
+    backend: str, make_db_url: Any
+) -> None:
+    """ADK's own service cannot share sessiondb's unprefixed table names (its error, not
+    ours); it works beside sessiondb tables that have a prefix."""
+    adk_url = adk_source(backend, make_db_url)
+    plain_url = adk_url.replace("+aiosqlite", "").replace("+asyncpg", "").replace("+aiomysql", "")
+    async with AsyncSessionStore(plain_url, table_prefix="sdb_") as prefixed:
+        await prefixed.create_session(APP, "ada", session_id="ours")
+    adk = DatabaseSessionService(adk_url)
+    try:
+        made = await adk.create_session(app_name=APP, user_id="ada", session_id="ours")
+        await adk.append_event(made, Event(author="user", invocation_id="i"))
+    finally:
+        await adk.close()
+
+    other_url = adk_source(backend, make_db_url)
+    plain_other = other_url.replace("+aiosqlite", "").replace("+asyncpg", "")
+    plain_other = plain_other.replace("+aiomysql", "")
+    async with AsyncSessionStore(plain_other) as unprefixed:
+        await unprefixed.create_session(APP, "ada")
+    adk = DatabaseSessionService(other_url)
+    try:
+        with pytest.raises(sa.exc.DBAPIError):  # sessiondb's 'sessions' is not ADK's
+            await adk.create_session(app_name=APP, user_id="ada")
+    finally:
+        await adk.close()

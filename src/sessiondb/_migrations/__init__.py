@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from .._runner import Cx
 
-__all__ = ["HEAD", "REVISIONS", "read_revision", "upgrade"]
+__all__ = ["HEAD", "REVISIONS", "read_revision", "refuse_foreign_tables", "upgrade"]
 
 #: Every revision this library knows, oldest first; the last is the head.
 REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
@@ -55,6 +55,31 @@ def read_revision(cx: Cx, prefix: str) -> str | None:
             raise
         return None
     return None if row is None else str(row[stmt.at("version_num")])
+
+
+def refuse_foreign_tables(connection: Connection, prefix: str) -> None:
+    """Refuse to create sessiondb's tables where tables of those names exist that sessiondb did
+    not make (no sessiondb revision recorded): Google ADK's DatabaseSessionService names its
+    tables ``sessions`` and ``events`` too. Run under the upgrade lock, so that another process
+    creating sessiondb's schema at the same moment is not taken for a stranger."""
+    from sqlalchemy import inspect
+
+    from .._schema import tables, version_table_name
+    from ..errors import SchemaError
+
+    present = set(inspect(connection).get_table_names())
+    if version_table_name(prefix) in present:
+        return
+    clash = sorted(present & {t.name for t in tables(prefix).metadata.sorted_tables})
+    if clash:
+        fix = f"{prefix}sdb_"
+        raise SchemaError(
+            f"the database already has tables named {', '.join(clash)} that sessiondb did not "
+            f"make (there is no {version_table_name(prefix)} table): Google ADK's "
+            "DatabaseSessionService, for one, names its tables 'sessions' and 'events'. Give "
+            f"sessiondb its own table names with a prefix: table_prefix={fix!r} "
+            f"(`--table-prefix {fix}` on the command line)"
+        )
 
 
 def upgrade(connection: Connection, prefix: str, revision: str = "head") -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from alembic import context
 from sqlalchemy import text
 
+from sessiondb._migrations import refuse_foreign_tables
 from sessiondb._migrations.lock import cluster_lock, is_galera
 from sessiondb._schema import lock_table_name, tables, version_table_name
 
@@ -58,6 +59,7 @@ if backend in ("mysql", "mariadb") and is_galera(connection):
         connection.commit()
         configure(on_version_apply=lambda **_: renew())
         with context.begin_transaction():
+            refuse_foreign_tables(connection, prefix)
             context.run_migrations()
 elif backend in ("mysql", "mariadb"):
     configure()
@@ -65,6 +67,7 @@ elif backend in ("mysql", "mariadb"):
     connection.execute(text("SELECT GET_LOCK(:n, 600)"), {"n": lock_name})
     try:
         with context.begin_transaction():
+            refuse_foreign_tables(connection, prefix)
             context.run_migrations()
     finally:
         connection.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": lock_name})
@@ -75,4 +78,5 @@ else:
             key = zlib.crc32(lock_name.encode())
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
         # SQLite: the migration engine opens this transaction with BEGIN EXCLUSIVE.
+        refuse_foreign_tables(connection, prefix)
         context.run_migrations()
