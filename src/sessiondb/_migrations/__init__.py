@@ -93,4 +93,7 @@ def upgrade(connection: Connection, prefix: str, revision: str = "head") -> None
     cfg.set_main_option("script_location", str(files("sessiondb") / "_migrations"))
     cfg.attributes["connection"] = connection
     cfg.attributes["table_prefix"] = prefix
+    # an upgrade by sessiondb checks for strangers' tables; `alembic stamp` over tables an
+    # operator made (partitioned ones, docs/deploy.md) does not
+    cfg.attributes["refuse_foreign_tables"] = True
     command.upgrade(cfg, revision)

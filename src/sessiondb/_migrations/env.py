@@ -28,6 +28,12 @@ lock_name = f"sessiondb_migrate_{prefix}"
 backend = connection.dialect.name
 
 
+def refuse_strangers() -> None:
+    """Under the lock: tables with sessiondb's names but no revision are not sessiondb's."""
+    if config.attributes.get("refuse_foreign_tables") and connection is not None:
+        refuse_foreign_tables(connection, prefix)
+
+
 def configure(**extra: Any) -> None:
     context.configure(
         connection=connection,
@@ -59,7 +65,7 @@ if backend in ("mysql", "mariadb") and is_galera(connection):
         connection.commit()
         configure(on_version_apply=lambda **_: renew())
         with context.begin_transaction():
-            refuse_foreign_tables(connection, prefix)
+            refuse_strangers()
             context.run_migrations()
 elif backend in ("mysql", "mariadb"):
     configure()
@@ -67,7 +73,7 @@ elif backend in ("mysql", "mariadb"):
     connection.execute(text("SELECT GET_LOCK(:n, 600)"), {"n": lock_name})
     try:
         with context.begin_transaction():
-            refuse_foreign_tables(connection, prefix)
+            refuse_strangers()
             context.run_migrations()
     finally:
         connection.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": lock_name})
@@ -78,5 +84,5 @@ else:
             key = zlib.crc32(lock_name.encode())
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
         # SQLite: the migration engine opens this transaction with BEGIN EXCLUSIVE.
-        refuse_foreign_tables(connection, prefix)
+        refuse_strangers()
         context.run_migrations()
