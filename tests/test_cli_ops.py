@@ -283,3 +283,94 @@ def test_export_piped_into_import_on_a_terminal(tmp_path: Path) -> None:
         "exported 6 sessions (24 events), 2 app states, 4 user states",
         "imported 6 sessions (24 events), 2 app states, 4 user states; skipped 0 already present",
     ]), lines  # fmt: skip
+
+
+# -- the schema commands: migrate --sql, history ----------------------------------------------
+
+
+def _run_script(url: str, script: str) -> None:
+    """Run the SQL as a DBA would (psql / mysql), one statement at a time."""
+    from .test_cli import _engine
+
+    engine = _engine(url)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for statement in script.split(";\n"):
+                body = "\n".join(
+                    line for line in statement.splitlines() if not line.startswith("--")
+                ).strip()
+                if body and body.upper() not in ("BEGIN", "COMMIT"):
+                    conn.exec_driver_sql(body.replace("%", "%%"))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "backend", [pytest.param("postgresql", marks=pytest.mark.postgresql),
+                pytest.param("mysql", marks=pytest.mark.mysql)],
+)  # fmt: skip
+def test_migrate_sql_makes_a_schema_a_dba_can_apply(backend: str, make_db_url: object) -> None:
+    url = make_db_url(backend)  # type: ignore[operator]
+    dialect_url = url.replace("mysql", "mariadb", 1) if backend == "mysql" else url
+    script = ok("migrate", "--sql", "--url", dialect_url)
+    assert "CREATE TABLE sessions" in script and "sessiondb_alembic_version" in script
+    assert "no schema" in ok("current", "--url", url)  # printing it changed nothing
+    _run_script(url, script)
+    assert f"{sessiondb_head()} (head)" in ok("current", "--url", url, "--check")
+    with SessionStore(url, auto_migrate=False) as store:
+        s = store.create_session("chat", "u", {"k": 1})
+        store.append_event(s.id, "user", {"text": "hi"})
+        assert store.get_session("chat", "u", s.id, recent_events=5).events  # type: ignore[union-attr]
+    assert "schema already at revision" in ok("migrate", "--url", url)
+    part = json.loads(ok("migrate", "--sql", "--url", dialect_url, "--from-revision", "0005",
+                         "--json"))  # fmt: skip
+    assert part["from"] == "0005" and "0005 -> 0006" in part["sql"]
+    assert "CREATE TABLE sessions " not in part["sql"]
+
+
+def test_migrate_sql_refusals(tmp_path: Path) -> None:
+    assert "SQLite" in fails("migrate", "--sql", "--url", str(tmp_path / "x.db"), status=2)
+    assert not (tmp_path / "x.db").exists()
+    line = fails("migrate", "--sql", "--url", "postgresql://h/db", "--from-revision", "9", status=2)
+    assert "not a revision" in line
+    assert "--sql" in fails("migrate", "--url", "postgresql://h/db", "--from-revision", "0001",
+                            status=2)  # fmt: skip
+    assert "already at" in ok("migrate", "--sql", "--url", "postgres://h/db", "--from-revision",
+                              sessiondb_head())  # fmt: skip
+
+
+def test_history() -> None:
+    import sessiondb
+    from sessiondb import _migrations
+
+    rows = json_lines(ok("history", "--json"))
+    assert [r["revision"] for r in rows] == list(_migrations.REVISIONS)
+    assert rows[0]["down_revision"] is None and rows[-1]["revision"] == sessiondb.SCHEMA_HEAD
+    lines = ok("history").splitlines()
+    assert lines[0].startswith("<base> -> 0001") and lines[-1].endswith(rows[-1]["description"])
+    assert "(head)" in lines[-1]
+
+
+# -- wording ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "server", [pytest.param("postgresql://postgres@127.0.0.1:5432", marks=pytest.mark.postgresql),
+               pytest.param("mysql://root@127.0.0.1:3306", marks=pytest.mark.mysql)],
+)  # fmt: skip
+def test_a_missing_database_and_a_refused_user_are_named(server: str) -> None:
+    missing = f"{server}/sessiondb_no_such_db_{uuid_hex()}"
+    line = fails("stats", "--url", missing, status=1)
+    assert "does not exist" in line and "cannot reach" not in line
+    assert "mysql error" not in line and "1049" not in line
+    scheme, rest = server.split("://")
+    stranger = f"{scheme}://nobody_{uuid_hex()}:wrong@{rest.split('@')[1]}/postgres"
+    line = fails("stats", "--url", stranger, status=1)
+    assert "authentication failed for user" in line and "cannot reach" not in line
+    assert "wrong" not in line  # the password
+
+
+def uuid_hex() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:8]

@@ -8,14 +8,22 @@ version table (``sessiondb_alembic_version``), apart from the host application's
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from .._runner import Cx
 
-__all__ = ["HEAD", "REVISIONS", "read_revision", "refuse_foreign_tables", "upgrade"]
+__all__ = [
+    "HEAD",
+    "REVISIONS",
+    "history",
+    "offline_sql",
+    "read_revision",
+    "refuse_foreign_tables",
+    "upgrade",
+]
 
 #: Every revision this library knows, oldest first; the last is the head.
 REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
@@ -97,3 +105,35 @@ def upgrade(connection: Connection, prefix: str, revision: str = "head") -> None
     # operator made (partitioned ones, docs/deploy.md) does not
     cfg.attributes["refuse_foreign_tables"] = True
     command.upgrade(cfg, revision)
+
+
+def _config(prefix: str) -> Any:
+    from importlib.resources import files
+
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(files("sessiondb") / "_migrations"))
+    cfg.attributes["table_prefix"] = prefix
+    return cfg
+
+
+def offline_sql(url: str, prefix: str, start: str | None, out: IO[str]) -> None:
+    """Write to ``out`` the SQL that upgrades a schema at revision ``start`` (None: no schema)
+    to the head, for the dialect of ``url`` (a SQLAlchemy URL; nothing is connected to)."""
+    from alembic import command
+
+    cfg = _config(prefix)
+    cfg.output_buffer = out
+    cfg.attributes["offline_url"] = url
+    with UPGRADE_LOCK:
+        command.upgrade(cfg, f"{start}:head" if start else "head", sql=True)
+
+
+def history() -> list[tuple[str, str | None, str]]:
+    """Every revision, oldest first: (revision, the one before it, its description)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_config(""))
+    found = [(str(r.revision), r.down_revision, str(r.doc or "")) for r in script.walk_revisions()]
+    return [(rev, None if down is None else str(down), doc) for rev, down, doc in reversed(found)]

@@ -1,4 +1,5 @@
-"""Alembic environment for sessiondb: online only, on the connection sessiondb hands in.
+"""Alembic environment for sessiondb: online, on the connection sessiondb hands in; offline
+(``sessiondb migrate --sql``), printing the SQL for a URL's dialect.
 
 The upgrade runs under a lock, so that processes starting at once take turns and the later
 ones find nothing left to do: a transaction-scoped advisory lock on PostgreSQL, ``GET_LOCK``
@@ -20,12 +21,25 @@ from sessiondb._migrations.lock import cluster_lock, is_galera
 from sessiondb._schema import lock_table_name, tables, version_table_name
 
 config = context.config
-connection = config.attributes.get("connection")
-if connection is None:  # pragma: no cover - sessiondb always passes one
-    raise RuntimeError("sessiondb migrations run through sessiondb (`sessiondb migrate`)")
 prefix = str(config.attributes.get("table_prefix", ""))
 lock_name = f"sessiondb_migrate_{prefix}"
-backend = connection.dialect.name
+connection = config.attributes.get("connection")
+if context.is_offline_mode():
+    # `sessiondb migrate --sql`: the SQL for a DBA to run, for the URL's dialect; no
+    # connection, no lock (whoever runs the script takes care that it runs once)
+    context.configure(
+        url=config.attributes["offline_url"],
+        target_metadata=tables(prefix).metadata,
+        version_table=version_table_name(prefix),
+        literal_binds=True,
+        transaction_per_migration=False,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+    connection = None
+elif connection is None:  # pragma: no cover - sessiondb always passes one
+    raise RuntimeError("sessiondb migrations run through sessiondb (`sessiondb migrate`)")
+backend = connection.dialect.name if connection is not None else "offline"
 
 
 def refuse_strangers() -> None:
@@ -48,7 +62,9 @@ def configure(**extra: Any) -> None:
     )
 
 
-if backend in ("mysql", "mariadb") and is_galera(connection):
+if connection is None:
+    pass  # offline: done above
+elif backend in ("mysql", "mariadb") and is_galera(connection):
     # GET_LOCK is node-local on Galera: take a row lock that certifies cluster-wide, renewed
     # after each revision. Each revision's DDL runs in total order on every node, and
     # Alembic commits each revision's version row before the next, so the next holder reads

@@ -23,6 +23,7 @@ __all__ = ["CliError", "app", "main", "parse_duration", "parse_time"]
 for _name, _command in (
     ("migrate", _schema.migrate_command),
     ("current", _schema.current_command),
+    ("history", _schema.history_command),
     ("ls", _sessions.ls_command),
     ("show", _sessions.show_command),
     ("rm", _sessions.rm_command),

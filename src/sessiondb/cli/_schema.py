@@ -21,14 +21,38 @@ from ._app import (
     confirm,
     database_url,
     open_store,
+    sqlite_path,
 )
 from ._output import dumps, note, one_line, plural, stdout_console
 
 
 def migrate_command(
-    url: Url = None, table_prefix: TablePrefix = "", as_json: JsonOpt = False
+    url: Url = None,
+    table_prefix: TablePrefix = "",
+    sql: Annotated[
+        bool,
+        typer.Option(
+            "--sql",
+            help="Print the SQL of the upgrade for the URL's dialect (PostgreSQL, MySQL, "
+            "MariaDB) instead of running it; nothing is connected to.",
+        ),
+    ] = False,
+    from_revision: Annotated[
+        str | None,
+        typer.Option(
+            "--from-revision",
+            metavar="REV",
+            help="With --sql: the revision the database is at (default: no schema yet).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Create the schema, or upgrade it to this version of sessiondb."""
+    """Create the schema, or upgrade it to this version of sessiondb (--sql: print the SQL)."""
+    if from_revision is not None and not sql:
+        raise CliError("--from-revision goes with --sql", 2)
+    if sql:
+        _offline_sql(url, table_prefix, from_revision, as_json)
+        return
     with open_store(url, table_prefix, create=True) as store:
         before = store.current_revision()
         after = store.migrate()
@@ -41,6 +65,52 @@ def migrate_command(
         typer.echo(f"created the schema at revision {after}")
     else:
         typer.echo(f"upgraded the schema from revision {before} to {after}")
+
+
+def _offline_sql(url: str | None, prefix: str, start: str | None, as_json: bool) -> None:
+    import io
+
+    from sessiondb import _migrations
+    from sessiondb._urls import resolve_url
+
+    url = database_url(url)
+    sqlite_path(url)  # a malformed URL: status 2
+    target = resolve_url(url)
+    if target.backend == "sqlite":
+        raise CliError(
+            "--sql prints SQL for PostgreSQL and MySQL/MariaDB: SQLite's upgrades rebuild "
+            "tables from the live database; run 'sessiondb migrate' on the file instead",
+            2,
+        )
+    if start is not None and start not in _migrations.REVISIONS:
+        known = ", ".join(_migrations.REVISIONS)
+        raise CliError(f"--from-revision {start!r} is not a revision (they are {known})", 2)
+    if start == _migrations.HEAD:
+        text = ""
+    else:
+        buffer = io.StringIO()
+        _migrations.offline_sql(
+            target.sync_url.render_as_string(hide_password=False), prefix, start, buffer
+        )
+        text = buffer.getvalue()
+    if as_json:
+        typer.echo(dumps({"from": start, "to": _migrations.HEAD, "sql": text}))
+    else:
+        sys.stdout.write(text or f"-- already at {_migrations.HEAD} (head): nothing to run\n")
+
+
+def history_command(as_json: JsonOpt = False) -> None:
+    """List sessiondb's schema revisions, oldest first (no database needed)."""
+    from sessiondb import _migrations
+
+    revisions = _migrations.history()
+    if as_json:
+        for rev, down, doc in revisions:
+            typer.echo(dumps({"revision": rev, "down_revision": down, "description": doc}))
+        return
+    for rev, down, doc in revisions:
+        head = " (head)" if rev == _migrations.HEAD else ""
+        typer.echo(f"{down or '<base>'} -> {rev}{head}: {doc}")
 
 
 def current_command(

@@ -39,7 +39,7 @@ EVENT_COLUMNS = (
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "sqlite":
+    if op.get_context().dialect.name == "sqlite":
         _rebuild_sqlite(table_prefix())
     else:
         _alter_in_place(table_prefix())
@@ -47,7 +47,7 @@ def upgrade() -> None:
 
 def _alter_in_place(p: str) -> None:
     s, ev, lb = f"{p}sessions", f"{p}events", f"{p}session_labels"
-    mysql = op.get_bind().dialect.name in ("mysql", "mariadb")
+    mysql = op.get_context().dialect.name in ("mysql", "mariadb")
     for table in (ev, lb):
         for name in OWNER:
             op.add_column(table, sa.Column(name, Key(), nullable=True))
