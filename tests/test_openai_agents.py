@@ -714,6 +714,7 @@ def test_close_in_sync_code(db_url: str) -> None:
     closing = session.close()
     assert closing.done() and pools_left(session) == 0
     session.close()  # twice is fine
+    asyncio.run(session.close())  # and asyncio.run takes what it returns
     asyncio.run(session.aclose())
     # a closed session is closed: no call may open a new pool that nobody would close
     for call in (
