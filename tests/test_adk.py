@@ -661,12 +661,31 @@ def test_missing_adk_names_the_extra() -> None:
 
 def adk_source(backend: str, make_db_url: Any) -> str:
     """A new, empty database for ADK's DatabaseSessionService, as an async-driver URL."""
-    url = make_db_url()
+    return adk_form(backend, make_db_url())
+
+
+def adk_form(backend: str, url: str) -> str:
+    """The async-driver URL ADK's DatabaseSessionService takes for a sessiondb test URL."""
     if backend == "sqlite":
         return url.replace("sqlite://", "sqlite+aiosqlite://", 1)
     driver = "postgresql+asyncpg" if backend == "postgresql" else "mysql+aiomysql"
     base = resolve_url(url).sync_url
     return base.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def adk_service(source: str) -> DatabaseSessionService:
+    """ADK's own service on ``source``; through a transaction-mode pooler (CI's PgBouncer run)
+    asyncpg must not keep prepared statements across transactions."""
+    pooled = "pooler=transaction" in os.environ.get("SESSIONDB_TEST_POSTGRESQL_URL", "")
+    if pooled and source.startswith("postgresql+asyncpg"):
+        return DatabaseSessionService(
+            source,
+            connect_args={
+                "statement_cache_size": 0,
+                "prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4()}__",
+            },
+        )
+    return DatabaseSessionService(source)
 
 
 async def adk_conversations(service: Any) -> list[Session]:
@@ -711,7 +730,7 @@ async def check_imported(service: SessiondbSessionService, originals: list[Sessi
 
 async def test_import_adk_database(backend: str, target: tuple[str, str], make_db_url: Any) -> None:
     source = adk_source(backend, make_db_url)
-    adk = DatabaseSessionService(source)
+    adk = adk_service(source)
     try:
         originals = await adk_conversations(adk)
     finally:
@@ -778,7 +797,7 @@ async def test_import_adk_sessions_sharing_an_id(
 ) -> None:
     """ADK keys sessions by (app, user, id): sessions that share an id are all imported."""
     source = adk_source(backend, make_db_url)
-    adk = DatabaseSessionService(source)
+    adk = adk_service(source)
     try:
         originals = []
         for app, user in ((APP, "ada"), (APP, "bob"), ("other", "ada")):
@@ -811,7 +830,7 @@ def test_import_adk_sync_and_same_file(tmp_path: Path) -> None:
     source = f"sqlite+aiosqlite:///{tmp_path / 'both.db'}"
 
     async def run_adk() -> list[Session]:
-        adk = DatabaseSessionService(source)
+        adk = adk_service(source)
         try:
             return await adk_conversations(adk)
         finally:
@@ -914,7 +933,7 @@ async def test_import_legacy_pickled_schema(tmp_path: Path) -> None:
     source = f"sqlite+aiosqlite:///{db}"
     engine = sa.create_engine(f"sqlite:///{db}", poolclass=sa.NullPool)
     LegacyBase.metadata.create_all(engine)  # ADK then keeps using the legacy schema
-    adk = DatabaseSessionService(source)
+    adk = adk_service(source)
     try:
         originals = await adk_conversations(adk)
     finally:
@@ -956,7 +975,7 @@ async def test_import_legacy_pickled_schema(tmp_path: Path) -> None:
 async def test_import_adk_command(tmp_path: Path) -> None:
     """`sessiondb import-adk` end to end, as an operator runs it."""
     source = f"sqlite+aiosqlite:///{tmp_path / 'adk.db'}"
-    adk = DatabaseSessionService(source)
+    adk = adk_service(source)
     try:
         originals = await adk_conversations(adk)
     finally:
@@ -1014,9 +1033,9 @@ async def test_adk_and_sessiondb_tables_in_one_database(backend: str, make_db_ur
     reads ADK's tables from that same database."""
     from sessiondb.errors import SchemaError
 
-    adk_url = adk_source(backend, make_db_url)
-    plain_url = adk_url.replace("+aiosqlite", "").replace("+asyncpg", "").replace("+aiomysql", "")
-    adk = DatabaseSessionService(adk_url)
+    plain_url = make_db_url()
+    adk_url = adk_form(backend, plain_url)
+    adk = adk_service(adk_url)
     mine = SessiondbSessionService(plain_url, table_prefix="sdb_")
     try:
         originals = await adk_conversations(adk)
@@ -1051,23 +1070,22 @@ async def test_adk_on_sessiondbs_unprefixed_tables_fails_prefixed_works(
 ) -> None:
     """ADK's own service cannot share sessiondb's unprefixed table names (its error, not
     ours); it works beside sessiondb tables that have a prefix."""
-    adk_url = adk_source(backend, make_db_url)
-    plain_url = adk_url.replace("+aiosqlite", "").replace("+asyncpg", "").replace("+aiomysql", "")
+    plain_url = make_db_url()
+    adk_url = adk_form(backend, plain_url)
     async with AsyncSessionStore(plain_url, table_prefix="sdb_") as prefixed:
         await prefixed.create_session(APP, "ada", session_id="ours")
-    adk = DatabaseSessionService(adk_url)
+    adk = adk_service(adk_url)
     try:
         made = await adk.create_session(app_name=APP, user_id="ada", session_id="ours")
         await adk.append_event(made, Event(author="user", invocation_id="i"))
     finally:
         await adk.close()
 
-    other_url = adk_source(backend, make_db_url)
-    plain_other = other_url.replace("+aiosqlite", "").replace("+asyncpg", "")
-    plain_other = plain_other.replace("+aiomysql", "")
+    plain_other = make_db_url()
+    other_url = adk_form(backend, plain_other)
     async with AsyncSessionStore(plain_other) as unprefixed:
         await unprefixed.create_session(APP, "ada")
-    adk = DatabaseSessionService(other_url)
+    adk = adk_service(other_url)
     try:
         with pytest.raises(sa.exc.DBAPIError):  # sessiondb's 'sessions' is not ADK's
             await adk.create_session(app_name=APP, user_id="ada")
