@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sessiondb._migrations import refuse_foreign_tables
 from sessiondb._migrations.lock import cluster_lock, is_galera
 from sessiondb._schema import lock_table_name, tables, version_table_name
+from sessiondb.errors import SchemaError
 
 config = context.config
 prefix = str(config.attributes.get("table_prefix", ""))
@@ -84,9 +85,18 @@ elif backend in ("mysql", "mariadb") and is_galera(connection):
             refuse_strangers()
             context.run_migrations()
 elif backend in ("mysql", "mariadb"):
+    # is_galera()'s SHOW began a transaction: end it, or Alembic would take it for the caller's
+    # and leave the last revision's version row uncommitted until after RELEASE_LOCK, and a
+    # process waiting for the lock would read the old revision and run that revision again
+    connection.commit()
     configure()
     # DDL is not transactional on MySQL: hold a named lock for the whole upgrade.
-    connection.execute(text("SELECT GET_LOCK(:n, 600)"), {"n": lock_name})
+    got = connection.execute(text("SELECT GET_LOCK(:n, 600)"), {"n": lock_name}).scalar()
+    if got != 1:
+        raise SchemaError(
+            f"another process has held the schema lock {lock_name!r} for 600 s (GET_LOCK): "
+            "is an upgrade stuck? Try again once it has finished"
+        )
     try:
         with context.begin_transaction():
             refuse_strangers()
