@@ -374,3 +374,16 @@ def uuid_hex() -> str:
     import uuid
 
     return uuid.uuid4().hex[:8]
+
+
+def test_every_command_has_json() -> None:
+    from .test_cli import cli_commands
+
+    for name in cli_commands():
+        assert "--json" in ok(name, "--help", env={"COLUMNS": "200"}), name
+
+
+def test_an_unparseable_url_shows_the_form_once() -> None:
+    line = fails("ls", "--url", "postgresql://u@h:port/db", status=2)
+    assert "dialect[+driver]://[user[:password]@]host/database;" in line
+    assert "...." not in line
