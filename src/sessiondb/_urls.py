@@ -139,8 +139,8 @@ def resolve_url(url: str | URL) -> Target:
         except (ArgumentError, ValueError) as exc:
             if ":" not in url:
                 why = (
-                    "it has no scheme (a SQLite file is written sqlite:///path/to/file.db; "
-                    "the sessiondb command also takes a bare path)"
+                    "it has no scheme dialect[+driver]:// (a SQLite file is written "
+                    "sqlite:///path/to/file.db; the sessiondb command also takes a bare path)"
                 )
             else:
                 why = "it is not of the form dialect[+driver]://[user[:password]@]host/database"
