@@ -49,9 +49,8 @@ async def main() -> None:
             print(await handle(store, "customer_001", text))
         (session,) = await store.list_sessions(APP, "customer_001")
         history = await store.list_events(session.id)
-        print(
-            f"{session.event_count} messages, {session.event_bytes} bytes, turns={session.state['turns']}"
-        )
+        turns = session.state["turns"]
+        print(f"{session.event_count} messages, {session.event_bytes} bytes, turns={turns}")
         print("last:", history[-1].content["text"])
 
 
