@@ -10,7 +10,8 @@ The behaviour comes from ``BaseSessionService``'s docstrings (``GetSessionConfig
 - sessiondb's ``SessiondbSessionService`` on SQLite, PostgreSQL and MySQL/MariaDB.
 
 Where ADK's own service fails a documented behaviour, that one implementation carries a strict
-``xfail`` with the reason: it must keep failing, and every other implementation must pass.
+``xfail`` with the reason: it must keep failing, and every other implementation must pass. The
+one exception is a race ADK's SQLite service usually loses but may win (non-strict ``xfail``).
 """
 
 from __future__ import annotations
@@ -85,11 +86,14 @@ class Impl:
         self.opened.append(made)
         return made
 
-    def fails(self, request: pytest.FixtureRequest, reasons: dict[str, str]) -> None:
-        """Mark this test xfail(strict) for the implementations ADK itself fails."""
+    def fails(
+        self, request: pytest.FixtureRequest, reasons: dict[str, str], *, strict: bool = True
+    ) -> None:
+        """Mark this test xfail for the implementations ADK itself fails: strict, unless the
+        failure depends on how a race happens to go (then it may pass now and then)."""
         for prefix, reason in reasons.items():
             if self.name.startswith(prefix):
-                request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+                request.node.add_marker(pytest.mark.xfail(strict=strict, reason=reason))
 
 
 def _adk_url(backend: str, url: str) -> str:
@@ -414,7 +418,9 @@ async def test_no_false_stale_after_reading_another_writers_append(impl: Impl) -
 
 
 async def test_racing_writers_one_wins(impl: Impl, request: pytest.FixtureRequest) -> None:
-    impl.fails(request, {"adk-memory": IN_MEMORY_NO_STALE, "adk-sqlite": SQLITE_NO_ROW_LOCK})
+    impl.fails(request, {"adk-memory": IN_MEMORY_NO_STALE})
+    # without a row lock both racers usually append, but one may finish before the other reads
+    impl.fails(request, {"adk-sqlite": SQLITE_NO_ROW_LOCK}, strict=False)
     svc, other = impl.service, impl.other()
     made = await svc.create_session(app_name=APP, user_id="ada")
     copies = [await get(s, made.id) for s in (svc, svc, other, other)]
