@@ -416,6 +416,12 @@ def versions() -> dict[str, str]:
     return out
 
 
+def set_prefix(prefix: str) -> None:
+    """sessiondb's table prefix for this process (read by ``place`` and ``open_service``)."""
+    global PREFIX
+    PREFIX = prefix
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.adk_runner",
@@ -429,7 +435,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sqlite-dir", default=None, help="where the SQLite files go")
     parser.add_argument("--json", type=Path, default=RESULTS, help="results file")
     parser.add_argument("--quick", action="store_true", help="5 turns, 1 run")
+    parser.add_argument(
+        "--prefix", default=PREFIX, help=f"sessiondb's table prefix on servers (default {PREFIX})"
+    )
     args = parser.parse_args(argv)
+    set_prefix(args.prefix)
     args.turns = args.turns or (5 if args.quick else 30)
     args.runs = args.runs or (1 if args.quick else 3)
     args.contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]

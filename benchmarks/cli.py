@@ -3,6 +3,11 @@
 Order: a short counting pass per contender and backend (round trips or statements per op, also a
 smoke test), then ``--runs`` timed runs; inside a run every backend, and on each backend every
 contender in the registry's order, so ratios compare figures taken minutes apart at most.
+
+With ``--baseline REF`` every sessiondb contender gets a twin, ``NAME@before``, that imports
+sessiondb from ``git archive REF src/sessiondb`` (or from a directory holding ``sessiondb/``),
+runs right beside it in the same run (before it in every other run) and keeps its tables
+under a prefix of its own.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import replace
@@ -38,6 +44,12 @@ PACKAGES = (
     "sessiondb", "sqlalchemy", "google-adk", "psycopg", "asyncpg", "pymysql", "aiomysql",
     "aiosqlite", "orjson", "pydantic",
 )  # fmt: skip
+
+
+# The commit before round two of the performance work (issue 14): what "before" means.
+DEFAULT_BASELINE = "9e5295d"
+BEFORE = "@before"  # suffix of a baseline twin's name
+BASELINE_PREFIX = "bbench_"  # the twins' table prefix (the current tree's is "bench_")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -75,6 +87,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--sqlite-dir", help="directory for the SQLite files (default: the temp dir)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per worker (default 3600)")
+    p.add_argument(
+        "--baseline",
+        nargs="?",
+        const=DEFAULT_BASELINE,
+        metavar="REF",
+        help="also run every sessiondb contender as NAME@before, on the sessiondb of git ref REF "
+        f"(or of a directory holding sessiondb/), interleaved (default REF: {DEFAULT_BASELINE})",
+    )
     return p.parse_args(argv)
 
 
@@ -94,6 +114,109 @@ def pick(patterns: str | None) -> list[Entry]:
             f"unknown contender(s): {', '.join(unknown)}; known: {', '.join(REGISTRY)}"
         )
     return [e for n, e in REGISTRY.items() if any(fnmatch.fnmatchcase(n, w) for w in wanted)]
+
+
+def with_baseline(entries: list[Entry]) -> list[Entry]:
+    """``entries`` with a ``NAME@before`` twin right after every sessiondb contender."""
+    out: list[Entry] = []
+    for entry in entries:
+        out.append(entry)
+        if entry.name.startswith("sessiondb"):
+            out.append(
+                replace(
+                    entry, name=entry.name + BEFORE, description=entry.description + " (baseline)"
+                )
+            )
+    return out
+
+
+def base_name(name: str) -> str:
+    """The registry name of a contender (``sessiondb-sync@before`` -> ``sessiondb-sync``)."""
+    return name.removesuffix(BEFORE)
+
+
+def run_order(plan: list[Any], run: int) -> list[Any]:
+    """The plan of timed run number ``run`` (1-based): in even runs every baseline twin goes
+    before its current contender, so neither side always runs first on a warmer machine."""
+    out = list(plan)
+    if run % 2:
+        return out
+    i = 0
+    while i < len(out) - 1:
+        here, after = out[i][1].name, out[i + 1][1].name
+        if after == here + BEFORE and out[i][0] == out[i + 1][0]:
+            out[i], out[i + 1] = out[i + 1], out[i]
+            i += 2
+        else:
+            i += 1
+    return out
+
+
+class BaselineError(Exception):
+    """The baseline's sessiondb could not be extracted."""
+
+
+def extract_baseline(ref: str, dest: Path, repo: Path = ROOT) -> dict[str, Any]:
+    """Put the sessiondb package of ``ref`` under ``dest`` (as ``dest/sessiondb``).
+
+    ``ref`` is a git ref of ``repo`` (its ``src/sessiondb`` is extracted with ``git archive``),
+    or a directory holding ``sessiondb/`` or ``src/sessiondb/`` (copied). Returns what was used:
+    ``ref``, ``commit`` (git only) and ``sha256`` of the files. Raises :class:`BaselineError`.
+    """
+    given = Path(ref)
+    info: dict[str, Any] = {"ref": ref}
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for candidate in (given / "sessiondb", given / "src" / "sessiondb"):
+        if (candidate / "__init__.py").is_file():
+            shutil.copytree(candidate, dest / "sessiondb",
+                            ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+            info["source"] = str(candidate.resolve())
+            break
+    else:
+        git = ["git", "-C", str(repo)]
+        try:
+            commit = subprocess.run(
+                [*git, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+                capture_output=True, text=True, check=True, timeout=60,
+            ).stdout.strip()  # fmt: skip
+            archive = dest / "baseline.tar"
+            with archive.open("wb") as out:
+                subprocess.run(
+                    [*git, "archive", "--format=tar", commit, "src/sessiondb"],
+                    stdout=out, stderr=subprocess.PIPE, check=True, timeout=120,
+                )  # fmt: skip
+        except (OSError, subprocess.SubprocessError) as exc:
+            detail = getattr(exc, "stderr", None) or ""
+            detail = detail.decode() if isinstance(detail, bytes) else detail
+            raise BaselineError(
+                f"{ref!r} is neither a directory holding sessiondb/ nor a commit of {repo}"
+                + (f": {detail.strip()}" if detail.strip() else "")
+            ) from exc
+        with tarfile.open(archive) as tar:
+            members = [m for m in tar.getmembers() if m.name.startswith("src/sessiondb/")]
+            for member in members:
+                member.name = member.name.removeprefix("src/")
+            if hasattr(tarfile, "data_filter"):  # Python 3.12, and recent 3.10/3.11
+                tar.extractall(dest, members=members, filter="data")
+            else:  # the archive is this repository's own
+                tar.extractall(dest, members=members)
+        archive.unlink()
+        info["commit"] = commit
+    if not (dest / "sessiondb" / "__init__.py").is_file():
+        raise BaselineError(f"{ref!r} holds no sessiondb package")
+    info["sha256"] = tree_digest(dest / "sessiondb")
+    return info
+
+
+def tree_digest(package: Path) -> str:
+    """sha256 prefix of every file under ``package`` (paths and contents)."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(package.parent).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def versions() -> dict[str, str | None]:
@@ -175,6 +298,8 @@ class Orchestrator:
         self.tmp = Path(tempfile.mkdtemp(prefix="sessiondb-bench-jobs-"))
         self.pythonpath = [str(ROOT)]
         self.snapshot: dict[str, Any] = {}
+        self.baseline: dict[str, Any] = {}
+        self.baseline_path: list[str] = []
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -239,14 +364,28 @@ class Orchestrator:
                 time.sleep(pause)
         else:
             self.note("no working copy of sessiondb could be taken; using the last one")
-        digest = hashlib.sha256()
-        for path in sorted((dest / "sessiondb").rglob("*")):
-            if path.is_file():
-                digest.update(path.relative_to(dest).as_posix().encode())
-                digest.update(path.read_bytes())
         self.pythonpath.insert(0, str(dest))
-        self.snapshot = {"source": str(source), "sha256": digest.hexdigest()[:16]}
+        self.snapshot = {"source": str(source), "sha256": tree_digest(dest / "sessiondb")}
         self.say(f"sessiondb: snapshot of {source} (sha256 {self.snapshot['sha256']})")
+
+    def take_baseline(self, ref: str) -> None:
+        """Extract the baseline's sessiondb and add the ``@before`` twins (a failure is noted,
+        and the run goes on without them)."""
+        dest = self.tmp / "baseline"
+        try:
+            self.baseline = extract_baseline(ref, dest)
+        except BaselineError as exc:
+            self.note(f"no baseline: {exc}")
+            return
+        problem = _smoke_test(dest, self.tmp)
+        if problem is not None:
+            self.note(f"no baseline: the sessiondb of {ref!r} does not work: {problem}")
+            self.baseline = {}
+            return
+        self.baseline_path = [str(dest), str(ROOT)]
+        self.entries = with_baseline(self.entries)
+        where = self.baseline.get("commit", self.baseline.get("source", ref))
+        self.say(f"baseline: sessiondb of {ref} ({where}, sha256 {self.baseline['sha256']})")
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -254,8 +393,10 @@ class Orchestrator:
         sizes = self.sizes.for_counting() if mode == "count" else self.sizes
         out = self.tmp / f"{mode}-{backend}-{entry.name}.json"
         out.unlink(missing_ok=True)
+        before = entry.name.endswith(BEFORE)
         spec = {
             **job,
+            "table_prefix": BASELINE_PREFIX if before else None,
             "mode": mode,
             "contender": entry.name,
             "backend": backend,
@@ -267,7 +408,8 @@ class Orchestrator:
         job_file = self.tmp / f"job-{mode}-{backend}-{entry.name}.json"
         job_file.write_text(json.dumps(spec), encoding="utf-8")
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [*self.pythonpath, env.get("PYTHONPATH")]))
+        path = self.baseline_path if before else self.pythonpath
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [*path, env.get("PYTHONPATH")]))
         started = time.perf_counter()
         machine_before = _machine_cpu()
         try:
@@ -344,6 +486,8 @@ class Orchestrator:
                 )
         if not self.args.no_snapshot:
             self.take_snapshot()
+        if self.args.baseline:
+            self.take_baseline(self.args.baseline)
         plan = self.plan()
         if not plan:
             self.note("nothing to run")
@@ -365,16 +509,16 @@ class Orchestrator:
         for r in range(1, self.runs + 1 if plan else 1):
             self.say(f"run {r}/{self.runs}:")
             results: report.Results = {}
-            for backend, entry, job in plan:
+            for backend, entry, job in run_order(plan, r):
                 self.progress("  time ", backend, entry.name)
                 result = self.work("time", backend, entry, job)
                 results.setdefault(backend, {})[entry.name] = result
                 self.done(result)
             runs.append(results)
         summary = report.summarize(runs)
-        ratio_table = report.ratios(runs)
+        ratio_table = report.ratios(runs, report.pairs(bool(self.baseline)))
         duration = time.perf_counter() - t0
-        order = list(REGISTRY)
+        order = [e.name for e in with_baseline(list(REGISTRY.values()))]
         self.say("")
         self.say(report.render(summary, counts, ratio_table, order, self.runs))
         vers = versions()
@@ -404,6 +548,7 @@ class Orchestrator:
                 "load_average_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
                 "servers": self.servers,
                 "sessiondb_snapshot": self.snapshot or None,
+                "baseline": self.baseline or None,
                 "contenders": {
                     e.name: {"description": e.description, "backends": list(e.backends)}
                     for e in REGISTRY.values()

@@ -20,7 +20,19 @@ RATIO_PAIRS = (
     ("sessiondb-async", "adk"),
 )
 
+SESSIONDB = ("sessiondb-sync", "sessiondb-sync-fast", "sessiondb-async")
+
 Results = dict[str, dict[str, dict[str, Any]]]  # backend -> contender -> worker result
+
+
+def pairs(baseline: bool) -> tuple[tuple[str, str], ...]:
+    """The ratio pairs of the report: with a baseline, each sessiondb contender over its
+    ``@before`` twin too, and async over sync on both sides (issue 14's targets 2 and 7)."""
+    out = [*RATIO_PAIRS, ("sessiondb-async", "sessiondb-sync")]
+    if baseline:
+        out += [(name, f"{name}@before") for name in SESSIONDB]
+        out.append(("sessiondb-async@before", "sessiondb-sync@before"))
+    return tuple(out)
 
 
 # -- aggregation --------------------------------------------------------------------------------
@@ -78,10 +90,12 @@ def _conv_total(result: dict[str, Any]) -> float | None:
     return float(total) if isinstance(total, (int, float)) and total > 0 else None
 
 
-def ratios(runs: list[Results]) -> dict[str, dict[str, dict[str, Any]]]:
+def ratios(
+    runs: list[Results], pairs: Sequence[tuple[str, str]] = RATIO_PAIRS
+) -> dict[str, dict[str, dict[str, Any]]]:
     """backend -> "a/b" -> op -> {"median": x, "per_run": [...]} (ops/s of a over ops/s of b)."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for a, b in RATIO_PAIRS:
+    for a, b in pairs:
         for backend in sorted({k for run in runs for k in run}):
             per_op: dict[str, list[float]] = {}
             for run in runs:

@@ -247,7 +247,7 @@ class Runner:
 
 
 def _run(job: dict[str, Any]) -> dict[str, Any]:
-    entry = REGISTRY[job["contender"]]
+    entry = REGISTRY[job["contender"].removesuffix("@before")]  # a baseline twin: same code
     cls = entry.load()
     workload = generate(Sizes(**job["sizes"]), int(job["seed"]))
     backend = job["backend"]
@@ -273,6 +273,8 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
             counter, unit = proxy.count, "round trips"
     try:
         contender = cls(target)
+        if job.get("table_prefix"):  # a baseline twin keeps to tables of its own
+            contender.prefix = job["table_prefix"]
         runner = Runner(contender, workload, counter)
         result = asyncio.run(runner.run())
     finally:

@@ -26,6 +26,7 @@ class ContenderBase:
     is_sessiondb: ClassVar[bool] = False
     # conversation variants this contender runs (see benchmarks/conversation.py)
     conversation_variants: ClassVar[tuple[str, ...]] = ("naive",)
+    prefix = ""  # table prefix of contenders that take one (the harness may change it)
 
     def __init__(self, target: Target) -> None:
         self.target = target

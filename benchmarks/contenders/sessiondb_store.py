@@ -54,23 +54,25 @@ class _Shared:
 
     durability = "full"
     conversation_variants = ("naive", "sessiondb-events")
+    prefix = PREFIX
     target: Target
     backend: str
 
     def _options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"table_prefix": PREFIX}
+        options: dict[str, Any] = {"table_prefix": self.prefix}
         if self.backend == "sqlite":
             options["sqlite_durability"] = self.durability
         return options
 
     def _drop(self) -> None:
         if self.backend != "sqlite":  # SQLite: a fresh file per contender and run
-            drop_prefixed(self.target.admin_url, PREFIX)  # every table sessiondb made
+            drop_prefixed(self.target.admin_url, self.prefix)  # every table sessiondb made
 
     def stored_bytes(self, handle: Handle) -> dict[str, int]:
-        sql = f"SELECT {text_bytes(self.backend, 'state')} FROM {PREFIX}sessions WHERE id = ?"
+        table = f"{self.prefix}sessions"
+        sql = f"SELECT {text_bytes(self.backend, 'state')} FROM {table} WHERE id = ?"
         value = scalar(self.target.admin_url, sql, (handle.id,))
-        events_sql = f"SELECT event_bytes FROM {PREFIX}sessions WHERE id = ?"
+        events_sql = f"SELECT event_bytes FROM {table} WHERE id = ?"
         events = scalar(self.target.admin_url, events_sql, (handle.id,))
         return {"state": int(value or 0), "events": int(events or 0)}
 
