@@ -1132,3 +1132,99 @@ def test_uninstall_asks_on_a_terminal(sqlite_url: str) -> None:
     assert confirmed.returncode == 0, confirmed.stderr
     assert "dropped 10 tables (6 sessions)" in confirmed.stdout
     assert table_names(sqlite_url) == set()
+
+
+# -- LangGraph checkpoints: export, import, copy ----------------------------------------------
+
+
+def lg_threads(url: str, threads: dict[str, tuple[dict[str, str], int]]) -> None:
+    """LangGraph threads with ``n`` checkpoints each (thread id -> (owner keys, n)), written by
+    the saver as a graph would."""
+    pytest.importorskip("langgraph.checkpoint.conformance", reason="sessiondb[langgraph]")
+    from langgraph.checkpoint.conformance.test_utils import generate_checkpoint
+
+    from sessiondb.langgraph import SessiondbSaver
+
+    with SessiondbSaver(url) as saver:
+        for thread, (owner, n) in threads.items():
+            config: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": "", **owner}}
+            for step in range(n):
+                v = {"ch": saver.get_next_version(None, None)}
+                checkpoint = generate_checkpoint(channel_values={"ch": step}, channel_versions=v)
+                config = saver.put(config, checkpoint, {"step": step}, v)
+            saver.put_writes(config, [("ch", "pending")], "task-1")
+
+
+def lg_value(url: str, thread: str, **owner: str) -> Any:
+    """The newest checkpoint's channel value and pending writes of a thread."""
+    from sessiondb.langgraph import SessiondbSaver
+
+    with SessiondbSaver(url) as saver:
+        found = saver.get_tuple({"configurable": {"thread_id": thread, **owner}})
+        assert found is not None
+        return found.checkpoint["channel_values"]["ch"], found.pending_writes
+
+
+TRAVEL = {"app_name": "chat", "user_id": "ann"}
+
+
+def test_export_import_and_copy_carry_langgraph_threads(
+    db_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Threads bound to a user and to nobody, with checkpoints, blobs and pending writes, go
+    through export | import and copy to another backend; --app keeps only its app's threads;
+    an export without threads (as older versions wrote) still imports."""
+    seed(db_url, per_app=1)
+    lg_threads(db_url, {"trip": (TRAVEL, 3), "anon": ({}, 2)})
+    dump = tmp_path / "all.jsonl"
+    summary = json.loads(ok("export", "--url", db_url, "-o", str(dump), "--json"))
+    assert (summary["sessions"], summary["threads"], summary["checkpoints"]) == (2, 2, 5)
+    assert "2 LangGraph threads (5 checkpoints)" in run("export", "--url", db_url).stderr
+
+    out = ok("import", str(dump), "--url", sqlite_url)
+    assert "imported 2 sessions" in out and "2 LangGraph threads (5 checkpoints)" in out
+    assert checksum(sqlite_url) == checksum(db_url)
+    assert lg_value(sqlite_url, "trip", **TRAVEL) == (2, [("task-1", "ch", "pending")])
+    assert lg_value(sqlite_url, "anon")[0] == 1
+    again = json.loads(ok("import", str(dump), "--url", sqlite_url, "--json"))
+    assert (again["threads"], again["checkpoints"], again["skipped"]) == (0, 0, 4)
+
+    chat = json_lines(ok("export", "--url", db_url, "--app", "chat"))
+    assert [(r["type"], r.get("thread_id")) for r in chat if r["type"] != "session"] == [
+        ("app_state", None), ("user_state", None), ("lg_thread", "trip"),
+    ]  # fmt: skip
+
+    old = tmp_path / "old.jsonl"
+    old.write_text(
+        "".join(line + "\n" for line in dump.read_text().splitlines() if '"lg_thread"' not in line)
+    )
+    older = f"sqlite:///{tmp_path / 'older.db'}"
+    assert "imported 2 sessions (8 events), 2 app states, 2 user states;" in ok(
+        "import", str(old), "--url", older
+    )
+
+    target = f"sqlite:///{tmp_path / 'copy.db'}"
+    out = ok("copy", "--from", db_url, "--to", target)
+    assert "2 LangGraph threads (5 checkpoints)" in out and "verified" in out
+    assert checksum(target) == checksum(db_url)
+    assert lg_value(target, "trip", **TRAVEL)[0] == 2
+
+
+def test_copy_merge_verifies_langgraph_threads(sqlite_url: str, tmp_path: Path) -> None:
+    """A target holding threads the source lacks is refused without --merge; --merge verifies
+    the copied threads, and fails when one differs in the target."""
+    lg_threads(sqlite_url, {"trip": (TRAVEL, 2)})
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    lg_threads(target, {"other": ({}, 1)})
+    line = fails("copy", "--from", sqlite_url, "--to", target, status=1)
+    assert "1 LangGraph thread that the source does not have" in line and "--merge" in line
+
+    done = json.loads(ok("copy", "--from", sqlite_url, "--to", target, "--merge", "--json"))
+    assert done["verified"] and (done["threads"], done["checkpoints"]) == (1, 2)
+    assert done["foreign_threads"] == 1 and done["differing_threads"] == 0
+    out = ok("copy", "--from", sqlite_url, "--to", target, "--merge")
+    assert "1 LangGraph thread (2 checkpoints) of the source are in the target" in out
+
+    lg_threads(target, {"trip": (TRAVEL, 1)})  # a checkpoint more in the target's copy
+    line = fails("copy", "--from", sqlite_url, "--to", target, "--merge", status=1)
+    assert "verification failed: 1 copied LangGraph thread differs" in line and "'trip'" in line

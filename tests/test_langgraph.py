@@ -140,6 +140,20 @@ def _texts(state: Any) -> list[str]:
     return [str(m.content) for m in state.values["messages"]]
 
 
+def _graph_builder(tmp_path: Any) -> Any:
+    """``build(checkpointer)`` of GRAPH_MODULE, written to ``tmp_path`` (which a second
+    process can import too)."""
+    import sys
+
+    (tmp_path / "lg_graph.py").write_text(GRAPH_MODULE, encoding="utf-8")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from lg_graph import build  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+    return build
+
+
 async def test_a_real_graph(db_url: str, tmp_path: Any) -> None:
     """Several turns with tool calls, an interrupt resumed here, another resumed by a second
     process (the sync saver), then history and time travel (the async saver)."""
@@ -148,13 +162,7 @@ async def test_a_real_graph(db_url: str, tmp_path: Any) -> None:
 
     from langgraph.types import Command
 
-    (tmp_path / "lg_graph.py").write_text(GRAPH_MODULE, encoding="utf-8")
-    sys.path.insert(0, str(tmp_path))
-    try:
-        from lg_graph import build  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(tmp_path))
-
+    build = _graph_builder(tmp_path)
     config = {"configurable": {"thread_id": "trip", "app_name": "travel", "user_id": "ann"}}
     async with AsyncSessiondbSaver.from_conn_string(db_url) as saver:
         graph = build(saver)
@@ -217,6 +225,91 @@ async def test_a_real_graph(db_url: str, tmp_path: Any) -> None:
         # the thread is the user's: unbound configs do not see it
         unbound = {"configurable": {"thread_id": "trip"}}
         assert (await graph.aget_state(unbound)).values == {}
+
+
+#: where each backend's export is imported: always another backend
+_NEXT_BACKEND = {"sqlite": "postgresql", "postgresql": "mysql", "mysql": "sqlite"}
+
+
+async def test_export_import_carries_checkpoints(
+    backend: str, db_url: str, make_db_url: Any, tmp_path: Any
+) -> None:
+    """A graph paused on an interrupt, exported from one backend and imported into another,
+    resumes there from the imported checkpoint with the same history; both checksums are
+    equal; importing again writes nothing; an app's export holds only that app's threads."""
+    from langgraph.types import Command
+
+    build = _graph_builder(tmp_path)
+    config = {"configurable": {"thread_id": "trip", "app_name": "travel", "user_id": "ann"}}
+    unbound = {"configurable": {"thread_id": "anon"}}
+    async with AsyncSessiondbSaver.from_conn_string(db_url) as saver:
+        graph = build(saver)
+        await graph.ainvoke({"messages": [("user", "weather Paris")]}, config)
+        await graph.ainvoke({"messages": [("user", "book Rome")]}, config)
+        assert (await graph.aget_state(config)).next == ("tools",)
+        await graph.ainvoke({"messages": [("user", "weather Oslo")]}, unbound)
+        history = [s async for s in graph.aget_state_history(config)]
+        store = saver.store
+        session = await store.create_session("travel", "ann", {"k": 1})
+        records = [r async for r in store.export_records(batch_size=1)]
+        travel = [r async for r in store.export_records("travel")]
+        source_sum = await store.checksum()
+        n_checkpoints = sum(n for _, _, n in await store.checkpoint_stats())
+
+    threads = [r for r in records if r["type"] == "lg_thread"]
+    assert sorted((r["app_name"], r["user_id"], r["thread_id"]) for r in threads) == [
+        ("", "", "anon"), ("travel", "ann", "trip"),
+    ]  # fmt: skip
+    assert sum(len(r["checkpoints"]) for r in threads) == n_checkpoints
+    assert [r["thread_id"] for r in travel if r["type"] == "lg_thread"] == ["trip"]
+    assert [r["id"] for r in travel if r["type"] == "session"] == [session.id]
+
+    target = make_db_url(_NEXT_BACKEND[backend])
+    async with AsyncSessiondbSaver.from_conn_string(target) as saver:
+        result = await saver.store.import_records(records, batch_size=2)
+        assert (result.sessions, result.threads, result.checkpoints) == (1, 2, n_checkpoints)
+        assert await saver.store.checksum() == source_sum
+        again = await saver.store.import_records(records)
+        assert (again.sessions, again.threads, again.checkpoints, again.skipped) == (0, 0, 0, 3)
+
+        graph = build(saver)
+        state = await graph.aget_state(config)
+        assert state.next == ("tools",)
+        assert state.tasks[0].interrupts[0].value == {"question": "book Rome?"}
+        imported = [s async for s in graph.aget_state_history(config)]
+        assert [s.config for s in imported] == [s.config for s in history]
+        assert [s.values for s in imported] == [s.values for s in history]
+        out = await graph.ainvoke(Command(resume="yes"), config)
+        assert out["messages"][-1].content == "done: booked Rome"
+        assert _texts(await graph.aget_state(unbound))[-1] == "done: sunny in Oslo"
+        # the copy now has a checkpoint more than the source
+        assert await saver.store.checksum() != source_sum
+
+
+async def test_bad_thread_records_are_refused(db_url: str) -> None:
+    """A thread record with a malformed row raises InvalidRecordError and writes nothing."""
+    from sessiondb.errors import InvalidRecordError
+
+    async with AsyncSessiondbSaver.from_conn_string(db_url) as saver:
+        config = _config("t1")
+        v = {"ch": saver.get_next_version(None, None)}
+        await saver.aput(config, _checkpoint({"ch": 1}, v), {"step": 1}, v)
+        (good,) = [r async for r in saver.store.export_records()]
+        await saver.adelete_thread("t1")
+        bad_rows = [
+            {"checkpoints": [{**good["checkpoints"][0], "checkpoint": "not base64!"}]},
+            {"checkpoints": [{**good["checkpoints"][0], "checkpoint_id": "x" * 65}]},
+            {"blobs": [{**good["blobs"][0], "blob": 7}]},
+            {"writes": "none"},
+            {"thread_id": ""},
+        ]
+        for change in bad_rows:
+            with pytest.raises(InvalidRecordError):
+                await saver.store.import_records([good, {**good, "thread_id": "t2", **change}])
+            assert await saver.store.checkpoint_threads() == {}
+        result = await saver.store.import_records([good])
+        assert (result.threads, result.checkpoints) == (1, 1)
+        assert (await saver.aget_tuple(config)).checkpoint["channel_values"] == {"ch": 1}
 
 
 # -- storage and sessiondb's extras ------------------------------------------------------------

@@ -444,6 +444,14 @@ class AsyncSessionStore:
         (``""``: threads bound to nobody). See :mod:`sessiondb.langgraph`."""
         return await self._call(self._backend.checkpoints.stats)
 
+    async def checkpoint_threads(
+        self, app_name: str | None = None
+    ) -> dict[tuple[str, str, str], tuple[int, str]]:
+        """LangGraph threads with checkpoints (of one app, or all): ``(app_name, user_id,
+        thread_id)`` -> ``(checkpoints, newest checkpoint id)``. What ``sessiondb copy
+        --merge`` verifies."""
+        return await self._call(self._backend.checkpoints.thread_summary, app_name=app_name)
+
     async def export_records(
         self, app_name: str | None = None, *, batch_size: int = 500
     ) -> AsyncIterator[dict[str, Any]]:

@@ -147,10 +147,15 @@ class CheckpointQueries:
             .group_by(ck.app_name)
             .order_by(ck.app_name)
         )
-        self.export_threads = q.compile(
-            sa.select(th.app_name, th.user_id, th.thread_id, th.created_at, th.updated_at,
-                      th.expires_at).order_by(th.app_name, th.user_id, th.thread_id)
-        )  # fmt: skip
+        # export: every row of one thread, per table, in key order
+        self.thread_rows = {
+            table.name: q.compile(
+                sa.select(*table.columns)
+                .where(*self.of_thread(table))
+                .order_by(*table.primary_key.columns)
+            )
+            for table in (self.checkpoints, self.blobs, self.writes)
+        }
 
     # -- building blocks -------------------------------------------------------------------
 
@@ -326,16 +331,41 @@ class CheckpointQueries:
 
         return self.q.cached(("lg_threads_in", table.name, n), build)
 
-    def rows_of(self, table: sa.Table, by_app: bool) -> Stmt:
-        """Every row of ``table`` (of :app), in key order: for export and copy."""
+    def thread_page(self, by_app: bool, after: bool) -> Stmt:
+        """Up to :limit thread rows in key order (of :app; after the key :a_app, :a_user,
+        :a_tid): the pages of an export."""
 
         def build() -> ClauseElement:
-            query = sa.select(*table.columns)
+            th = self.threads.c
+            query = sa.select(*self.threads.columns)
             if by_app:
-                query = query.where(table.c.app_name == p("app"))
-            return query.order_by(*table.primary_key.columns)
+                query = query.where(th.app_name == p("app"))
+            if after:
+                query = query.where(
+                    sa.tuple_(th.app_name, th.user_id, th.thread_id)
+                    > sa.tuple_(p("a_app"), p("a_user"), p("a_tid"))
+                )
+            return query.order_by(th.app_name, th.user_id, th.thread_id).limit(
+                p("limit", sa.Integer())
+            )
 
-        return self.q.cached(("lg_rows_of", table.name, by_app), build)
+        return self.q.cached(("lg_thread_page", by_app, after), build)
+
+    def thread_summary(self, by_app: bool) -> Stmt:
+        """(app, user, thread, checkpoints, newest checkpoint id) of every thread (of :app)
+        that has a checkpoint: what ``copy --merge`` compares."""
+
+        def build() -> ClauseElement:
+            ck = self.checkpoints.c
+            query = sa.select(
+                ck.app_name, ck.user_id, ck.thread_id, sa.func.count().label("checkpoints"),
+                sa.func.max(ck.checkpoint_id).label("newest"),
+            )  # fmt: skip
+            if by_app:
+                query = query.where(ck.app_name == p("app"))
+            return query.group_by(ck.app_name, ck.user_id, ck.thread_id)
+
+        return self.q.cached(("lg_thread_summary", by_app), build)
 
     def insert_row(self, table: sa.Table) -> Stmt:
         """INSERT of one row of ``table``, every column a parameter named after it (import);

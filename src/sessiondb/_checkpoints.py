@@ -19,21 +19,31 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from . import _checks
+from . import _checks, _records
 from ._ids import MAX_ID_LENGTH
 from ._queries import SQLITE_KEYS_PER_STATEMENT
 from ._replicas import reads
+from ._rows import iso
 from ._schema import CHECKPOINT_ID_LENGTH, NS_LENGTH, VERSION_LENGTH
 from .errors import ArgumentTypeError, InvalidArgumentError
 
 if TYPE_CHECKING:
     from ._checkpoint_queries import CheckpointQueries
-    from ._queries import Queries
+    from ._queries import Queries, Stmt
     from ._rows import Row, Rows
     from ._runner import Cx
 
-__all__ = ["Checkpoints", "Stored", "delete_owner", "purge_threads"]
+__all__ = [
+    "Checkpoints",
+    "Stored",
+    "delete_owner",
+    "export_threads",
+    "import_thread",
+    "purge_threads",
+]
 
+#: where an export's page of threads ended: the key of its last thread
+ThreadKey = tuple[str, str, str]
 #: one blob to store: (channel, version, serde type, bytes or None)
 Blob = tuple[str, str, str, "bytes | None"]
 #: one pending write to store: (idx, channel, serde type, bytes or None)
@@ -365,6 +375,16 @@ class Checkpoints:
                 cx.commit()
 
     @reads
+    def thread_summary(self, cx: Cx, *, app_name: str | None) -> dict[ThreadKey, tuple[int, str]]:
+        """Every thread with checkpoints (of ``app_name``) -> (checkpoints, newest id)."""
+        params = {} if app_name is None else {"app": app_name}
+        stmt = self._q.thread_summary(app_name is not None)
+        return {
+            (app, user, tid): (int(count), newest)
+            for app, user, tid, count, newest in cx.all(stmt, params)
+        }
+
+    @reads
     def stats(self, cx: Cx) -> list[tuple[str, int, int]]:
         """(app_name, threads, checkpoints) per app."""
         return [(app, int(t), int(c)) for app, t, c in cx.all(self._q.stats, {})]
@@ -407,3 +427,91 @@ def purge_threads(cx: Cx, q: Queries, *, batch_size: int, dry_run: bool) -> int:
         total += count
         if len(keys) < batch_size:
             return total
+
+
+# -- export and import (see _transfer and _records) ---------------------------------------------
+
+
+def export_threads(
+    cx: Cx, q: Queries, *, app_name: str | None, after: ThreadKey | None, limit: int
+) -> tuple[list[dict[str, Any]], ThreadKey | None]:
+    """Up to ``limit`` thread records (of ``app_name``) in key order after ``after``, and the
+    key of the last (None if there was none)."""
+    lgq = q.lg
+    params: dict[str, Any] = {"limit": limit}
+    if app_name is not None:
+        params["app"] = app_name
+    if after is not None:
+        params["a_app"], params["a_user"], params["a_tid"] = after
+    stmt = lgq.thread_page(app_name is not None, after is not None)
+    found = cx.all(stmt, params)
+    if not found:
+        return [], None
+    i_app, i_user, i_tid, i_created, i_updated, i_expires = stmt.positions(
+        "app_name", "user_id", "thread_id", "created_at", "updated_at", "expires_at"
+    )
+    records = []
+    for t in found:
+        thread = {"app": t[i_app], "user": t[i_user], "tid": t[i_tid]}
+        rows = {name: _export_rows(cx, stmt, thread) for name, stmt in lgq.thread_rows.items()}
+        expires = t[i_expires]
+        records.append(
+            _records.thread_record(
+                app_name=t[i_app], user_id=t[i_user], thread_id=t[i_tid],
+                created_at=iso(t[i_created]), updated_at=iso(t[i_updated]),
+                expires_at=None if expires is None else iso(expires),
+                checkpoints=rows[lgq.checkpoints.name], blobs=rows[lgq.blobs.name],
+                writes=rows[lgq.writes.name],
+            )
+        )  # fmt: skip
+    last = found[-1]
+    return records, (last[i_app], last[i_user], last[i_tid])
+
+
+_KEY_COLUMNS = frozenset(("app_name", "user_id", "thread_id"))
+
+
+def _export_rows(cx: Cx, stmt: Stmt, thread: dict[str, Any]) -> list[dict[str, Any]]:
+    """A thread's rows of one table as record rows (its key columns left out)."""
+    out = []
+    for row in cx.all(stmt, thread):
+        item: dict[str, Any] = {}
+        for name, value in zip(stmt.columns, row, strict=True):
+            if name in _KEY_COLUMNS:
+                continue
+            if name in ("checkpoint", "blob"):
+                value = _records.b64(_raw(value))
+            elif name in ("versions", "metadata"):
+                value = json.loads(value)
+            elif name == "created_at":
+                value = iso(value)
+            item[name] = value
+        out.append(item)
+    return out
+
+
+def import_thread(cx: Cx, q: Queries, record: _records.ThreadRecord, now: Any) -> tuple[bool, int]:
+    """Write a checked thread record, keeping every row already present (part of the
+    caller's transaction): whether the thread is new, and how many checkpoints were."""
+    lgq = q.lg
+    ts = q.ts_in
+    thread = {
+        "app_name": record.app_name, "user_id": record.user_id, "thread_id": record.thread_id,
+    }  # fmt: skip
+    new = cx.run(
+        lgq.insert_row(lgq.threads),
+        {**thread, "created_at": ts(record.created_at), "updated_at": ts(record.updated_at),
+         "expires_at": None if record.expires_at is None else ts(record.expires_at)},
+    )  # fmt: skip
+    added = 0
+    for row in record.checkpoints:
+        created = row["created_at"]
+        added += cx.run(
+            lgq.insert_row(lgq.checkpoints),
+            {**thread, **row, "created_at": ts(now if created is None else created)},
+        )
+    for table, rows in ((lgq.blobs, record.blobs), (lgq.writes, record.writes)):
+        stmt = lgq.insert_row(table)
+        for row in rows:
+            cx.run(stmt, {**thread, **row})
+    return new > 0, added

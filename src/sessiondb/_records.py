@@ -7,7 +7,17 @@ An export is a stream of records, one JSON object each (one line of a JSON Lines
   ``{"seq", "author", "content", "created_at", "state_delta", "invocation_id", "metadata"}``
   and ``"event_id"`` when the event has one;
 - ``{"type": "app_state", "app_name", "state"}`` and
-  ``{"type": "user_state", "app_name", "user_id", "state"}``.
+  ``{"type": "user_state", "app_name", "user_id", "state"}``;
+- ``{"type": "lg_thread", "app_name", "user_id", "thread_id", "created_at", "updated_at",
+  "expires_at", "checkpoints": [...], "blobs": [...], "writes": [...]}``: a LangGraph thread
+  (``app_name`` and ``user_id`` empty for a thread bound to nobody) with every row it has:
+  each checkpoint ``{"checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "run_id",
+  "type", "checkpoint", "versions", "metadata", "created_at"}``, each blob
+  ``{"checkpoint_ns", "channel", "version", "type", "blob"}``, each pending write
+  ``{"checkpoint_ns", "checkpoint_id", "task_id", "idx", "channel", "type", "blob",
+  "task_path"}``. ``checkpoint`` and ``blob`` are the serializer's bytes in base64 (``blob``
+  may be null), ``versions`` and ``metadata`` JSON objects. Exports made before sessiondb kept
+  checkpoints simply have no such records.
 
 Timestamps are ISO 8601 strings in UTC. The builders (:func:`session_record`,
 :func:`event_record`, :func:`scope_record`) write records; :func:`check` reads one back into a
@@ -18,22 +28,28 @@ checksums).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from ._checks import is_int_at_least
-from ._ids import check_id
-from .errors import InvalidRecordError
+from ._ids import MAX_ID_LENGTH, check_id
+from ._schema import CHECKPOINT_ID_LENGTH, NS_LENGTH, VERSION_LENGTH
+from .errors import InvalidIdError, InvalidRecordError
 
 __all__ = [
     "APP_STATE",
+    "LG_THREAD",
     "SESSION",
     "USER_STATE",
     "EventRecord",
     "Lifecycle",
     "ScopeRecord",
     "SessionRecord",
+    "ThreadRecord",
     "check",
     "copy_view",
     "event_count",
@@ -41,6 +57,7 @@ __all__ = [
     "kind",
     "scope_record",
     "session_record",
+    "thread_record",
 ]
 
 UTC = timezone.utc
@@ -49,6 +66,7 @@ UTC = timezone.utc
 SESSION = "session"
 APP_STATE = "app_state"
 USER_STATE = "user_state"
+LG_THREAD = "lg_thread"
 
 Scope = Literal["app", "user"]
 _SCOPE_KINDS: dict[Scope, str] = {"app": APP_STATE, "user": USER_STATE}
@@ -73,6 +91,13 @@ def event_count(record: dict[str, Any]) -> int:
     if record.get("type") != SESSION:
         return 0
     return len(record.get("events") or ())
+
+
+def checkpoint_count(record: dict[str, Any]) -> int:
+    """How many checkpoints a thread record holds (0 for other records)."""
+    if record.get("type") != LG_THREAD:
+        return 0
+    return len(record.get("checkpoints") or ())
 
 
 # -- writing -------------------------------------------------------------------------------------
@@ -147,6 +172,58 @@ def scope_record(
     return record
 
 
+#: the fields of a thread record's rows, in order (the columns of the lg_* tables)
+CHECKPOINT_FIELDS = (
+    "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "run_id", "type", "checkpoint",
+    "versions", "metadata", "created_at",
+)  # fmt: skip
+BLOB_FIELDS = ("checkpoint_ns", "channel", "version", "type", "blob")
+WRITE_FIELDS = (
+    "checkpoint_ns", "checkpoint_id", "task_id", "idx", "channel", "type", "blob", "task_path",
+)  # fmt: skip
+_BINARY = ("checkpoint", "blob")
+#: the longest text each key field holds
+_LIMITS = {
+    "checkpoint_ns": NS_LENGTH, "checkpoint_id": CHECKPOINT_ID_LENGTH,
+    "parent_checkpoint_id": CHECKPOINT_ID_LENGTH, "run_id": MAX_ID_LENGTH,
+    "task_id": CHECKPOINT_ID_LENGTH, "channel": MAX_ID_LENGTH, "version": VERSION_LENGTH,
+    "type": 32,
+}  # fmt: skip
+_NULLABLE = ("parent_checkpoint_id", "run_id")
+
+
+def b64(value: bytes | None) -> str | None:
+    """Bytes as base64 text (None stays None)."""
+    return None if value is None else base64.b64encode(value).decode("ascii")
+
+
+def thread_record(
+    *,
+    app_name: str,
+    user_id: str,
+    thread_id: str,
+    created_at: str,
+    updated_at: str,
+    expires_at: str | None,
+    checkpoints: list[dict[str, Any]],
+    blobs: list[dict[str, Any]],
+    writes: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A LangGraph thread record; its rows are dicts of :data:`CHECKPOINT_FIELDS`,
+    :data:`BLOB_FIELDS` and :data:`WRITE_FIELDS` (bytes already in base64). The rows are put in
+    a canonical order, so one thread exports alike from every backend."""
+    return {
+        "type": LG_THREAD, "app_name": app_name, "user_id": user_id, "thread_id": thread_id,
+        "created_at": created_at, "updated_at": updated_at, "expires_at": expires_at,
+        "checkpoints": sorted(checkpoints, key=lambda r: (r["checkpoint_ns"], r["checkpoint_id"])),
+        "blobs": sorted(blobs, key=lambda r: (r["checkpoint_ns"], r["channel"], r["version"])),
+        "writes": sorted(
+            writes,
+            key=lambda r: (r["checkpoint_ns"], r["checkpoint_id"], r["task_id"], r["idx"]),
+        ),
+    }  # fmt: skip
+
+
 def copy_view(record: dict[str, Any]) -> dict[str, Any]:
     """The part of a record that a copy to another database must preserve.
 
@@ -158,6 +235,12 @@ def copy_view(record: dict[str, Any]) -> dict[str, Any]:
         kept.pop("expires_at", None)
         kept["events"] = [
             {k: v for k, v in e.items() if k != "created_at"} for e in kept.get("events", [])
+        ]
+    elif kept.get("type") == LG_THREAD:
+        for name in ("created_at", "updated_at", "expires_at"):
+            kept.pop(name, None)
+        kept["checkpoints"] = [
+            {k: v for k, v in c.items() if k != "created_at"} for c in kept.get("checkpoints", [])
         ]
     return kept
 
@@ -219,7 +302,103 @@ def _when(value: Any, where: str) -> datetime:
     return when
 
 
-def check(index: int, record: Any) -> SessionRecord | ScopeRecord:
+@dataclass(frozen=True, slots=True)
+class ThreadRecord:
+    """A checked LangGraph thread record: each row a dict of its table's columns, bytes
+    decoded, timestamps naive UTC datetimes, ``versions`` and ``metadata`` JSON text."""
+
+    app_name: str
+    user_id: str
+    thread_id: str
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+    checkpoints: list[dict[str, Any]]
+    blobs: list[dict[str, Any]]
+    writes: list[dict[str, Any]]
+
+
+def _owner_key(value: Any, what: str) -> str:
+    """An app name or user id of a thread: empty for a thread bound to nobody."""
+    if value == "":
+        return ""
+    return check_id(value, what)
+
+
+def _rows(record: dict[str, Any], name: str, fields: tuple[str, ...], where: str) -> list[Any]:
+    """The rows of a thread record's list ``name``, each a dict with every field, bytes
+    decoded and JSON objects as compact text."""
+    found = record.get(name) or []
+    if not isinstance(found, list):
+        raise InvalidRecordError(f"{where}: {name} must be a list")
+    out = []
+    for j, row in enumerate(found):
+        at = f"{where}: {name}[{j}]"
+        if not isinstance(row, dict):
+            raise InvalidRecordError(f"{at} must be an object")
+        missing = [f for f in fields if f not in row and f not in ("run_id", "created_at")]
+        if missing:
+            raise InvalidRecordError(f"{at} lacks {missing}")
+        checked: dict[str, Any] = {f: row.get(f) for f in fields}
+        for f in _BINARY:
+            text = checked.get(f)
+            if text is not None:
+                if not isinstance(text, str):
+                    raise InvalidRecordError(f"{at}.{f} must be base64 text")
+                try:
+                    checked[f] = base64.b64decode(text, validate=True)
+                except (binascii.Error, ValueError):
+                    raise InvalidRecordError(f"{at}.{f} is not base64") from None
+        if "checkpoint" in checked and checked["checkpoint"] is None:
+            raise InvalidRecordError(f"{at}.checkpoint must not be null")
+        for f in ("versions", "metadata"):
+            if f in checked:
+                if not isinstance(checked[f], dict):
+                    raise InvalidRecordError(f"{at}.{f} must be an object")
+                checked[f] = json.dumps(
+                    checked[f], separators=(",", ":"), ensure_ascii=False, default=str
+                )
+        if "idx" in checked and not isinstance(checked["idx"], int):
+            raise InvalidRecordError(f"{at}.idx must be an int")
+        if "created_at" in checked:
+            created = checked["created_at"]
+            checked["created_at"] = None if created is None else _when(created, f"{at}.created_at")
+        for f, value in checked.items():
+            limit = _LIMITS.get(f)
+            if limit is None or (value is None and f in _NULLABLE):
+                continue
+            if not isinstance(value, str):
+                raise InvalidRecordError(f"{at}.{f} must be a str")
+            if len(value) > limit or not value.isprintable():
+                raise InvalidRecordError(f"{at}.{f} is longer than {limit} or unprintable")
+        if "task_path" in checked and not isinstance(checked["task_path"], str):
+            raise InvalidRecordError(f"{at}.task_path must be a str")
+        out.append(checked)
+    return out
+
+
+def _check_thread(record: dict[str, Any], where: str) -> ThreadRecord:
+    expires_at = record.get("expires_at")
+    try:
+        app_name = _owner_key(record["app_name"], "app_name")
+        user_id = _owner_key(record["user_id"], "user_id")
+        thread_id = check_id(record["thread_id"], "thread_id")
+    except InvalidIdError as exc:
+        raise InvalidRecordError(f"{where}: {exc}") from None
+    return ThreadRecord(
+        app_name=app_name,
+        user_id=user_id,
+        thread_id=thread_id,
+        created_at=_when(record["created_at"], f"{where}: created_at"),
+        updated_at=_when(record["updated_at"], f"{where}: updated_at"),
+        expires_at=None if expires_at is None else _when(expires_at, f"{where}: expires_at"),
+        checkpoints=_rows(record, "checkpoints", CHECKPOINT_FIELDS, where),
+        blobs=_rows(record, "blobs", BLOB_FIELDS, where),
+        writes=_rows(record, "writes", WRITE_FIELDS, where),
+    )
+
+
+def check(index: int, record: Any) -> SessionRecord | ScopeRecord | ThreadRecord:
     """Validate record number ``index`` (from 0) of an import; raise InvalidRecordError."""
     where = f"record {index + 1}"
     if not isinstance(record, dict) or "type" not in record:
@@ -233,6 +412,8 @@ def check(index: int, record: Any) -> SessionRecord | ScopeRecord:
             if not isinstance(state, dict):
                 raise InvalidRecordError(f"{where}: state must be an object")
             return ScopeRecord("app" if found == APP_STATE else "user", app_name, user_id, state)
+        if found == LG_THREAD:
+            return _check_thread(record, where)
         if found != SESSION:
             raise InvalidRecordError(f"{where} has the unknown type {found!r}")
         missing = set(_REQUIRED) - set(record)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _records
+from . import _checkpoints, _records
 from ._checks import positive_int
 from ._ids import check_id
 from ._replicas import reads
@@ -54,7 +54,8 @@ class Checksum:
 
 class ExportPlan:
     """The pages of one export: sessions (with their events) in creation order, then the
-    scoped states. Iterate for the steps; each returns its records."""
+    scoped states, then LangGraph's threads (with their checkpoints) in key order. Iterate for
+    the steps; each returns its records."""
 
     def __init__(self, transfer: Transfer, app_name: str | None, batch_size: int) -> None:
         self._transfer = transfer
@@ -62,11 +63,15 @@ class ExportPlan:
         self._batch_size = positive_int(batch_size, "batch_size")
         self._after: Cursor | None = None
         self._done = False
+        self._after_thread: _checkpoints.ThreadKey | None = None
+        self._threads_done = False
 
     def __iter__(self) -> Iterator[Step[list[Record]]]:
         while not self._done:
             yield self._page
         yield self._scopes
+        while not self._threads_done:
+            yield self._threads
 
     @reads
     def _page(self, cx: Cx) -> list[Record]:
@@ -79,6 +84,15 @@ class ExportPlan:
     @reads
     def _scopes(self, cx: Cx) -> list[Record]:
         return self._transfer.export_scopes(cx, app_name=self._app_name)
+
+    @reads
+    def _threads(self, cx: Cx) -> list[Record]:
+        page, self._after_thread = _checkpoints.export_threads(
+            cx, self._transfer.q, app_name=self._app_name, after=self._after_thread,
+            limit=self._batch_size,
+        )  # fmt: skip
+        self._threads_done = self._after_thread is None or len(page) < self._batch_size
+        return page
 
 
 class ImportPlan:
@@ -260,6 +274,12 @@ class Transfer:
         i_version = q.get_any_version.at("version")
         cx.begin()
         for rec in prepared:
+            if isinstance(rec, _records.ThreadRecord):
+                new, added = _checkpoints.import_thread(cx, q, rec, rows.now())
+                result.threads += new
+                result.checkpoints += added
+                result.skipped += not (new or added)
+                continue
             if isinstance(rec, _records.ScopeRecord):
                 params = {"app": rec.app_name, "now": ts(rows.now())}
                 if rec.scope == "user":

@@ -108,6 +108,9 @@ class ImportResult:
     app_states: int = 0
     user_states: int = 0
     skipped: int = 0
+    #: LangGraph threads and checkpoints written (see :mod:`sessiondb.langgraph`)
+    threads: int = 0
+    checkpoints: int = 0
 
     def __add__(self, other: ImportResult) -> ImportResult:
         """The totals of two imports (or of two batches of one)."""
@@ -119,4 +122,6 @@ class ImportResult:
             app_states=self.app_states + other.app_states,
             user_states=self.user_states + other.user_states,
             skipped=self.skipped + other.skipped,
+            threads=self.threads + other.threads,
+            checkpoints=self.checkpoints + other.checkpoints,
         )

@@ -80,6 +80,7 @@ def _tally(counts: dict[str, int], record: dict[str, Any]) -> None:
     kind = str(_records.kind(record))
     counts[kind] = counts.get(kind, 0) + 1
     counts["event"] = counts.get("event", 0) + _records.event_count(record)
+    counts["checkpoint"] = counts.get("checkpoint", 0) + _records.checkpoint_count(record)
 
 
 def _summary(counts: dict[str, int]) -> str:
@@ -88,7 +89,15 @@ def _summary(counts: dict[str, int]) -> str:
         f"({plural(counts.get('event', 0), 'event')}), "
         f"{plural(counts.get(_records.APP_STATE, 0), 'app state')}, "
         f"{plural(counts.get(_records.USER_STATE, 0), 'user state')}"
+        + _threads(counts.get(_records.LG_THREAD, 0), counts.get("checkpoint", 0))
     )
+
+
+def _threads(threads: int, checkpoints: int) -> str:
+    """ ", 2 LangGraph threads (5 checkpoints)", or nothing when there are none."""
+    if not threads:
+        return ""
+    return f", {plural(threads, 'LangGraph thread')} ({plural(checkpoints, 'checkpoint')})"
 
 
 def export_command(
@@ -108,7 +117,8 @@ def export_command(
     batch_size: BatchSize = 500,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write sessions (with their events) and app/user state as JSON Lines.
+    """Write sessions (with their events), app/user state and LangGraph threads (with their
+    checkpoints) as JSON Lines.
 
     Streams: memory use does not grow with the database. The result is what 'import' reads.
     """
@@ -147,6 +157,8 @@ def export_command(
             "events": counts.get("event", 0),
             "app_states": counts.get(_records.APP_STATE, 0),
             "user_states": counts.get(_records.USER_STATE, 0),
+            "threads": counts.get(_records.LG_THREAD, 0),
+            "checkpoints": counts.get("checkpoint", 0),
             "output": None if output is None else str(output),
         }
         # stdout carries the records unless they went to a file
@@ -201,7 +213,8 @@ def import_command(
     typer.echo(
         f"imported {plural(result.sessions, 'session')} "
         f"({plural(result.events, 'event')}), {plural(result.app_states, 'app state')}, "
-        f"{plural(result.user_states, 'user state')}; "
+        f"{plural(result.user_states, 'user state')}"
+        f"{_threads(result.threads, result.checkpoints)}; "
         f"skipped {result.skipped} already present"
     )
 
@@ -212,6 +225,8 @@ def _result_json(result: Any) -> dict[str, int]:
         "events": result.events,
         "app_states": result.app_states,
         "user_states": result.user_states,
+        "threads": result.threads,
+        "checkpoints": result.checkpoints,
         "skipped": result.skipped,
     }
 
@@ -278,11 +293,18 @@ def copy_command(
         mine = _keys(src, app_name)
         theirs = _keys(dst, app_name)
         foreign = len(theirs.keys() - mine.keys())
-        if foreign and not merge:
+        my_threads = src.checkpoint_threads(app_name)
+        foreign_threads = len(dst.checkpoint_threads(app_name).keys() - my_threads.keys())
+        if (foreign or foreign_threads) and not merge:
+            held = " and ".join(
+                plural(n, what)
+                for n, what in ((foreign, "session"), (foreign_threads, "LangGraph thread"))
+                if n
+            )
             raise CliError(
-                f"the target already holds {plural(foreign, 'session')} that the source does "
+                f"the target already holds {held} that the source does "
                 "not have; nothing was written. Copy into an empty database, or pass --merge "
-                "to add to them (its verification covers only the copied sessions)"
+                "to add to them (its verification covers only the copied sessions and threads)"
             )
 
         def records(advance: Callable[[float], None]) -> Iterator[dict[str, Any]]:
@@ -296,7 +318,8 @@ def copy_command(
         copied = (
             f"copied {plural(result.sessions, 'session')} "
             f"({plural(result.events, 'event')}), {plural(result.app_states, 'app state')}, "
-            f"{plural(result.user_states, 'user state')}; "
+            f"{plural(result.user_states, 'user state')}"
+            f"{_threads(result.threads, result.checkpoints)}; "
             f"skipped {result.skipped} already present"
         )
         if not as_json:
@@ -305,17 +328,26 @@ def copy_command(
         if merge:
             after = _keys(dst, app_name)
             differ = sorted(k for k, v in _keys(src, app_name).items() if after.get(k) != v)
-            summary.update(verified=not differ, differing=len(differ), foreign=foreign)
-            failure = (
-                f"verification failed: {plural(len(differ), 'copied session')} "
-                f"{'differs' if len(differ) == 1 else 'differ'} in the target (first: "
-                f"{differ[0][2]!r} of app {differ[0][0]!r}, user {differ[0][1]!r})"
-                if differ
-                else None
+            after_threads = dst.checkpoint_threads(app_name)
+            differ_threads = sorted(
+                k for k, v in src.checkpoint_threads(app_name).items() if after_threads.get(k) != v
             )
+            summary.update(
+                verified=not differ and not differ_threads, differing=len(differ),
+                foreign=foreign, differing_threads=len(differ_threads),
+                foreign_threads=foreign_threads,
+            )  # fmt: skip
+            failure = _differing(differ, "copied session") or _differing(
+                differ_threads, "copied LangGraph thread"
+            )
+            also = plural(foreign, "other session")
+            if foreign_threads:
+                also += f" and {plural(foreign_threads, 'other thread')}"
+            n_checkpoints = sum(n for n, _ in my_threads.values())
             verified = (
-                f"verified: the {plural(len(mine), 'session')} of the source are in the target "
-                f"(which also holds {plural(foreign, 'other session')})"
+                f"verified: the {plural(len(mine), 'session')}"
+                f"{_threads(len(my_threads), n_checkpoints)} of the source are in the target "
+                f"(which also holds {also})"
             )
         else:
             counts = (src.count_sessions(app_name), dst.count_sessions(app_name))
@@ -335,6 +367,17 @@ def copy_command(
         raise CliError(failure)
     if not as_json:
         console.print(verified, soft_wrap=True)
+
+
+def _differing(keys: list[tuple[str, str, str]], what: str) -> str | None:
+    """The failure of a merge's verification for ``keys`` that differ, None if there is none."""
+    if not keys:
+        return None
+    (app, user, key), verb = keys[0], "differs" if len(keys) == 1 else "differ"
+    return (
+        f"verification failed: {plural(len(keys), what)} {verb} in the target (first: "
+        f"{key!r} of app {app!r}, user {user!r})"
+    )
 
 
 def _keys(store: SessionStore, app_name: str | None) -> dict[tuple[str, str, str], tuple[int, int]]:
