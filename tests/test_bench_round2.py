@@ -15,11 +15,19 @@ from benchmarks.contenders import REGISTRY
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def result(ops_s: dict[str, float], status: str = "ok") -> dict[str, Any]:
-    """A worker result with these ops/s (the same figure for every op not named)."""
+def result(
+    ops_s: dict[str, float], status: str = "ok", conv_s: float | None = None
+) -> dict[str, Any]:
+    """A worker result with these ops/s (100 for every op not named) and conversation time."""
     if status != "ok":
         return {"status": status, "error": "boom"}
-    return {"status": "ok", "ops": {op: {"ops_s": ops_s.get(op, 100.0)} for op in round2.OPS}}
+    out: dict[str, Any] = {
+        "status": "ok",
+        "ops": {op: {"ops_s": ops_s.get(op, 100.0)} for op in round2.OPS},
+    }
+    if conv_s is not None:
+        out["conversation"] = {"naive": {"total_s": conv_s, "turns": 200}}
+    return out
 
 
 def test_verdicts() -> None:
@@ -50,8 +58,8 @@ def test_pair_ratio_is_the_median_of_ratios_within_runs_and_skips_failed_runs() 
 
 def workload_doc(*, failed: str | None = None) -> dict[str, Any]:
     sqlite = {
-        "sessiondb-sync": result({"create": 6000, "update": 4000, "delete": 3000}),
-        "sessiondb-sync@before": result({"create": 1000, "update": 1000, "delete": 1000}),
+        "sessiondb-sync": result({"create": 6000, "update": 4000, "delete": 3000}, conv_s=2.5),
+        "sessiondb-sync@before": result({"create": 1000, "update": 1000, "delete": 1000}, conv_s=2),
         "sessiondb-async": result({"create": 5000, "get": 50}),
         "sessiondb-async@before": result({"get": 100}),
         "adk": result({"create": 300, "update": 200, "delete": 100}),
@@ -81,10 +89,12 @@ def test_workload_rows_give_every_target_its_verdict_and_before() -> None:
     assert t2["create: async/sync"].value == pytest.approx(5000 / 6000)
     assert t2["create: async/sync"].before == 0.1  # 100 over 1,000
     t7 = rows_by(rows, "T7")
-    sync = t7["sync: now/before, min over ops"]
-    assert sync.value == 1.0  # get and list did not change: the smallest ratio
-    assert sync.verdict == "met"
-    async_ = t7["async: now/before, min over ops"]
+    sync = t7["sync: now/before, min over ops + conv"]
+    assert sync.value == 0.8  # the conversation: 2.5 s against 2 s before
+    assert sync.verdict == "MISSED"
+    assert sync.note.startswith("worst conv;")
+    assert "get=1.00" in sync.note
+    async_ = t7["async: now/before, min over ops + conv"]
     assert async_.value == 0.5
     assert async_.verdict == "MISSED"
     assert async_.note.startswith("worst get")
@@ -98,7 +108,7 @@ def test_a_failed_contender_leaves_no_data_not_a_crash() -> None:
     assert t1["create: sessiondb/floor WAL"].value == pytest.approx(1 / 3)  # the floor ran
     rows = round2.workload_rows(workload_doc(failed="sessiondb-sync@before"))
     assert rows_by(rows, "T1")["create: sessiondb/ADK"].before is None
-    assert "sync: now/before, min over ops" not in rows_by(rows, "T7")
+    assert "sync: now/before, min over ops + conv" not in rows_by(rows, "T7")
 
 
 def trips_result(sync: int, async_: int, error: str | None = None) -> dict[str, Any]:
