@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from . import _checks, _records
 from ._ids import MAX_ID_LENGTH
 from ._queries import SQLITE_KEYS_PER_STATEMENT
-from ._replicas import reads
+from ._replicas import quick, reads
 from ._rows import iso
 from ._schema import CHECKPOINT_ID_LENGTH, NS_LENGTH, VERSION_LENGTH
 from .errors import ArgumentTypeError, InvalidArgumentError
@@ -196,7 +196,7 @@ class Checkpoints:
 
     # -- reads --------------------------------------------------------------------------------
 
-    @reads
+    @quick
     def get(
         self,
         cx: Cx,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import _checkpoints, _checks, _cursors, _json, _scopes
 from ._ids import check_id, new_session_id
-from ._replicas import reads
+from ._replicas import quick, reads
 from ._rows import UTC, Row, Rows
 from ._scopes import Change, Decision, Reads
 from .errors import (
@@ -169,7 +169,7 @@ class Core:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    @reads
+    @quick
     def get_session(
         self, cx: Cx, *, app_name: str, user_id: str, session_id: str, recent_events: int
     ) -> Session | None:
@@ -184,7 +184,7 @@ class Core:
             cx, self._read_owned((*row, session_id, app_name, user_id)), recent_events
         )
 
-    @reads
+    @quick
     def get_session_by_id(
         self,
         cx: Cx,
@@ -225,7 +225,7 @@ class Core:
             session.events.reverse()
         return session
 
-    @reads
+    @quick
     def list_sessions(
         self,
         cx: Cx,
@@ -273,7 +273,7 @@ class Core:
         read = self._read_of_user
         return SessionList([read((*r, app_name, user_id)) for r in rows])
 
-    @reads
+    @quick
     def list_events(
         self,
         cx: Cx,
@@ -320,7 +320,7 @@ class Core:
         event = self._event_reader(stmt)
         return [event(r) for r in cx.all(stmt, params)]
 
-    @reads
+    @quick
     def get_scoped_state(
         self, cx: Cx, *, scope: Scope, app_name: str, user_id: str | None
     ) -> dict[str, Any]:

@@ -46,7 +46,16 @@ if TYPE_CHECKING:
     from ._telemetry import StoreTelemetry
     from ._urls import Target
 
-__all__ = ["ReplicaBehindError", "Consistency", "Replica", "Router", "is_read", "reads"]
+__all__ = [
+    "Consistency",
+    "Replica",
+    "ReplicaBehindError",
+    "Router",
+    "is_quick",
+    "is_read",
+    "quick",
+    "reads",
+]
 
 logger = logging.getLogger("sessiondb")
 
@@ -55,6 +64,7 @@ T = TypeVar("T")
 Consistency = Literal["read_your_writes", "eventual", "primary"]
 CONSISTENCIES = ("read_your_writes", "eventual", "primary")
 _READ = "__sessiondb_read__"
+_QUICK = "__sessiondb_quick__"
 #: seconds a replica that failed is left alone: the first time, then doubling up to the last
 RETRY_FIRST, RETRY_MAX = 1.0, 30.0
 #: the store's writes reached no known position (the position could not be read): every read
@@ -69,6 +79,20 @@ def reads(fn: F) -> F:
     replica. It must not write."""
     setattr(fn, _READ, True)
     return fn
+
+
+def quick(fn: F) -> F:
+    """Declare a read (see :func:`reads`) that touches a few rows, found by key or as one
+    bounded page: on SQLite the async store runs it on the event loop's own thread, on an idle
+    connection that never waits for a lock (see :meth:`~sessiondb._runner.Runner.run_now`)."""
+    setattr(fn, _READ, True)
+    setattr(fn, _QUICK, True)
+    return fn
+
+
+def is_quick(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` was declared with :func:`quick`."""
+    return getattr(fn, _QUICK, False) is True
 
 
 def is_read(fn: Callable[..., Any]) -> bool:

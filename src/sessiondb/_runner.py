@@ -54,6 +54,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from ._engine import Durability, sqlite_setup
+from ._replicas import is_quick
 from ._telemetry import log_statement, op_name, sql_log
 from ._urls import Target
 from .errors import (
@@ -94,6 +95,7 @@ CONFLICT_BACKOFF = 0.01
 _BACKOFF_DOUBLINGS = 6
 _GENERATION = "sessiondb_generation"
 _BORN = "sessiondb_born"
+_BUSY = "sessiondb_busy_ms"
 
 Kind = Literal[
     "disconnect",
@@ -782,6 +784,8 @@ class Runner:
         self.target = target
         self.foreign = foreign
         self._idle: list[tuple[PoolProxiedConnection, Any, float]] = []
+        #: SQLite connections whose busy timeout is zero, for :meth:`run_now` alone
+        self._idle_now: list[tuple[PoolProxiedConnection, Any, float]] = []
         self._keep = keep
         self._generation = 0
         self._durability = durability
@@ -930,6 +934,17 @@ class Runner:
 
     def drain(self) -> None:
         """Return every idle connection to the pool (before dispose, or after a disconnect)."""
+        while self._idle_now:
+            try:
+                raw, cur, _ = self._idle_now.pop()
+            except IndexError:
+                break
+            try:
+                cur.execute(f"PRAGMA busy_timeout={int(raw.info[_BUSY])}")
+            except Exception as exc:
+                raw.invalidate(exc)
+                continue
+            self._return_to_pool(raw, cur)
         while self._idle:
             try:
                 raw, cur, _ = self._idle.pop()
@@ -1049,6 +1064,81 @@ class Runner:
             cx.release(None)
             return result
 
+    def run_now(
+        self, fn: Callable[Concatenate[Cx, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> tuple[bool, T | None]:
+        """Run a quick SQLite read on the caller's thread (the event loop's), at once or not
+        at all: ``(True, result)``, or ``(False, None)`` with nothing done.
+
+        It never waits: it runs on an idle connection (never opening one, never waiting for
+        the pool) whose busy timeout is zero, so a lock held by another connection fails the
+        read at once instead of being waited for. Such connections are kept apart from the
+        free list (``_idle_now``, one per thread reading at the same moment): the others keep
+        their busy timeout for writes. No idle connection, a lock, or any driver error:
+        ``(False, None)``, and the caller runs the read the usual way (in a worker thread,
+        where errors are classified and translated); a read writes nothing, so running it
+        again is safe. Other exceptions (bad arguments) are raised as :meth:`call` raises them.
+        """
+        try:
+            raw, cur, since = self._idle_now.pop()
+        except IndexError:
+            try:
+                raw, cur, since = self._idle.pop()
+            except IndexError:
+                return False, None
+            info = raw.info
+            try:
+                if _BUSY not in info:  # the connection's own busy timeout, learnt once
+                    cur.execute("PRAGMA busy_timeout")
+                    info[_BUSY] = int(cur.fetchone()[0])
+                cur.execute("PRAGMA busy_timeout=0")
+            except self.driver_errors as exc:
+                raw.invalidate(exc)
+                return False, None
+        stale = raw.info.get(_GENERATION) != self._generation
+        if stale or time.monotonic() - since >= IDLE_RECYCLE:
+            self._restore(raw, cur)
+            return False, None
+        cx = Cx(self, op_name(fn, args) if _logs_statements(logging.DEBUG) else None)
+        cx._raw, cx._cur = raw, cur
+        try:
+            result = fn(cx, *args, **kwargs)
+        except self.driver_errors as exc:
+            if exc is cx.user_error:
+                self._settle(cx, exc)
+                raise
+            self._settle(cx, exc, classify(exc, self.target.backend))
+            return False, None
+        except BaseException as exc:
+            self._settle(cx, exc)
+            raise
+        if len(self._idle_now) < 2:
+            self._idle_now.append((raw, cur, since))
+        else:
+            self._restore(raw, cur)
+        return True, result
+
+    def _restore(self, raw: PoolProxiedConnection, cur: Any) -> None:
+        """Give a :meth:`run_now` connection its busy timeout back, and release it."""
+        try:
+            cur.execute(f"PRAGMA busy_timeout={int(raw.info[_BUSY])}")
+        except Exception as exc:  # unusable: dropped, never pooled half set
+            raw.invalidate(exc)
+            return
+        self.give_back(raw, cur)
+
+    def _settle(self, cx: Cx, exc: BaseException, kind: Kind | None = None) -> None:
+        """Release a failed :meth:`run_now`'s connection, its busy timeout given back."""
+        raw, cur = cx._raw, cx._cur
+        if raw is not None and isinstance(exc, Exception):
+            try:
+                cur.execute(f"PRAGMA busy_timeout={int(raw.info[_BUSY])}")
+            except Exception as cleanup_exc:  # unusable: dropped, never pooled half set
+                cx._raw = cx._cur = None
+                raw.invalidate(cleanup_exc)
+                return
+        cx.release(exc, kind)
+
     def _retrying(
         self,
         fn: Callable[..., Any],
@@ -1111,14 +1201,17 @@ class AsyncRunner:
         # both take positional arguments only (greenlet_spawn would take an operation's
         # keyword named "fn" for its own): bind them first. Between attempts after a conflict
         # a worker thread sleeps; a greenlet awaits, and the event loop runs on.
-        pause = time.sleep if self._in_thread else _greenlet_sleep
-        op = partial(self.runner.run, pause, fn, *args, **kwargs)
         if self._in_thread:
+            if is_quick(fn):  # on the loop's thread, unless it would have to wait
+                done, result = self.runner.run_now(fn, *args, **kwargs)
+                if done:
+                    return result  # type: ignore[return-value]
+            op = partial(self.runner.run, time.sleep, fn, *args, **kwargs)
             loop = asyncio.get_running_loop()
             if self.runner.telemetry is not None:  # the caller's span, in the worker thread
                 op = partial(contextvars.copy_context().run, op)
             return await loop.run_in_executor(self._executor or self._pool(), op)
-        return await greenlet_spawn(op)
+        return await greenlet_spawn(partial(self.runner.run, _greenlet_sleep, fn, *args, **kwargs))
 
     def shutdown(self) -> None:
         with self._lock:

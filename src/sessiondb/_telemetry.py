@@ -319,7 +319,7 @@ class _Instruments:
             idle = used = 0
             for runner in runners:
                 pool: Any = runner.engine.pool
-                kept = len(runner._idle)  # checked out of SQLAlchemy's pool, idle in ours
+                kept = len(runner._idle) + len(runner._idle_now)  # idle in ours
                 checkedin = pool.checkedin() if hasattr(pool, "checkedin") else 0
                 checkedout = pool.checkedout() if hasattr(pool, "checkedout") else 0
                 idle += checkedin + kept
