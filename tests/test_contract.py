@@ -9,13 +9,18 @@ from typing import Any
 import pytest
 
 from sessiondb import (
+    AmbiguousSessionError,
+    ArgumentTypeError,
     AsyncSessionStore,
+    InvalidArgumentError,
     Session,
     SessionExistsError,
     SessionNotFoundError,
     SessionStore,
     StaleSessionError,
 )
+
+from ._tables import stored_events
 
 
 async def test_create_returns_session_with_fresh_random_id(store: Any) -> None:
@@ -208,3 +213,132 @@ def test_session_survives_serialisation() -> None:
     assert pickle.loads(pickle.dumps(s)) == s
     assert Session.from_dict(s.to_dict()) == s
     assert s.to_dict()["version"] == 7
+
+
+# -- pop_events: the newest events go, for real ---------------------------------------------------
+
+
+async def test_pop_events_removes_the_newest_and_returns_them(store: Any, db_url: str) -> None:
+    s = await store.create_session("app", "u1")
+    appended = await store.append_events(
+        s.id, [{"author": "a", "content": {"n": i, "pad": "x" * i}} for i in range(6)]
+    )
+    full = await store.get_session("app", "u1", s.id)
+    assert (full.version, full.event_count) == (2, 6)
+    assert stored_events(db_url, s.id) == (6, full.event_bytes)
+    popped = await store.pop_events(s.id)
+    assert popped == [appended[5]]  # the very event, newest first
+    popped = await store.pop_events(s.id, count=3)
+    assert popped == appended[4:1:-1]
+    got = await store.get_session("app", "u1", s.id, recent_events=10)
+    assert got.events == appended[:2]
+    assert (got.version, got.event_count, got.state) == (4, 2, {})
+    assert got.updated_at >= full.updated_at
+    rows, size = stored_events(db_url, s.id)
+    assert (rows, size) == (2, got.event_bytes)
+    assert 0 < got.event_bytes < full.event_bytes
+    # seqs are not reused: the next event comes after every one appended so far
+    (next_event,) = await store.append_events(s.id, [{"author": "a", "content": "next"}])
+    assert next_event.seq == 7
+    assert [e.seq for e in await store.list_events(s.id)] == [1, 2, 7]
+    # more than there are: every one; then an empty history pops nothing, version unchanged
+    assert [e.seq for e in await store.pop_events(s.id, count=10)] == [7, 2, 1]
+    before = await store.get_session("app", "u1", s.id)
+    assert (before.event_count, before.event_bytes) == (0, 0)
+    assert await store.pop_events(s.id) == []
+    assert await store.pop_events(s.id, count=5, expected_version=before.version) == []
+    after = await store.get_session("app", "u1", s.id)
+    assert after.version == before.version
+    assert stored_events(db_url, s.id) == (0, 0)
+
+
+async def test_pop_events_until(store: Any) -> None:
+    s = await store.create_session("app", "u1")
+    authors = ["user", "model", "user", "model", "tool", "model"]
+    await store.append_events(s.id, [{"author": a, "content": i} for i, a in enumerate(authors)])
+    seen: list[list[int]] = []
+
+    def last_user_turn(popped: list[Any]) -> bool:
+        seen.append([e.seq for e in popped])
+        return popped[-1].author == "user"
+
+    popped = await store.pop_events(s.id, until=last_user_turn)
+    assert [e.content for e in popped] == [5, 4, 3, 2]
+    assert seen == [[6], [6, 5], [6, 5, 4], [6, 5, 4, 3]]
+    assert [e.content for e in await store.list_events(s.id)] == [0, 1]
+    # never satisfied: everything goes, and the history ends
+    assert [e.seq for e in await store.pop_events(s.id, until=lambda p: False)] == [2, 1]
+    got = await store.get_session("app", "u1", s.id)
+    assert (got.event_count, got.event_bytes, got.version) == (0, 0, 4)
+    # an error raised by until passes through, and nothing is removed
+    await store.append_events(s.id, [{"author": "user", "content": 9}])
+
+    def broken(popped: list[Any]) -> bool:
+        raise KeyError("mine")
+
+    with pytest.raises(KeyError, match="mine"):
+        await store.pop_events(s.id, until=broken)
+    assert [e.content for e in await store.list_events(s.id)] == [9]
+    assert (await store.get_session("app", "u1", s.id)).version == 5
+
+
+async def test_pop_events_expected_version(store: Any) -> None:
+    s = await store.create_session("app", "u1")
+    await store.append_events(s.id, [{"author": "a", "content": i} for i in range(3)])
+    with pytest.raises(StaleSessionError) as info:
+        await store.pop_events(s.id, count=2, expected_version=1)
+    assert (info.value.expected, info.value.actual) == (1, 2)
+    assert len(await store.list_events(s.id)) == 3
+    (popped,) = await store.pop_events(s.id, expected_version=2)
+    assert popped.content == 2
+    got = await store.get_session("app", "u1", s.id)
+    assert (got.version, got.event_count) == (3, 2)
+    with pytest.raises(StaleSessionError):
+        await store.pop_events(s.id, expected_version=2)  # the pop advanced it
+    with pytest.raises(SessionNotFoundError):
+        await store.pop_events("missing", expected_version=1)
+
+
+async def test_pop_events_bad_input_removes_nothing(store: Any) -> None:
+    s = await store.create_session("app", "u1")
+    await store.append_events(s.id, [{"author": "a", "content": i} for i in range(3)])
+    for bad in (0, -1, 2**63, 1.0, "1", True, None):
+        with pytest.raises(InvalidArgumentError):
+            await store.pop_events(s.id, count=bad)
+    for bad in (0, 1.5, "2", True):
+        with pytest.raises(InvalidArgumentError):
+            await store.pop_events(s.id, expected_version=bad)
+    with pytest.raises(ArgumentTypeError):
+        await store.pop_events(s.id, until="user")
+    with pytest.raises(InvalidArgumentError):
+        await store.pop_events("", count=1)
+    with pytest.raises(InvalidArgumentError):
+        await store.pop_events(s.id, app_name="app")  # the owner is both or neither
+    got = await store.get_session("app", "u1", s.id)
+    assert (got.version, got.event_count) == (2, 3)
+    assert len(await store.list_events(s.id)) == 3
+    # a count as large as 64 bits allows is fine
+    assert len(await store.pop_events(s.id, count=2**63 - 1)) == 3
+
+
+async def test_pop_events_is_scoped_to_the_owner(store: Any) -> None:
+    for user in ("alice", "bob"):
+        await store.create_session("app", user, session_id="shared")
+        await store.append_events(
+            "shared", [{"author": "a", "content": f"{user} {i}"} for i in range(2)],
+            app_name="app", user_id=user,
+        )  # fmt: skip
+    with pytest.raises(AmbiguousSessionError):
+        await store.pop_events("shared")
+    (popped,) = await store.pop_events("shared", app_name="app", user_id="bob")
+    assert popped.content == "bob 1"
+    with pytest.raises(SessionNotFoundError):
+        await store.pop_events("shared", app_name="app", user_id="mallory")
+    with pytest.raises(SessionNotFoundError):
+        await store.pop_events("shared", app_name="other", user_id="alice")
+    alice = await store.get_session("app", "alice", "shared", recent_events=5)
+    assert [e.content for e in alice.events] == ["alice 0", "alice 1"]
+    assert (alice.version, alice.event_count) == (2, 2)
+    await store.delete_session("shared", app_name="app", user_id="bob")
+    (popped,) = await store.pop_events("shared")  # one owner left: the id alone finds it
+    assert popped.content == "alice 1"

@@ -47,6 +47,8 @@ from sessiondb import (
 )
 from sessiondb.openai_agents import POP_MARKER, TOMBSTONE_AUTHOR, SessiondbSession
 
+from ._tables import stored_events
+
 
 def user(text: str) -> dict[str, Any]:
     return {"role": "user", "content": text}
@@ -153,10 +155,11 @@ async def test_limit_skips_popped_items(async_store: AsyncSessionStore) -> None:
     assert texts(await session.get_items()) == everything
     for n in range(1, 12):
         assert texts(await session.get_items(limit=n)) == everything[-n:]
-    # the log itself is append-only: four tombstones sit in it
+    # popped items are gone from the event log, and nothing else is in it
     events = await async_store.list_events("holes")
-    tombstones = [e for e in events if e.author == TOMBSTONE_AUTHOR]
-    assert sorted(e.metadata[POP_MARKER] for e in tombstones if e.metadata) == [8, 9, 10, 15]
+    assert texts([e.content for e in events]) == everything
+    stored = await async_store.get_session("openai-agents", "default", "holes")
+    assert stored is not None and stored.event_count == len(everything)
 
 
 class CountingStore(AsyncSessionStore):
@@ -187,8 +190,7 @@ async def test_get_items_with_limit_reads_o_limit_events(db_url: str) -> None:
         await session.pop_item()
         store.requested.clear()
         assert texts(await session.get_items(limit=3)) == ["295", "296", "297"]
-        read = store.requested
-        assert None not in read and sum(n for n in read if n is not None) <= 3 + 2 * 2
+        assert store.requested == [3]  # popped items left nothing behind to skip
 
 
 async def test_clear_session_deletes_everything(async_store: AsyncSessionStore) -> None:
@@ -883,3 +885,160 @@ async def test_another_users_id_behaves_as_a_missing_one(async_store: AsyncSessi
     assert await observe("secret") == await observe("no-such-session")
     assert texts(await SessiondbSession("secret", async_store, app_name="bank", user_id="alice")
                  .get_items()) == ["balance: 1M"]  # fmt: skip
+
+
+# -- pop_item deletes: no growth, legacy tombstones honoured and cleaned --------------------------
+
+
+async def test_add_pop_cycles_do_not_grow_storage(
+    db_url: str, async_store: AsyncSessionStore
+) -> None:
+    session = SessiondbSession("cycles", async_store, app_name="chat", user_id="ada")
+    await session.add_items([user("kept 0"), user("kept 1")])
+    baseline = stored_events(db_url, "cycles")
+    assert baseline[0] == 2
+    for i in range(1000):
+        await session.add_items([user(f"draft {i}")])
+        assert await session.pop_item() == user(f"draft {i}")
+    assert stored_events(db_url, "cycles") == baseline  # rows and bytes: exactly as before
+    stored = await async_store.get_session("chat", "ada", "cycles")
+    assert stored is not None
+    assert (stored.event_count, stored.event_bytes) == baseline
+    assert stored.version == 1 + 1 + 2000  # created, the first add, then each add and pop
+    assert texts(await session.get_items()) == ["kept 0", "kept 1"]
+
+
+async def write_legacy_history(store: AsyncSessionStore, session_id: str) -> None:
+    """The event log the tombstone-appending ``pop_item`` of earlier releases left behind for:
+    add 0..9, pop three times, add x and y, pop, add z (visible: 0..6, x, z)."""
+    await store.create_session("openai-agents", "default", session_id=session_id)
+
+    async def items(*names: str) -> None:
+        await store.append_events(
+            session_id, [{"author": "user", "content": user(n)} for n in names]
+        )
+
+    async def tombstone(seq: int) -> None:
+        await store.append_event(session_id, TOMBSTONE_AUTHOR, None, metadata={POP_MARKER: seq})
+
+    await items(*(str(i) for i in range(10)))  # seqs 1..10
+    for seq in (10, 9, 8):  # seqs 11..13
+        await tombstone(seq)
+    await items("x", "y")  # 14, 15
+    await tombstone(15)  # 16
+    await items("z")  # 17
+
+
+async def test_legacy_tombstones_are_honoured_and_cleaned_up(
+    db_url: str, async_store: AsyncSessionStore
+) -> None:
+    await write_legacy_history(async_store, "legacy")
+    session = SessiondbSession("legacy", async_store)
+    visible = ["0", "1", "2", "3", "4", "5", "6", "x", "z"]
+    assert texts(await session.get_items()) == visible
+    for n in range(1, 11):
+        assert texts(await session.get_items(limit=n)) == visible[-n:]
+    assert stored_events(db_url, "legacy")[0] == 17
+    assert await session.pop_item() == user("z")  # an item on top: it alone goes
+    assert stored_events(db_url, "legacy")[0] == 16
+    # past the tombstone of y: y, the tombstone, and x go together
+    assert await session.pop_item() == user("x")
+    assert stored_events(db_url, "legacy")[0] == 13
+    assert texts(await session.get_items(limit=3)) == ["4", "5", "6"]
+    # past three tombstones and the three items they hide
+    assert await session.pop_item() == user("6")
+    events = await async_store.list_events("legacy")
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
+    assert all(e.author != TOMBSTONE_AUTHOR for e in events)
+    stored = await async_store.get_session("openai-agents", "default", "legacy")
+    assert stored is not None
+    assert (stored.event_count, stored.event_bytes) == stored_events(db_url, "legacy")
+    assert stored.event_count == 6
+    await session.add_items([user("new")])
+    assert texts(await session.get_items()) == ["0", "1", "2", "3", "4", "5", "new"]
+    assert await session.pop_item() == user("new")
+
+
+async def test_a_legacy_session_of_hidden_items_only_shrinks_to_nothing(
+    db_url: str, async_store: AsyncSessionStore
+) -> None:
+    await async_store.create_session("openai-agents", "default", session_id="hollow")
+    for i in range(3):  # add, pop; three times
+        (item,) = await async_store.append_events(
+            "hollow", [{"author": "user", "content": user(str(i))}]
+        )
+        await async_store.append_event(
+            "hollow", TOMBSTONE_AUTHOR, None, metadata={POP_MARKER: item.seq}
+        )
+    session = SessiondbSession("hollow", async_store)
+    assert await session.get_items() == []
+    assert await session.get_items(limit=2) == []
+    assert await session.pop_item() is None
+    assert stored_events(db_url, "hollow") == (0, 0)
+    stored = await async_store.get_session("openai-agents", "default", "hollow")
+    assert stored is not None and (stored.event_count, stored.event_bytes) == (0, 0)
+
+
+def test_threads_popping_and_adding_lose_nothing_and_pop_nothing_twice(db_url: str) -> None:
+    session = SessiondbSession("threads-pop", db_url)
+    asyncio.run(session.add_items([user(f"seed {i}") for i in range(30)]))
+    popped: list[list[Any]] = [[] for _ in range(6)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def worker(n: int) -> None:
+        async def work() -> None:
+            start.wait()  # every thread begins at once
+            for i in range(8):
+                if n % 2:
+                    await session.add_items([user(f"t{n}-{i}")])
+                popped[n].append(await session.pop_item())
+
+        try:
+            asyncio.run(work())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(t.is_alive() for t in threads), "a thread hangs"
+    assert errors == []
+    got = texts([item for mine in popped for item in mine if item is not None])
+    left = texts(asyncio.run(session.get_items()))
+    asyncio.run(session.aclose())
+    assert len(got) == 6 * 8  # 30 seeds and 24 adds: there was always an item to pop
+    assert len(set(got)) == len(got)  # never the same item twice
+    added = [f"seed {i}" for i in range(30)] + [f"t{n}-{i}" for n in (1, 3, 5) for i in range(8)]
+    assert Counter(got + left) == Counter(added)  # nothing lost, nothing made up
+
+
+@pytest.mark.sqlite
+async def test_pop_item_behaves_as_the_sdks_sqlite_session(tmp_path: Any, db_url: str) -> None:
+    from agents.memory import SQLiteSession
+
+    async def script(session: Any) -> list[Any]:
+        seen: list[Any] = [await session.pop_item()]
+        await session.add_items([user("a"), user("b"), user("c")])
+        seen += [await session.pop_item(), await session.get_items()]
+        await session.add_items([user("d")])
+        seen += [
+            await session.get_items(limit=2),
+            await session.pop_item(),
+            await session.pop_item(),
+        ]
+        seen += [await session.pop_item(), await session.pop_item(), await session.get_items()]
+        await session.add_items([user("e")])
+        seen += [await session.get_items(), await session.pop_item()]
+        return seen
+
+    sdk = SQLiteSession("baseline", str(tmp_path / "sdk.db"))
+    try:
+        expected = await script(sdk)
+    finally:
+        sdk.close()
+    async with SessiondbSession("baseline", db_url) as ours:
+        assert await script(ours) == expected
+    assert expected[1] == user("c") and expected[-1] == user("e")

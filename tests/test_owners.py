@@ -81,6 +81,7 @@ async def test_an_id_alone_that_two_users_have_is_ambiguous(store: Any) -> None:
         "transform_state": lambda: store.transform_state("s1", lambda s: s),
         "append_event": lambda: store.append_event("s1", "user", "x"),
         "append_events": lambda: store.append_events("s1", [{"author": "user"}]),
+        "pop_events": lambda: store.pop_events("s1"),
         "list_events": lambda: store.list_events("s1"),
         "get_session_by_id": lambda: store.get_session_by_id("s1"),
         "set_metadata": lambda: store.set_metadata("s1", title="t"),

@@ -50,23 +50,28 @@ def _admin(url: str, statements: list[str]) -> None:
 async def _scenario(call: Callable[..., Any], url: str, backend: str) -> None:
     session = await call("create_session", "app", "u", {"counter": 0})
     sid = session.id
+    (event,) = await call("append_events", sid, [{"author": "user", "content": "kept"}])
     _admin(url, SKIP_UPDATES[backend])
     writes = [
         ("patch_state", (sid,), {"increment": {"counter": 1}}),  # the general path
         ("patch_state", (sid, {"k": 1}), {}),  # the one-statement path, then the general one
         ("update_session_state", (sid, {"counter": 5}), {}),
-        ("update_session_state", (sid, {"counter": 5}), {"expected_version": 1}),
+        ("update_session_state", (sid, {"counter": 5}), {"expected_version": 2}),
         ("append_event", (sid, "user", "hi"), {}),
         ("set_metadata", (sid,), {"title": "t"}),
+        ("pop_events", (sid,), {}),  # deletes, then its UPDATE is skipped: rolled back
     ]
     for name, args, kwargs in writes:
         with pytest.raises(UnexpectedResultError, match="not its result"):
             await call(name, *args, **kwargs)
     _admin(url, ALLOW_UPDATES[backend])
     after = await call("get_session", "app", "u", sid, recent_events=10)
-    assert (after.state, after.version, after.events, after.title) == ({"counter": 0}, 1, [], None)
+    assert (after.state, after.version, after.events, after.title) == (
+        {"counter": 0}, 2, [event], None
+    )  # fmt: skip
+    assert after.event_count == 1
     # the connections that saw the answers were discarded: the store goes on
-    assert await call("patch_state", sid, increment={"counter": 1}) == 2
+    assert await call("patch_state", sid, increment={"counter": 1}) == 3
 
 
 @pytest.mark.parametrize("front_end", ["sync", "async"])

@@ -334,6 +334,32 @@ class AsyncSessionStore:
             expected_version=expected_version, app_name=app_name, user_id=user_id,
         )  # fmt: skip
 
+    async def pop_events(
+        self,
+        session_id: str,
+        *,
+        count: int = 1,
+        until: Callable[[list[Event]], bool] | None = None,
+        expected_version: int | None = None,
+        app_name: str | None = None,
+        user_id: str | None = None,
+    ) -> list[Event]:
+        """Delete the newest ``count`` events (all, if there are fewer) and return them,
+        newest first; ``[]`` if the history is empty.
+
+        One transaction: the session's ``event_count`` and ``event_bytes`` drop by what was
+        removed and its version advances (it stays when nothing was). Seqs are not reused:
+        the next event appended gets the seq it would have had. With ``until``, a function of
+        the events removed so far (newest first), events go on being removed one at a time,
+        in the same transaction, until it returns True or none are left. With
+        ``expected_version``, a session at another version raises
+        :class:`~sessiondb.errors.StaleSessionError` and nothing is removed.
+        """
+        return await self._call(
+            self._core.pop_events, session_id=session_id, count=count, until=until,
+            expected_version=expected_version, app_name=app_name, user_id=user_id,
+        )  # fmt: skip
+
     async def list_events(
         self,
         session_id: str,

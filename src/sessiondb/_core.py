@@ -96,6 +96,7 @@ class Core:
         self._read_stats = rows.stats_reader(q.stats.columns)
         self._version_at = q.get_version.at("version")
         self._locked_at = q.lock_session.positions("state", "version", "last_seq")
+        self._lock_version_at = q.lock_version.at("version")
         if q.insert_returns:
             self._inserted_at = q.insert_session.positions("app_state", "user_state")
 
@@ -666,6 +667,79 @@ class Core:
             "author": author, "content": content, "delta": delta_text, "meta": meta_text,
             "invocation": invocation, "size": size, "event_id": event_id,
         }  # fmt: skip
+
+    def pop_events(
+        self,
+        cx: Cx,
+        *,
+        session_id: str,
+        count: int,
+        until: Callable[[list[Event]], bool] | None,
+        expected_version: int | None,
+        app_name: str | None = None,
+        user_id: str | None = None,
+    ) -> list[Event]:
+        """Delete the newest events under the session's row lock; return them newest first.
+
+        ``count`` at once, then (with ``until``) one at a time until ``until(popped)`` holds.
+        The counters drop by what went, the version advances (not when nothing went), and
+        ``last_seq`` stays: a seq is never reused.
+        """
+        check_id(session_id, "session_id")
+        count = _checks.positive_int(count, "count")
+        expected_version = _checks.version(expected_version)
+        if until is not None and not callable(until):
+            raise ArgumentTypeError(f"until must be a function of the popped events, not {until!r}")
+        key = self._found(cx, session_id, app_name, user_id)
+        q = self.q
+        _, stamp, row = self._lock(cx, q.lock_version, key)
+        version = row[self._lock_version_at]
+        if expected_version is not None and expected_version != version:
+            raise StaleSessionError(
+                f"session {session_id!r} is at version {version}, not the expected "
+                f"{expected_version}",
+                expected=expected_version,
+                actual=int(version),
+            )
+        rows = self._pop_newest(cx, key, count)
+        read = self._event_reader(q.popped)
+        if until is not None and rows:
+            popped = [read(r) for r in rows]
+            while not cx.outside(until, list(popped)):
+                more = self._pop_newest(cx, key, 1)
+                if not more:
+                    break
+                rows += more
+                popped.append(read(more[0]))
+        if not rows:
+            cx.commit()  # nothing to pop: nothing written, the version stays
+            return []
+        i_size = q.popped.at("size")
+        params = {
+            **key, "now": stamp, "expected": version, "n_events": len(rows),
+            "n_bytes": sum(int(r[i_size]) for r in rows),
+        }  # fmt: skip
+        if self._bump(cx, q.write_popped, params) is None:  # the row is locked: it is there
+            raise cx.unexpected(f"an UPDATE of the locked session {session_id!r} changed no row")
+        cx.commit()
+        return [read(r) for r in rows]
+
+    def _pop_newest(self, cx: Cx, key: Key, count: int) -> list[Row]:
+        """Delete the session's newest ``count`` events (in the open transaction, under the
+        session's row lock); their rows, newest first."""
+        q = self.q
+        stmt = q.popped
+        if q.delete_returns:
+            rows = cx.all(stmt, {**key, "skip": count - 1})
+        else:
+            rows = cx.all(stmt, {**key, "limit": count})
+            if rows:
+                first = min(r[stmt.at("seq")] for r in rows)
+                cx.run(q.delete_from_seq, {**key, "from_seq": first}, expect=len(rows))
+        if len(rows) > count:
+            raise cx.unexpected(f"a DELETE of the newest {count} events returned {len(rows)}")
+        i_seq = stmt.at("seq")
+        return sorted(rows, key=lambda r: r[i_seq], reverse=True)
 
     def transform_state(
         self,

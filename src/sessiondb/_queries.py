@@ -87,6 +87,7 @@ def p(name: str, type_: Any = None) -> sa.BindParameter[Any]:
 
 
 ONE: sa.ColumnElement[Any] = sa.literal_column("1")
+ZERO: sa.ColumnElement[Any] = sa.literal_column("0")
 #: The key of a session: statements that bind these need not select them.
 OWNER = ("id", "app_name", "user_id")
 
@@ -304,6 +305,53 @@ class Queries:
                 event_id=p("event_id"),
             )
         )
+
+        # -- events: pop the newest (pop_events) -----------------------------------------------
+        # Seqs are never reused: last_seq stays, so a reader that saw seq n never mistakes a
+        # later event for it. Under the session's row lock (lock_version), so no event can be
+        # appended or popped meanwhile.
+        self.lock_version = self.compile(sa.select(c.version).where(owned, live).with_for_update())
+        self.write_popped = self.compile(
+            self.bump(
+                sa.update(s).where(owned, c.version == p("expected")),
+                {"updated_at": now, "expires_at": renew,
+                 "event_count": c.event_count - p("n_events"),
+                 "event_bytes": c.event_bytes - p("n_bytes")},
+            )
+        )  # fmt: skip
+        e = ev.c
+        popped_cols = [*self.event_cols(), e.size]
+        # PostgreSQL, SQLite >= 3.35 and MariaDB delete and return the rows in one statement
+        self.delete_returns = bool(getattr(dialect, "delete_returning", False))
+        # elsewhere (MySQL) they are read under a lock, then deleted
+        self.newest_locked = self.compile(
+            sa.select(*popped_cols)
+            .where(*self.of_session(ev))
+            .order_by(e.seq.desc())
+            .limit(p("limit", sa.BigInteger()))
+            .with_for_update()
+        )
+        self.delete_from_seq = self.compile(
+            sa.delete(ev).where(*self.of_session(ev), e.seq >= p("from_seq"))
+        )
+        if self.delete_returns:
+            newer = ev.alias("newer")
+            nth_newest = (
+                sa.select(newer.c.seq)
+                .where(*self.of_session(newer))
+                .order_by(newer.c.seq.desc())
+                .limit(ONE)
+                .offset(p("skip", sa.BigInteger()))
+                .scalar_subquery()
+            )
+            # the newest :skip + 1 events (every one, if the session has fewer)
+            self.pop_newest = self.compile(
+                sa.delete(ev)
+                .where(*self.of_session(ev), e.seq >= sa.func.coalesce(nth_newest, ZERO))
+                .returning(*popped_cols)
+            )
+        #: the statement whose rows are the popped events (they carry ``size`` too)
+        self.popped = self.pop_newest if self.delete_returns else self.newest_locked
 
         # -- scoped state --------------------------------------------------------------------
         self.scopes: dict[str, dict[str, Stmt]] = {}
@@ -709,7 +757,7 @@ class Queries:
         return self.cached(("events", after, before, limit, newest_first), build)
 
     @staticmethod
-    def of_session(table: sa.Table) -> list[sa.ColumnElement[bool]]:
+    def of_session(table: sa.FromClause) -> list[sa.ColumnElement[bool]]:
         """The rows of ``table`` (events, labels) of the session :app, :user, :sid."""
         c = table.c
         return [c.app_name == p("app"), c.user_id == p("user"), c.session_id == p("sid")]

@@ -19,7 +19,6 @@ Importing this module does not import the SDK; creating a session does, and rais
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ._async_store import AsyncSessionStore
 from ._ids import check_id
 from ._store import SessionStore
-from .errors import SessionExistsError, SessionNotFoundError, StaleSessionError
+from .errors import SessionExistsError, SessionNotFoundError
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
@@ -46,13 +45,10 @@ Owner = tuple[str, str]
 INSTALL_HINT = "pip install 'sessiondb[openai-agents]'"
 
 POP_MARKER = "openai_agents.popped_seq"
-"""Metadata key of a tombstone event: its value is the seq of the item event it removes."""
+"""Metadata key of a (legacy) tombstone event: its value is the seq of the item it hides."""
 
 TOMBSTONE_AUTHOR = "openai-agents"
-"""Author of tombstone events (items are authored by their ``role`` or ``type``)."""
-
-POP_ATTEMPTS = 64
-"""How many times ``pop_item`` retries when other writers keep changing the session."""
+"""Author of (legacy) tombstone events (items are authored by their ``role`` or ``type``)."""
 
 
 def _load_sdk() -> Any:
@@ -75,13 +71,34 @@ def _author(item: Any) -> str:
 
 
 def _popped_seq(event: Event) -> int | None:
-    """The seq a tombstone event removes, or None if ``event`` is an item."""
+    """The seq a (legacy) tombstone event hides, or None if ``event`` is an item."""
     meta = event.metadata
     if meta is not None and event.author == TOMBSTONE_AUTHOR:
         seq = meta.get(POP_MARKER)
         if type(seq) is int:
             return seq
     return None
+
+
+def _newest_item(events: Sequence[Event]) -> Event | None:
+    """The newest visible item of ``events`` (the newest events of a history, newest first):
+    tombstones and the items they hide are skipped. None if there is none."""
+    hidden: set[int] = set()
+    for event in events:
+        target = _popped_seq(event)
+        if target is not None:
+            hidden.add(target)
+        elif event.seq in hidden:
+            hidden.discard(event.seq)
+        else:
+            return event
+    return None
+
+
+def _reaches_an_item(popped: list[Event]) -> bool:
+    """``pop_item``'s ``until``: stop once the events popped (newest first) hold an item that
+    no tombstone among them hides. Without legacy tombstones the first event is one."""
+    return _newest_item(popped) is not None
 
 
 class Closing(Coroutine[Any, Any, None]):
@@ -140,22 +157,20 @@ class SessiondbSession:
     and ``user_id``; session ids are per app and user, so another user's session with the same
     id is another session, never read or written here.
 
-    **Why tombstones.** sessiondb's event log is append-only, so ``pop_item`` cannot delete the
-    newest item. It appends a *tombstone* event instead (author ``"openai-agents"``, metadata
-    ``{"openai_agents.popped_seq": seq}``) that hides the item with that seq. To be atomic it
-    is an optimistic compare-and-swap: it reads the session's version, finds the newest visible
-    item, and appends the tombstone with ``expected_version`` set to that version. Every write
-    to a session (an ``add_items``, another ``pop_item``) bumps its version, so if anything was
-    written in between the append raises :class:`~sessiondb.StaleSessionError`, writes nothing,
-    and the pop starts again. Two concurrent pops therefore never return (or hide) the same
-    item, and a pop never hides an item it did not return. A "popped up to" marker in the
-    state could not do this: after a pop, new items are appended behind the hidden one, so the
-    hidden seqs are not a suffix.
+    **Popping.** ``pop_item`` deletes the newest item's event with
+    :meth:`~sessiondb.AsyncSessionStore.pop_events`: one transaction under the session's row
+    lock, so two concurrent pops never return the same item and an ``add_items`` is never
+    lost; the event count and bytes drop, and the history does not grow with add/pop cycles.
 
-    **Cost.** ``get_items(limit)`` reads the newest events with
-    ``list_events(newest_first=True, limit=...)`` and skips tombstones and the items they hide,
-    so it costs O(limit + pops among those items), never O(history). ``get_items()`` with no
-    limit reads the whole history in one query.
+    **Legacy tombstones.** Earlier sessiondb releases popped by appending a *tombstone* event
+    (author ``"openai-agents"``, metadata ``{"openai_agents.popped_seq": seq}``) that hid the
+    item with that seq. Sessions written then still hold them: ``get_items`` skips them and
+    the items they hide, and a ``pop_item`` that reaches them deletes them with those items,
+    in the same transaction (``pop_events``' ``until``), so an old session shrinks back.
+
+    **Cost.** ``get_items(limit)`` reads the newest ``limit`` events (plus, in a legacy
+    session, the tombstones and hidden items among them), never O(history). ``get_items()``
+    with no limit reads the whole history in one query.
 
     **Clearing.** ``clear_session`` deletes the sessiondb session (its events, state, title and
     labels) like the SDK's ``SQLiteSession`` deletes its rows: the data really goes. The next
@@ -312,41 +327,21 @@ class SessiondbSession:
     ) -> TResponseInputItem | None:
         """Remove and return the newest item; None if there is none.
 
-        Atomic: see the class docstring. Raises :class:`~sessiondb.StaleSessionError` only if
-        other writers changed the session on each of many attempts.
+        One ``pop_events`` call: the item's event is deleted, in one transaction (see the
+        class docstring on legacy tombstones).
         """
-        owner = self.owner(wrapper)
-        app, user = owner
-        for attempt in range(POP_ATTEMPTS):
-            newest = await self._newest_events(owner, 8)
-            if newest is None:
-                return None
-            events, version = newest
-            found = await self._visible(owner, events, 1, 8)
-            if not found:
-                return None
-            item = found[0]
-            try:
-                await self._store.append_event(
-                    self.session_id,
-                    TOMBSTONE_AUTHOR,
-                    None,
-                    metadata={POP_MARKER: item.seq},
-                    expected_version=version,
-                    app_name=app,
-                    user_id=user,
-                )
-            except SessionNotFoundError:
-                return None  # cleared meanwhile: nothing left to pop
-            except StaleSessionError:
-                if attempt >= 2:  # spread out writers that keep colliding
-                    await asyncio.sleep(random.uniform(0, 0.001 * min(attempt, 20)))
-                continue
-            result: TResponseInputItem = item.content
-            return result
-        raise StaleSessionError(
-            f"pop_item on session {self.session_id!r} lost {POP_ATTEMPTS} races with other writers"
-        )
+        app, user = self.owner(wrapper)
+        try:
+            popped = await self._store.pop_events(
+                self.session_id, until=_reaches_an_item, app_name=app, user_id=user
+            )
+        except SessionNotFoundError:
+            return None  # never created, cleared, or another user's: nothing to pop
+        item = _newest_item(popped)
+        if item is None:
+            return None
+        result: TResponseInputItem = item.content
+        return result
 
     async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
         """Delete every item: the sessiondb session goes (events, state, title, labels)."""
