@@ -21,8 +21,11 @@ Contenders, per backend and run, each on fresh storage:
 
 Before the timed session, each service runs an untimed warm-up conversation of 3 turns on
 another session. Reported per turn: p50, mean and total (ms), the ratio adk/sessiondb of p50
-and mean per run, and the medians over runs (target: >= 5). After each run the stored session
-is read back and must hold the same events and state for every contender.
+and mean per run, and the medians over runs (target: >= 5). Then each service's own *share*
+of a turn, its time per turn minus ``memory``'s, as sessiondb's share over ADK's (issue 14's
+target 6: at most 1/8), of the mean turn (the target) and of the median turn. After each
+run the stored session is read back and must hold the same events and state for every
+contender.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ ADK_TABLES = ("events", "sessions", "app_states", "user_states", "adk_internal_m
 TOOL_EVERY = 3
 WARMUP_TURNS = 3
 TARGET = 5.0
+#: issue 14, target 6: sessiondb's own share of a turn at most 1/8 of ADK's
+SHARE_TARGET = 1 / 8
 SERVER_URLS = {
     "postgresql": "postgresql://postgres@127.0.0.1:5432/test_scale",
     "mysql": "mysql://root@127.0.0.1:3306/test_scale",
@@ -303,6 +308,11 @@ def ratios_of(this: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | No
             net = s["p50"] - floor
             r["storage_p50"] = (a["p50"] - floor) / net if net > 0.05 * floor else None
             r["adk_over_memory_p50"] = a["p50"] / floor
+            # the share of a turn each service adds over the Runner's own cost (memory):
+            # sessiondb's over ADK's, of the mean and of the median turn
+            m = this["memory"]
+            for k in ("mean", "p50"):
+                r[f"share_{k}"] = (s[k] - m[k]) / (a[k] - m[k]) if a[k] > m[k] else None
         out[ours] = r
     return out
 
@@ -400,6 +410,21 @@ def print_table(results: dict[str, Any]) -> None:
                 f"{backend:10s} adk/{ours:14s} {p50:15.2f} {mean:7.2f}  {ok:9s} | "
                 f"{'n/a' if net is None else f'{net:.2f}':>17s} "
                 f"{'n/a' if floor is None else f'{floor:.2f}':>11s}"
+            )
+    print()
+    print(
+        f"share of a turn over the Runner's own cost (memory): x/adk (median of runs)   mean"
+        f"    p50  target<={SHARE_TARGET:.3f}"
+    )
+    for backend, res in results["backends"].items():
+        for ours, ratio in res.get("ratio_adk_over", {}).items():
+            mean = ratio.get("share_mean", {}).get("median")
+            p50 = ratio.get("share_p50", {}).get("median")
+            ok = "n/a" if mean is None else "met" if mean <= SHARE_TARGET else "NOT met"
+            print(
+                f"{backend:10s} {ours:14s} over adk{'':31s}"
+                f"{'n/a' if mean is None else f'{mean:.3f}':>6s} "
+                f"{'n/a' if p50 is None else f'{p50:.3f}':>6s}  {ok}"
             )
     print()
 

@@ -599,6 +599,75 @@ async def test_concurrent_appends_one_wins(service: SessiondbSessionService) -> 
     assert stored is not None and len(stored.events) == 1
 
 
+async def test_redelivered_event_does_not_make_the_next_append_stale(
+    service: SessiondbSessionService,
+) -> None:
+    created = await service.create_session(app_name=APP, user_id="ada", state={"n": 0})
+
+    def bump(n: int) -> Event:
+        return Event(
+            author="user", invocation_id=f"inv-{n}", actions=EventActions(state_delta={"n": n})
+        )
+
+    first = bump(1)
+    await service.append_event(created, first)
+    again = await service.append_event(created, first.model_copy(deep=True))  # a retry
+    assert again == first
+    assert created.events == [first] and created.state == {"n": 1}
+    await service.append_event(created, bump(2))  # not stale: nothing moved in between
+
+    # a session read back re-delivers an old event, then goes on
+    loaded = await service.get_session(app_name=APP, user_id="ada", session_id=created.id)
+    assert loaded is not None
+    await service.append_event(loaded, first.model_copy(deep=True))
+    await service.append_event(loaded, bump(3))
+    # ... and so does one read with only its last event
+    recent = await service.get_session(
+        app_name=APP, user_id="ada", session_id=created.id,
+        config=GetSessionConfig(num_recent_events=1),
+    )  # fmt: skip
+    assert recent is not None
+    await service.append_event(recent, first.model_copy(deep=True))
+    await service.append_event(recent, bump(4))
+
+    # an append whose first try stored the event but raised (the outcome was unknown): the
+    # session object lacks it, and its retry makes the object catch up with storage
+    behind = await service.get_session(app_name=APP, user_id="ada", session_id=created.id)
+    assert behind is not None
+    first_try = await service.get_session(app_name=APP, user_id="ada", session_id=created.id)
+    assert first_try is not None
+    lost = bump(5)
+    await service.append_event(first_try, lost)
+    await service.append_event(behind, lost.model_copy(deep=True))
+    assert behind.events[-1] == lost and behind.state == {"n": 5}
+    await service.append_event(behind, bump(6))
+
+    stored = await service.get_session(app_name=APP, user_id="ada", session_id=created.id)
+    assert stored is not None
+    assert [e.invocation_id for e in stored.events] == [f"inv-{n}" for n in range(1, 7)]
+    assert stored.state == {"n": 6}
+
+
+async def test_redelivery_does_not_hide_a_concurrent_writer(
+    service: SessiondbSessionService,
+) -> None:
+    created = await service.create_session(app_name=APP, user_id="ada")
+    first = Event(author="user", invocation_id="inv-1")
+    await service.append_event(created, first)
+    theirs = await service.get_session(app_name=APP, user_id="ada", session_id=created.id)
+    assert theirs is not None
+    await service.append_event(theirs, Event(author="user", invocation_id="theirs"))
+    # re-delivering an event storage holds writes nothing and raises nothing...
+    await service.append_event(created, first.model_copy(deep=True))
+    assert created.events == [first]
+    # ... and the other writer's append is still detected
+    with pytest.raises(StaleSessionError):
+        await service.append_event(created, Event(author="user", invocation_id="mine"))
+    stored = await service.get_session(app_name=APP, user_id="ada", session_id=created.id)
+    assert stored is not None
+    assert [e.invocation_id for e in stored.events] == ["inv-1", "theirs"]
+
+
 async def test_a_store_can_be_passed_in(tmp_path: Path) -> None:
     async with AsyncSessionStore(f"sqlite:///{tmp_path / 'own.db'}", tz_aware=True) as store:
         service = SessiondbSessionService(store=store)

@@ -26,7 +26,7 @@ import asyncio
 import inspect
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
@@ -54,6 +54,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
         "sessiondb.adk needs Google's Agent Development Kit: pip install 'sessiondb[adk]'"
     ) from exc
 
+from ._adk_events import Builder
 from ._async_store import AsyncSessionStore
 from ._ids import MAX_ID_LENGTH
 from .errors import (
@@ -67,6 +68,7 @@ from .models import Session as StoredSession
 
 __all__ = [
     "SCHEMES",
+    "WRITTEN_BY",
     "SessiondbSessionService",
     "event_record",
     "register_adk_schemes",
@@ -82,11 +84,15 @@ STALE_MESSAGE = (
 """The message of ADK's ``StaleSessionError`` (the same as ADK's DatabaseSessionService)."""
 
 _MARKER = "sessiondb:"
+"""A session's ``_storage_update_marker``: ``sessiondb:<version>:<last seq>``, the stored
+version it reflects and the seq of the last event it knows ("" if unknown)."""
 
 SCHEMES = ("sessiondb+sqlite", "sessiondb+postgresql", "sessiondb+mysql", "sessiondb+mariadb")
 """The URI schemes of ``adk web --session_service_uri``: ``sessiondb+`` and a sessiondb URL."""
 
 _SCHEME_PREFIX = "sessiondb+"
+#: ``recent_events`` asking for a whole history (a LIMIT every backend takes)
+_ALL_EVENTS = 2**31 - 1
 
 
 def database_url(uri: str) -> str:
@@ -155,11 +161,26 @@ def _epoch(when: datetime) -> float:
     return when.timestamp()
 
 
+def _versions_tag() -> str:
+    """What wrote an event's JSON: the versions of the libraries whose models it dumps."""
+    from importlib.metadata import version
+
+    return "/".join(version(d) for d in ("google-adk", "google-genai", "pydantic"))
+
+
+#: The ``metadata`` key tagging an event's content as ``Event.model_dump(mode="json")`` of the
+#: library versions in its value (see :func:`to_adk_event`).
+WRITTEN_BY = "sessiondb.adk"
+_TAG = _versions_tag()
+_BUILDER = Builder()
+
+
 def event_record(event: AdkEvent) -> dict[str, Any]:
     """The sessiondb event fields (for ``append_events``/``import_records``) of an ADK event.
 
     ``content`` is the whole event as JSON, so :func:`to_adk_event` rebuilds an equal one;
-    ``state_delta`` is the event's (JSON-safe) state delta, applied atomically with the append.
+    ``state_delta`` is the event's (JSON-safe) state delta, applied atomically with the append;
+    ``metadata`` tags the content as dumped by this module, with the library versions.
     """
     content = event.model_dump(mode="json", exclude_none=True)
     actions = content.get("actions")
@@ -171,6 +192,7 @@ def event_record(event: AdkEvent) -> dict[str, Any]:
         "invocation_id": _column_id(event.invocation_id),
         # the idempotency key: a retried append never stores the event twice
         "event_id": _column_id(event.id),
+        "metadata": {WRITTEN_BY: _TAG},
     }
 
 
@@ -178,10 +200,17 @@ def to_adk_event(stored: StoredEvent) -> AdkEvent:
     """Rebuild an ADK ``Event`` from a stored sessiondb event.
 
     Events written by this module (or imported from ADK) come back equal to the original.
-    An event another program wrote with the plain sessiondb API is shown as a text message.
+    Those it wrote with the same versions of ADK, google-genai and pydantic (tagged in the
+    event's ``metadata``) are rebuilt without validating them again, which costs a fraction;
+    others are validated. An event another program wrote with the plain sessiondb API is
+    shown as a text message.
     """
     content = stored.content
     if isinstance(content, dict) and "id" in content and "author" in content:
+        meta = stored.metadata
+        if meta is not None and meta.get(WRITTEN_BY) == _TAG:
+            built: AdkEvent = _BUILDER.build(AdkEvent, content)
+            return built
         return AdkEvent.model_validate(content)
     if content is None or isinstance(content, str):
         text = content or ""
@@ -264,7 +293,9 @@ class SessiondbSessionService(BaseSessionService):
     # -- conversions ---------------------------------------------------------------------------
 
     @staticmethod
-    def _to_adk(stored: StoredSession, events: list[AdkEvent], last_update: float) -> AdkSession:
+    def _to_adk(
+        stored: StoredSession, events: list[AdkEvent], last_update: float, last_seq: int | None
+    ) -> AdkSession:
         session = AdkSession(
             id=stored.id,
             app_name=stored.app_name,
@@ -273,7 +304,7 @@ class SessiondbSessionService(BaseSessionService):
             events=events,
             last_update_time=last_update,
         )
-        session._storage_update_marker = f"{_MARKER}{stored.version}"
+        session._storage_update_marker = _marker(stored.version, last_seq)
         return session
 
     @staticmethod
@@ -296,14 +327,16 @@ class SessiondbSessionService(BaseSessionService):
         return latest[0] if latest else None
 
     @staticmethod
-    def _version_of(session: AdkSession) -> int | None:
+    def _marked(session: AdkSession) -> tuple[int | None, int | None]:
+        """The stored version and last event seq ``session`` reflects (None: unknown)."""
         marker = session._storage_update_marker
-        if marker is not None and marker.startswith(_MARKER):
-            try:
-                return int(marker[len(_MARKER) :])
-            except ValueError:
-                return None
-        return None
+        if marker is None or not marker.startswith(_MARKER):
+            return None, None
+        version, _, seq = marker[len(_MARKER) :].partition(":")
+        try:
+            return int(version), int(seq) if seq else None
+        except ValueError:
+            return None, None
 
     # -- BaseSessionService --------------------------------------------------------------------
 
@@ -332,7 +365,7 @@ class SessiondbSessionService(BaseSessionService):
                 )
             except SessionExistsError as exc:
                 raise AlreadyExistsError(f"Session with id {session_id} already exists.") from exc
-        return self._to_adk(created, [], _epoch(created.created_at))
+        return self._to_adk(created, [], _epoch(created.created_at), 0)
 
     async def get_session(
         self,
@@ -349,37 +382,28 @@ class SessiondbSessionService(BaseSessionService):
         session_id = _lookup_id(session_id)
         recent = config.num_recent_events if config is not None else None
         after = config.after_timestamp if config is not None else None
+        # one read brings the session and its events (all of them, or the last ones): the
+        # last event comes along even for recent == 0, as it is last_update_time
+        wanted = max(recent, 1) if recent is not None and not after else _ALL_EVENTS
         with _adk_errors():
-            store = self.store
-            if recent is not None and not after:
-                # the last event comes along even for recent == 0: it is last_update_time
-                stored = await store.get_session(
-                    app_name, user_id, session_id, recent_events=max(recent, 1)
-                )
-                if stored is None:
-                    return None
-                events = [to_adk_event(e) for e in stored.events or []]
-                last = events[-1] if events else None
-                return self._to_adk(
-                    stored, events[-recent:] if recent else [], self._last_update(stored, last)
-                )
-            stored = await store.get_session(app_name, user_id, session_id)
-            if stored is None:
-                return None
-            history: Sequence[StoredEvent] = ()
-            if stored.event_count:
-                # the first event_count events are exactly those of the version read (the
-                # history is append-only), even if another writer appends meanwhile
-                history = await store.list_events(
-                    stored.id, limit=stored.event_count, app_name=app_name, user_id=user_id
-                )
+            stored = await self.store.get_session(
+                app_name, user_id, session_id, recent_events=wanted
+            )
+        if stored is None:
+            return None
+        history = stored.events or []
+        if wanted == _ALL_EVENTS and len(history) > stored.event_count:
+            # another writer appended between the two reads of that call: the history is
+            # append-only, so the first event_count events are exactly the version read
+            history = history[: stored.event_count]
         events = [to_adk_event(e) for e in history]
         last_update = self._last_update(stored, events[-1] if events else None)
         if after:
             events = [e for e in events if e.timestamp >= after]
         if recent is not None:
             events = events[-recent:] if recent else []
-        return self._to_adk(stored, events, last_update)
+        last_seq = history[-1].seq if history else 0 if not stored.event_count else None
+        return self._to_adk(stored, events, last_update, last_seq)
 
     async def list_sessions(
         self, *, app_name: str, user_id: str | None = None
@@ -394,7 +418,8 @@ class SessiondbSessionService(BaseSessionService):
             listed = await self.store.list_sessions(app_name, user_id)
             lasts = await asyncio.gather(*(self._last_event(s) for s in listed))
         sessions = [
-            self._to_adk(s, [], self._last_update(s, e)) for s, e in zip(listed, lasts, strict=True)
+            self._to_adk(s, [], self._last_update(s, e), e.seq if e is not None else 0)
+            for s, e in zip(listed, lasts, strict=True)
         ]
         sessions.sort(key=lambda s: (s.last_update_time, s.user_id, s.id))
         return ListSessionsResponse(sessions=sessions)
@@ -429,18 +454,25 @@ class SessiondbSessionService(BaseSessionService):
         self._apply_temp_state(session, event)
         event = self._trim_temp_delta_state(event)
         with _adk_errors():
-            expected = self._version_of(session)
+            expected, known_seq = self._marked(session)
             if expected is None:
-                expected = await self._check_unmarked(session)
-            await self.store.append_events(
+                expected, known_seq = await self._check_unmarked(session), None
+            stored = await self.store.append_events(
                 session.id,
                 [event_record(event)],
                 expected_version=expected,
                 app_name=session.app_name,
                 user_id=session.user_id,
             )
+        seq = stored[0].seq
+        if known_seq is None and any(e.id == event.id for e in session.events):
+            known_seq = seq  # a session without a known seq that holds the event already
+        if known_seq is not None and seq <= known_seq:
+            # a re-delivered event (the same id again) that storage and this session already
+            # hold: nothing was written, so the session still reflects the same version
+            return event
         session.last_update_time = event.timestamp
-        session._storage_update_marker = f"{_MARKER}{expected + 1}"
+        session._storage_update_marker = _marker(expected + 1, seq)
         return self._commit_event_to_session(session, event)
 
     async def _check_unmarked(self, session: AdkSession) -> int:
@@ -479,6 +511,10 @@ class SessiondbSessionService(BaseSessionService):
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+def _marker(version: int, last_seq: int | None) -> str:
+    return f"{_MARKER}{version}:{'' if last_seq is None else last_seq}"
 
 
 def _service_factory(uri: str, **kwargs: Any) -> SessiondbSessionService:

@@ -307,7 +307,7 @@ class _Reader:
             adk_events = history.get((s["app_name"], s["user_id"], s["id"]), [])
             evs = [
                 _records.event_record(
-                    seq=seq, created_at=_iso(event.timestamp), metadata=None, **event_record(event)
+                    seq=seq, created_at=_iso(event.timestamp), **event_record(event)
                 )
                 for seq, event in enumerate(adk_events, 1)
             ]
