@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .contenders import REGISTRY
 from .measure import median
 
 OPS = ("create", "update", "get", "list", "delete")
@@ -20,7 +21,8 @@ RATIO_PAIRS = (
     ("sessiondb-async", "adk"),
 )
 
-SESSIONDB = ("sessiondb-sync", "sessiondb-sync-fast", "sessiondb-async")
+# every sessiondb contender (each has a baseline twin with --baseline)
+SESSIONDB = tuple(name for name in REGISTRY if name.startswith("sessiondb"))
 
 Results = dict[str, dict[str, dict[str, Any]]]  # backend -> contender -> worker result
 
