@@ -4,6 +4,7 @@ extraction of a baseline, and the round-trip probe on real servers. Nothing here
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -227,3 +228,21 @@ async def test_trips_probe_counts_round_trips(backend: str, make_db_url: Any) ->
             counts = owner[op]["counts"]
             assert len(counts) == probe.COUNTED and min(counts) >= 1
             assert by_id[op]["median"] >= owner[op]["median"]
+
+
+def test_round2_runs_a_part_and_reports_a_bad_baseline_and_a_missing_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SESSIONDB_BENCH_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:1/x")
+    out = tmp_path / "round2.json"
+    argv = ["--db", "sqlite,postgresql", "--quick", "--skip", "workload,trips,json,adk",
+            "--baseline", "no-such-ref-anywhere", "--json", str(out)]  # fmt: skip
+    assert round2.main(argv) == 0  # neither is a failure of the current tree
+    doc = json.loads(out.read_text())
+    assert any("no baseline" in n for n in doc["notes"])
+    assert any("skipping postgresql" in n for n in doc["notes"])
+    (row,) = doc["rows"]
+    assert (row["target"], row["backend"], row["verdict"]) == ("T2", "sqlite", "report")
+    assert row["value"] > 0 and row["before"] is None
+    assert doc["parts"]["tasks"]["now"]["sqlite"][0]["tasks"] == 64
+    assert "64 async tasks" in capsys.readouterr().out
