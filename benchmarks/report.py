@@ -16,6 +16,8 @@ CONV = "naive"  # the conversation variant shown in the tables
 RATIO_PAIRS = (
     ("sessiondb-sync", "floor"),
     ("sessiondb-async", "floor"),
+    ("sessiondb-sync", "floor-wal-normal"),  # SQLite: the same durability (the default)
+    ("sessiondb-sync-full", "floor"),  # SQLite: the same strict durability
     ("sessiondb-sync-fast", "floor-wal-normal"),
     ("sessiondb-sync", "adk"),
     ("sessiondb-async", "adk"),

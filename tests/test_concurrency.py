@@ -259,6 +259,8 @@ def test_sqlite_file_copy_of_idle_open_service_holds_every_session(tmp_path: Pat
 
         asyncio.run(write())
         assert Path(f"{path}-wal").exists()  # WAL mode: a copy of only the main file is the test
+        # idle: the store folds its WAL into the main file once writes pause (no call needed)
+        assert service.store._backend.runner.checkpointer.wait_idle(30)
         copy = tmp_path / "copy.db"
         shutil.copy(path, copy)  # the service is still open, and idle
         assert not Path(f"{copy}-wal").exists()

@@ -422,6 +422,8 @@ def _backup(g: Guide, key: str) -> None:
     for n, sid in enumerate(list(expected)[::2]):
         expected[sid] = {"updated": n}
         asyncio.run(svc.update_session_state(sid, expected[sid]))
+    # idle: the store folds its WAL into the main file once writes pause (docs/performance.md)
+    assert svc.store._backend.runner.checkpointer.wait_idle(30)
     assert g.run(key) == ""  # the service is still open, and idle
     with contextlib.closing(sqlite3.connect(g.tmp / "my_agent_data_backup.db")) as copy:
         assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)

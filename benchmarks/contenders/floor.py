@@ -55,7 +55,8 @@ def _merge(backend: str) -> str:
 
 class Floor(SyncContender):
     name = "floor"
-    # SQLite settings; the default floor runs at sessiondb's default durability.
+    # SQLite settings; the plain floor runs at sessiondb's strict durability ("full");
+    # floor-wal-normal matches sessiondb's default.
     journal_mode = "WAL"
     synchronous = "FULL"
     autocheckpoint: int | None = 1  # None: SQLite's default (1000 pages)

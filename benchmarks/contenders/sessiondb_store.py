@@ -18,11 +18,13 @@ PATCH = "patch_state(session_id, set=delta)"
 FALLBACK = "fallback: get_session + dict.update + update_session_state (no patch_state yet)"
 
 
-def _settings(backend: str, durability: str, side: str) -> str:
+def _settings(backend: str, durability: str | None, side: str) -> str:
     if backend == "sqlite":
         if durability == "fast":
             return "WAL + synchronous=NORMAL, autocheckpoint 1000 (sqlite_durability='fast')"
-        return "WAL + synchronous=FULL + wal_autocheckpoint=1 (default)"
+        if durability == "full":
+            return "WAL + synchronous=FULL + wal_autocheckpoint=1 (sqlite_durability='full')"
+        return "WAL + synchronous=NORMAL, checkpoint once writes pause (default, 'normal')"
     drivers = {
         ("postgresql", "sync"): "psycopg 3",
         ("postgresql", "async"): "asyncpg",
@@ -52,7 +54,7 @@ def _events(read: Any, pair: Any) -> list[dict[str, Any]]:
 class _Shared:
     """What both front ends share: options, table names, stored-bytes query."""
 
-    durability = "full"
+    durability: str | None = None  # None: sessiondb's default
     conversation_variants = ("naive", "sessiondb-events")
     prefix = PREFIX
     target: Target
@@ -60,7 +62,7 @@ class _Shared:
 
     def _options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"table_prefix": self.prefix}
-        if self.backend == "sqlite":
+        if self.backend == "sqlite" and self.durability is not None:
             options["sqlite_durability"] = self.durability
         return options
 
@@ -145,6 +147,11 @@ class SessiondbSync(_Shared, SyncContender):
 class SessiondbSyncFast(SessiondbSync):
     name = "sessiondb-sync-fast"
     durability = "fast"
+
+
+class SessiondbSyncFull(SessiondbSync):
+    name = "sessiondb-sync-full"
+    durability = "full"
 
 
 class SessiondbAsync(_Shared, AsyncContender):

@@ -27,7 +27,7 @@ from ._backup import backup
 from ._checkpoints import Checkpoints
 from ._checks import _option_number, seconds, store_options
 from ._core import Core
-from ._engine import Durability, make_engine, migration_engine
+from ._engine import DURABILITIES, Durability, make_engine, migration_engine
 from ._queries import Queries
 from ._replicas import Consistency, ReplicaBehindError, Router, is_read
 from ._rows import Rows
@@ -65,7 +65,7 @@ class Options:
     connect_timeout: float = 10.0
     busy_timeout: float = 30.0
     pool_size: int = 5
-    sqlite_durability: Durability = "full"
+    sqlite_durability: Durability = "normal"
     engine_options: dict[str, Any] | None = None
     statement_timeout: float | None = None
     ttl: timedelta | float | None = None
@@ -87,8 +87,8 @@ class Options:
             )
         if len(self.table_prefix) > 24:
             raise ConfigurationError("table_prefix is limited to 24 characters")
-        if self.sqlite_durability not in ("full", "fast"):
-            raise ConfigurationError("sqlite_durability must be 'full' or 'fast'")
+        if self.sqlite_durability not in DURABILITIES:
+            raise ConfigurationError("sqlite_durability must be 'normal', 'full' or 'fast'")
         store_options(
             connect_timeout=self.connect_timeout, busy_timeout=self.busy_timeout,
             pool_size=self.pool_size, engine_options=self.engine_options,
@@ -216,6 +216,8 @@ class _BaseBackend:
         self.engine = engine
         sync_engine: Engine = engine.sync_engine if is_async_engine(engine) else engine  # type: ignore[assignment]
         self.runner = self._new_runner(sync_engine, foreign=not self.owns_engine)
+        if self.runner.checkpointer is not None:
+            self.runner.checkpointer.attach(self)  # never outlives the store
         self.tables = tables(options.table_prefix)
         self.dialect = sync_engine.dialect
         self.rows = Rows(tz_aware=options.tz_aware)
@@ -331,6 +333,8 @@ class _BaseBackend:
                     conn.commit()
             finally:
                 engine.dispose()
+                if self.runner.checkpointer is not None:
+                    self.runner.checkpointer.wrote()  # the new schema, into the main file
 
 
 class Backend(_BaseBackend):
@@ -404,7 +408,7 @@ class Backend(_BaseBackend):
         self.call(backup, path=path)
 
     def close(self) -> None:
-        self.runner.drain()
+        self.runner.close()
         if self.owns_engine:
             self.engine.dispose()
         for replica in self.replicas:
@@ -795,6 +799,8 @@ class AsyncBackend(_BaseBackend):
         for up to ``connect_timeout``), and a stopped loop's without awaiting anything."""
         if self._in_thread:
             self.arunner.shutdown()
+            if self.runner.checkpointer is not None:  # its last checkpoint, off the loop
+                await asyncio.get_running_loop().run_in_executor(None, self.runner.close)
             self.runner.drain()
             if self.owns_engine:
                 self.engine.dispose()

@@ -3,16 +3,21 @@
 :func:`make_engine` builds the engine a store runs on: no pre-ping, no reset on return,
 autocommit on servers, the connect timeout spelled the way each driver wants it, and SQLite's
 WAL, durability and busy timeout on every new connection. :func:`migration_engine` builds the
-short-lived, transactional engine schema upgrades run on.
+short-lived, transactional engine schema upgrades run on. :class:`Checkpointer` folds a SQLite
+store's WAL into the main file once its writes pause (the default durability, ``"normal"``).
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
+import threading
 import time
 import uuid
+import weakref
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, create_engine
@@ -24,7 +29,10 @@ if TYPE_CHECKING:
     from ._urls import Target
 
 __all__ = [
+    "CHECKPOINT_DELAY",
+    "DURABILITIES",
     "HONOURED",
+    "Checkpointer",
     "Durability",
     "check_engine_options",
     "make_engine",
@@ -32,16 +40,152 @@ __all__ = [
     "sqlite_setup",
 ]
 
-Durability = Literal["full", "fast"]
+Durability = Literal["normal", "full", "fast"]
+#: the values of ``sqlite_durability``, the default first
+DURABILITIES: tuple[Durability, ...] = ("normal", "full", "fast")
 Side = Literal["sync", "async"]
 
 _SQLITE_PRAGMAS: dict[str, tuple[str, ...]] = {
-    # every committed write is on disk *in the main file*: a plain copy of an idle database
-    # holds every session (wal_autocheckpoint=1 checkpoints after each commit).
+    # the default: WAL's synchronous=NORMAL (a commit is in the WAL when the call returns, so
+    # it survives the process being killed; a power cut may lose the last ones) and the WAL
+    # folded into the main file once writes pause (Checkpointer), so a copy of the idle file
+    # holds every session.
+    "normal": ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=1000"),
+    # every committed write is fsynced *in the main file* before the call returns
+    # (wal_autocheckpoint=1 checkpoints after each commit): survives a power cut too.
     "full": ("journal_mode=WAL", "synchronous=FULL", "wal_autocheckpoint=1"),
-    # WAL's usual trade: a power cut may lose the last commits; back up with `sessiondb backup`.
+    # WAL's usual trade without the checkpoint on pauses: the idle file may miss the last
+    # commits (they are in the -wal file); back up with `sessiondb backup`.
     "fast": ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=1000"),
 }
+
+#: seconds without a write after which a ``"normal"`` store checkpoints its SQLite file
+CHECKPOINT_DELAY = 0.05
+_RETRY_MAX = 2.0  # the longest pause between checkpoints a reader keeps from completing
+
+
+class Checkpointer:
+    """Folds a SQLite file's WAL into the main file once the store's writes pause.
+
+    A write only records its time (:meth:`wrote`, no lock once a checkpoint is pending); one
+    daemon thread per store, started by the first write, waits until no write came for
+    :data:`CHECKPOINT_DELAY` seconds, then runs ``PRAGMA wal_checkpoint(TRUNCATE)`` on a
+    connection of its own without a busy timeout: it never waits for a lock (a writer or a
+    reader in the way makes it a passive checkpoint), so it never holds up the store's
+    readers and writers; it runs again later if a reader kept it from copying every frame.
+    The WAL is left empty when it could be.
+    :meth:`stop` (the store's close, or the store being garbage collected) ends the thread
+    after a last checkpoint, so it never outlives the store; it never touches an event loop.
+    """
+
+    def __init__(self, path: str, delay: float = CHECKPOINT_DELAY) -> None:
+        self._uri = f"file:{quote(os.path.abspath(path))}?mode=rw"
+        self._delay = delay
+        self._cond = threading.Condition()
+        self._wake = threading.Event()  # cuts the pauses short at stop
+        self._thread: threading.Thread | None = None
+        self._last = 0.0  # monotonic time of the latest write
+        self._pending = False  # a write not yet checkpointed (set under _cond)
+        self._stopped = False
+        #: checkpoints run, and how many left frames behind (for tests and the curious)
+        self.runs = 0
+        self.incomplete = 0
+
+    def wrote(self) -> None:
+        """A write was committed (or may have been): checkpoint once writes pause."""
+        self._last = time.monotonic()
+        if not self._pending:
+            self._kick()
+
+    def _kick(self) -> None:
+        with self._cond:
+            if self._stopped:
+                return
+            self._pending = True
+            thread = self._thread
+            if thread is None or not thread.is_alive():  # the first write, or after a fork
+                thread = threading.Thread(
+                    target=self._run, name="sessiondb-checkpoint", daemon=True
+                )
+                self._thread = thread
+                thread.start()
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every write so far is checkpointed; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending, timeout)
+
+    def stop(self) -> None:
+        """End the thread after a last checkpoint of pending writes, and wait for it."""
+        with self._cond:
+            self._stopped = True
+            thread = self._thread
+            self._cond.notify_all()
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        elif self._pending:  # no thread (a fork's child): checkpoint here
+            self._checkpoint()
+
+    def _run(self) -> None:
+        cond = self._cond
+        retry = 0.0  # the pause after a checkpoint a reader kept from completing
+        not_before = 0.0
+        while True:
+            with cond:
+                while not self._pending and not self._stopped:
+                    cond.wait()
+                if self._stopped:
+                    break
+            now = time.monotonic()
+            due = max(self._last + self._delay, not_before)
+            if now < due:  # writes go on (or a reader held frames back): wait for a pause
+                self._wake.wait(due - now)
+                continue
+            mark = self._last
+            complete = self._checkpoint()
+            with cond:
+                if complete:
+                    retry = 0.0
+                    # cleared first, then the time read again: a write that saw _pending
+                    # still set is seen here, and one that comes after kicks anew
+                    self._pending = False
+                    if self._last != mark:  # a write came meanwhile: go again
+                        self._pending = True
+                    cond.notify_all()
+                else:
+                    retry = min(max(retry * 2, self._delay), _RETRY_MAX)
+                    not_before = time.monotonic() + retry
+        if self._pending:
+            self._checkpoint()
+            with cond:
+                self._pending = False
+                cond.notify_all()
+
+    def _checkpoint(self) -> bool:
+        """One checkpoint; True when the main file holds every committed frame."""
+        self.runs += 1
+        try:
+            conn = sqlite3.connect(self._uri, uri=True, timeout=0, isolation_level=None)
+        except sqlite3.Error:  # the file is gone: nothing left to fold in
+            return True
+        try:
+            row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:  # locked (another checkpoint), or the file is not readable
+            row = None
+        finally:
+            conn.close()
+        # (busy, frames in the WAL, frames checkpointed): busy is 1 when a writer kept the WAL
+        # from being emptied, which the frames tell apart; -1, -1 outside WAL mode
+        complete = row is not None and row[1] == row[2]
+        if not complete:
+            self.incomplete += 1
+        return complete
+
+    def attach(self, owner: object) -> None:
+        """Stop the thread when ``owner`` (the store's backend) is garbage collected."""
+        weakref.finalize(owner, self.stop)
 
 
 def sqlite_setup(dbapi_conn: Any, durability: Durability, busy_timeout: float) -> None:

@@ -53,7 +53,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import await_only, greenlet_spawn
 
-from ._engine import Durability, sqlite_setup
+from ._engine import Checkpointer, Durability, sqlite_setup
 from ._replicas import is_quick
 from ._telemetry import log_statement, op_name, sql_log
 from ._urls import Target
@@ -736,6 +736,8 @@ class Cx:
         self._raw = None
         cur, self._cur = self._cur, None
         runner = self._runner
+        if self.sent and runner.checkpointer is not None:
+            runner.checkpointer.wrote()  # committed, or maybe: fold it in once writes pause
         if exc is not None and not isinstance(exc, Exception):
             # cancelled (or interrupted) while a statement may be half sent or its answer half
             # read: the connection's state is unknown, so it is closed, never reused. The
@@ -772,7 +774,7 @@ class Runner:
         target: Target,
         *,
         foreign: bool = False,
-        durability: Durability = "full",
+        durability: Durability = "normal",
         busy_timeout: float = 30.0,
         keep: int = 5,
         read_timeout: float | None = None,
@@ -790,6 +792,11 @@ class Runner:
         self._generation = 0
         self._durability = durability
         self._busy_timeout = busy_timeout
+        #: SQLite at the default durability: the WAL checkpointed once writes pause
+        self.checkpointer: Checkpointer | None = None
+        path = target.sync_url.database if target.backend == "sqlite" else None
+        if durability == "normal" and path and path != ":memory:":
+            self.checkpointer = Checkpointer(path)
         # the engine's own pool options, honoured on the free list too
         pool: Any = engine.pool
         self._pre_ping = bool(getattr(pool, "_pre_ping", False))
@@ -931,6 +938,12 @@ class Runner:
             raw.close()
         except Exception as exc:  # an unusable connection is just dropped
             raw.invalidate(exc)
+
+    def close(self) -> None:
+        """Checkpoint what is left and stop the checkpoints, then :meth:`drain` (at close)."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+        self.drain()
 
     def drain(self) -> None:
         """Return every idle connection to the pool (before dispose, or after a disconnect)."""

@@ -37,8 +37,12 @@ class SessionStore:
             ``statement_timeout + connect_timeout``. None (default): no limit.
         busy_timeout: seconds SQLite waits for a lock held by another connection.
         pool_size: connections kept open (more are opened under load, up to three times this).
-        sqlite_durability: ``"full"`` (default: every commit is on disk in the main file, so a
-            plain file copy is a backup) or ``"fast"`` (WAL's ``synchronous=NORMAL``).
+        sqlite_durability: ``"normal"`` (default: WAL with ``synchronous=NORMAL``; a commit
+            survives the process being killed, a power cut may lose the last ones; the WAL is
+            folded into the main file once writes pause and at close, so a copy of the idle
+            file is a backup), ``"full"`` (every commit fsynced into the main file before the
+            call returns: survives a power cut, several times slower) or ``"fast"`` (as
+            ``"normal"`` without the checkpoints on pauses: back up with ``backup()``).
         ttl: default time to live of new sessions (None: they never expire).
         sliding_ttl: if True, every write renews a session's expiry (else it is absolute).
         engine_options: pool options for SQLAlchemy's ``create_engine`` that sessiondb
@@ -82,7 +86,7 @@ class SessionStore:
         connect_timeout: float = 10.0,
         busy_timeout: float = 30.0,
         pool_size: int = 5,
-        sqlite_durability: Durability = "full",
+        sqlite_durability: Durability = "normal",
         ttl: timedelta | float | None = None,
         sliding_ttl: bool = False,
         engine_options: dict[str, Any] | None = None,
