@@ -164,11 +164,14 @@ def test_json_tasks_and_adk_rows() -> None:
     assert (tasks[0].value, tasks[0].verdict, tasks[0].before) == (900.0, "report", None)
 
     def runner(ours: float, adk: float, memory: float) -> dict[str, Any]:
-        return {"summary": {"sessiondb": {"p50": ours}, "adk": {"p50": adk},
-                            "memory": {"p50": memory}}}  # fmt: skip
+        def turn(mean: float) -> dict[str, float]:
+            return {"mean": mean, "p50": mean / 2}
+
+        return {"summary": {"sessiondb": turn(ours), "adk": turn(adk), "memory": turn(memory)}}
 
     assert round2.share(runner(11.0, 90.0, 10.0)) == 1 / 80
-    assert round2.share(runner(9.0, 90.0, 10.0)) == 0.0  # below the floor: nothing of its own
+    assert round2.share(runner(11.0, 90.0, 10.0), "p50") == 1 / 80
+    assert round2.share(runner(9.0, 90.0, 10.0)) == -1 / 80  # under the floor: noise, shown
     assert round2.share(runner(11.0, 9.0, 10.0)) is None  # ADK at the floor: no ratio
     assert round2.share({"error": "x"}) is None
     adk = round2.adk_rows(
