@@ -189,17 +189,14 @@ def one_turn(graph: Any, thread: str, i: int) -> None:
         raise AssertionError(f"wrong state: {out['messages'][-3:]}")
 
 
-def latency(graph: Any, turns: int) -> float:
-    """Median seconds of one turn on one thread."""
-    thread = f"single-{secrets.token_hex(4)}"
-    for i in range(5):
-        one_turn(graph, thread, i)
+def timed_turns(graph: Any, thread: str, first: int, turns: int) -> list[float]:
+    """Seconds of each of ``turns`` turns on one thread."""
     times = []
-    for i in range(turns):
+    for i in range(first, first + turns):
         start = time.perf_counter()
-        one_turn(graph, thread, 5 + i)
+        one_turn(graph, thread, i)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
 def throughput(graph: Any, turns_each: int) -> float:
@@ -232,6 +229,45 @@ def throughput(graph: Any, turns_each: int) -> float:
     return THREADS * turns_each / elapsed
 
 
+#: what each backend's sessiondb contenders are held to: LangGraph's own saver (issue 13)
+TARGETS = {"sqlite": "langgraph SqliteSaver", "postgresql": "langgraph PostgresSaver"}
+
+
+def measure(
+    backend: str, workdir: Path, turns: int, concurrent_turns: int, rounds: int
+) -> dict[str, tuple[float, float]]:
+    """name -> (median seconds per turn on one thread, turns/s with THREADS threads), every
+    contender of ``backend`` open at once and measured in interleaved rounds (the order
+    rotating), so a load that comes and goes falls on all of them alike."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        graphs: dict[str, Any] = {}
+        for name, make in contenders(backend, workdir):
+            try:
+                graphs[name] = build(stack.enter_context(make()))
+            except ImportError as exc:
+                print(f"{backend:<11} {name:<25} skipped: {exc}")
+        threads = {name: f"single-{secrets.token_hex(4)}" for name in graphs}
+        for name, graph in graphs.items():  # warm-up
+            timed_turns(graph, threads[name], 0, 5)
+        times: dict[str, list[float]] = {name: [] for name in graphs}
+        rates: dict[str, list[float]] = {name: [] for name in graphs}
+        names = list(graphs)
+        per_round = max(1, turns // rounds)
+        for r in range(rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            for name in order:
+                times[name] += timed_turns(
+                    graphs[name], threads[name], 5 + r * per_round, per_round
+                )
+            for name in order:
+                rates[name].append(throughput(graphs[name], max(1, concurrent_turns // rounds)))
+        return {
+            name: (statistics.median(times[name]), statistics.median(rates[name])) for name in names
+        }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.langgraph")
     parser.add_argument("--db", default="sqlite,postgresql")
@@ -239,24 +275,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--concurrent-turns", type=int, default=20, help="turns per thread, 16 threads"
     )
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     args = parser.parse_args(argv)
-    print(f"per-turn latency (median, 1 thread; a turn = 4 checkpoints) and throughput "
-          f"({THREADS} threads x {args.concurrent_turns} turns)")  # fmt: skip
-    print(f"{'backend':<11} {'checkpointer':<25} {'ms/turn':>8} {'ms/ckpt':>8} {'turns/s':>8}")
+    print(
+        f"per-turn latency (median, 1 thread; a turn = 4 checkpoints) and throughput "
+        f"({THREADS} threads x {args.concurrent_turns} turns), {args.rounds} interleaved rounds"
+    )
+    print("vs target: LangGraph's saver's ms/turn over this one's (>= 1.00: at least as fast)")
+    print(f"{'backend':<11} {'checkpointer':<25} {'ms/turn':>8} {'ms/ckpt':>8} {'turns/s':>8} "
+          f"{'vs target':>10}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for backend in args.db.split(","):
-            for name, make in contenders(backend, Path(tmp)):
-                try:
-                    with make() as saver:
-                        graph = build(saver)
-                        single = latency(graph, args.turns)
-                        many = throughput(graph, args.concurrent_turns)
-                except ImportError as exc:
-                    print(f"{backend:<11} {name:<25} skipped: {exc}")
-                    continue
+            found = measure(backend, Path(tmp), args.turns, args.concurrent_turns, args.rounds)
+            target = found.get(TARGETS.get(backend, ""))
+            for name, (single, many) in found.items():
+                ratio = ""
+                if target is not None and name.startswith("sessiondb"):
+                    ratio = (
+                        f"{target[0] / single:.2f}x 1 thr, {many / target[1]:.2f}x {THREADS} thr"
+                    )
                 print(
                     f"{backend:<11} {name:<25} {single * 1000:8.2f} {single * 250:8.2f} "
-                    f"{many:8.1f}",
+                    f"{many:8.1f} {ratio:>10}",
                     flush=True,
                 )
     return 0

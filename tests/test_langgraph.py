@@ -591,3 +591,91 @@ def test_async_saver_from_sync_code_and_sync_saver_from_async(db_url: str) -> No
 
     asyncio.run(inside_a_loop())
     assert _count(db_url, "lg_checkpoints") == 0
+
+
+def _extend(state: Any, writes: Any) -> list[str]:
+    out = list(state or [])
+    for write in writes:
+        out.extend(write)
+    return out
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
+async def test_delta_channel_history(db_url: str, sync: bool) -> None:
+    """A graph whose state is a DeltaChannel (stored as writes, a snapshot every 3 updates)
+    rebuilds its value through ``get_delta_channel_history``, on a fork too, and the answer
+    for every checkpoint equals LangGraph's default walk of ``get_tuple``."""
+    from typing import Annotated, TypedDict
+
+    from langgraph.channels.delta import DeltaChannel
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.graph import END, START, StateGraph
+
+    from sessiondb.langgraph import SessiondbSaver
+
+    # the functional form: the class form's annotations would be strings (future import)
+    State = TypedDict(  # noqa: UP013
+        "State",
+        {"items": Annotated[list[str], DeltaChannel(_extend, snapshot_frequency=3)], "turn": int},
+    )
+
+    def add(state: Any) -> dict[str, Any]:
+        return {"items": [f"step{len(state['items'])}"], "turn": state.get("turn", 0) + 1}
+
+    g = StateGraph(State)
+    g.add_node("add", add)
+    g.add_edge(START, "add")
+    g.add_edge("add", END)
+    config = {"configurable": {"thread_id": "delta", "app_name": "a", "user_id": "u"}}
+    expected: list[str] = []
+    saver: Any = SessiondbSaver(db_url) if sync else AsyncSessiondbSaver(db_url)
+    try:
+        graph = g.compile(checkpointer=saver)
+        for turn in range(7):
+            if sync:
+                out = graph.invoke({"items": [f"in{turn}"]}, config)
+            else:
+                out = await graph.ainvoke({"items": [f"in{turn}"]}, config)
+            expected += [f"in{turn}", f"step{len(expected) + 1}"]
+            assert out["items"] == expected
+        history = (
+            list(graph.get_state_history(config))
+            if sync
+            else [s async for s in graph.aget_state_history(config)]
+        )
+        # fork from the third turn's end: the branch sees that turn's items, then its own
+        third = next(s for s in history if s.values.get("turn") == 3 and not s.next)
+        fork = (graph.invoke if sync else graph.ainvoke)({"items": ["fork"]}, third.config)
+        if not sync:
+            fork = await fork
+        before = third.values["items"]
+        assert fork["items"] == [*before, "fork", f"step{len(before) + 1}"]
+        channels = ["items", "turn", "nothing"]
+        configs = [s.config for s in history] + [
+            {"configurable": {**config["configurable"]}},  # the newest: the fork
+        ]
+        answers = []
+        for c in configs:
+            if sync:
+                mine = saver.get_delta_channel_history(config=c, channels=channels)
+            else:
+                mine = await saver.aget_delta_channel_history(config=c, channels=channels)
+            base = BaseCheckpointSaver.get_delta_channel_history
+            if sync:
+                walked = base(saver, config=c, channels=channels)
+            else:
+                walked = await BaseCheckpointSaver.aget_delta_channel_history(
+                    saver, config=c, channels=channels
+                )
+            assert mine == walked, c
+            answers.append(mine)
+        # the answers are not trivial: writes to replay, snapshots as seeds, nothing for none
+        assert any(len(a["items"]["writes"]) >= 2 for a in answers)
+        assert any("seed" in a["items"] for a in answers)
+        assert all(a["nothing"] == {"writes": []} for a in answers)
+        assert await saver.aget_delta_channel_history(config=config, channels=[]) == {}
+    finally:
+        if sync:
+            saver.close()
+        else:
+            await saver.aclose()

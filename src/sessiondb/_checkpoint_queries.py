@@ -304,6 +304,72 @@ class CheckpointQueries:
 
         return self.q.cached(("lg_list", owner, thread, ns, before, limit), build)
 
+    def chain(self, latest: bool) -> Stmt:
+        """The parent chain of a checkpoint (:cid, or the namespace's newest with ``latest``)
+        of the thread :app, :user, :tid in :ns, as rows (depth, checkpoint_id, versions)
+        nearest first: depth 0 is the checkpoint itself. One recursive query."""
+
+        def build() -> ClauseElement:
+            ck = self.checkpoints.c
+            owned = [*self.of_thread(self.checkpoints), ck.checkpoint_ns == p("ns")]
+            if latest:
+                target: Any = (
+                    sa.select(sa.func.max(ck.checkpoint_id)).where(*owned).scalar_subquery()
+                )
+            else:
+                target = p("cid")
+            anchor = sa.select(
+                ck.checkpoint_id, ck.parent_checkpoint_id, ck.versions,
+                sa.literal(0, sa.Integer()).label("depth"),
+            ).where(*owned, ck.checkpoint_id == target)  # fmt: skip
+            chain = anchor.cte("lg_chain", recursive=True)
+            parent = self.checkpoints.alias("lg_parent")
+            pc = parent.c
+            chain = chain.union_all(
+                sa.select(
+                    pc.checkpoint_id, pc.parent_checkpoint_id, pc.versions, chain.c.depth + 1
+                ).where(
+                    pc.app_name == p("app"), pc.user_id == p("user"), pc.thread_id == p("tid"),
+                    pc.checkpoint_ns == p("ns"), pc.checkpoint_id == chain.c.parent_checkpoint_id,
+                )
+            )  # fmt: skip
+            return sa.select(chain.c.depth, chain.c.checkpoint_id, chain.c.versions).order_by(
+                chain.c.depth
+            )
+
+        return self.q.cached(("lg_chain", latest), build)
+
+    def blobs_at(self, n: int) -> Stmt:
+        """The blobs (channel, version, type, blob) of ``n`` (:ch0, :v0 ...) of a thread's
+        namespace :ns."""
+
+        def build() -> ClauseElement:
+            bl = self.blobs.c
+            return sa.select(bl.channel, bl.version, bl.type, bl.blob).where(
+                *self.of_thread(self.blobs), bl.checkpoint_ns == p("ns"),
+                sa.or_(*(sa.and_(bl.channel == p(f"ch{i}"), bl.version == p(f"v{i}"))
+                         for i in range(n))),
+            )  # fmt: skip
+
+        return self.q.cached(("lg_blobs_at", n), build)
+
+    def writes_between(self, n: int) -> Stmt:
+        """The pending writes to ``n`` channels (:ch0 ...) of a thread's namespace :ns stored
+        at checkpoints from :oldest to :newest, as rows (checkpoint_id, task_id,
+        task_path, idx, channel, type, blob)."""
+
+        def build() -> ClauseElement:
+            wr = self.writes.c
+            return sa.select(
+                wr.checkpoint_id, wr.task_id, wr.task_path, wr.idx, wr.channel, wr.type, wr.blob
+            ).where(
+                *self.of_thread(self.writes), wr.checkpoint_ns == p("ns"),
+                wr.checkpoint_id >= p("oldest"), wr.checkpoint_id <= p("newest"),
+                wr.channel.in_([p(f"ch{i}") for i in range(n)]),
+            )  # fmt: skip
+
+        return self.q.cached(("lg_writes_between", n), build)
+
     def by_runs(self, n: int) -> Stmt:
         """The keys of the checkpoints of ``n`` runs (:run0 ...)."""
         ck = self.checkpoints.c

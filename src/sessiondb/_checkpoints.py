@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Checkpoints",
+    "History",
+    "Place",
     "Stored",
     "delete_owner",
     "export_threads",
@@ -44,10 +46,34 @@ __all__ = [
 
 #: where an export's page of threads ended: the key of its last thread
 ThreadKey = tuple[str, str, str]
+#: per channel: its pending writes along a parent chain (task id, channel, serde type,
+#: bytes), oldest first, and its seed value (serde type, bytes) or None
+History = dict[str, tuple[list[tuple[str, str, str, "bytes | None"]], "tuple[str, bytes] | None"]]
 #: one blob to store: (channel, version, serde type, bytes or None)
 Blob = tuple[str, str, str, "bytes | None"]
 #: one pending write to store: (idx, channel, serde type, bytes or None)
 Write = tuple[int, str, str, "bytes | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """A checkpoint's place: its thread (and owner), namespace and id (None: the newest)."""
+
+    app_name: str
+    user_id: str
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str | None
+
+    def params(self) -> dict[str, Any]:
+        """The checked parameters :app, :user, :tid, :ns (and :cid if there is an id)."""
+        params = {
+            **_thread(self.app_name, self.user_id, self.thread_id),
+            "ns": key(self.checkpoint_ns, "checkpoint_ns", NS_LENGTH, empty=True),
+        }
+        if self.checkpoint_id is not None:
+            params["cid"] = self.checkpoint_id
+        return params
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +114,14 @@ def _thread(app: str, user: str, thread: str) -> dict[str, Any]:
         "user": key(user, "user_id", empty=True),
         "tid": key(thread, "thread_id"),
     }
+
+
+def _pairs(wanted: dict[str, tuple[int, str]]) -> dict[str, Any]:
+    """Parameters :ch0, :v0 ... of (channel, version) pairs."""
+    params: dict[str, Any] = {}
+    for i, (channel, (_, version)) in enumerate(wanted.items()):
+        params[f"ch{i}"], params[f"v{i}"] = channel, version
+    return params
 
 
 def _raw(value: Any) -> bytes | None:
@@ -197,26 +231,11 @@ class Checkpoints:
     # -- reads --------------------------------------------------------------------------------
 
     @quick
-    def get(
-        self,
-        cx: Cx,
-        *,
-        app_name: str,
-        user_id: str,
-        thread_id: str,
-        checkpoint_ns: str,
-        checkpoint_id: str | None,
-    ) -> Stored | None:
-        """The checkpoint ``checkpoint_id``, or the thread's newest in the namespace."""
+    def get(self, cx: Cx, *, at: Place) -> Stored | None:
+        """The checkpoint ``at`` names, or the thread's newest in the namespace."""
         lgq = self._q
-        params = {
-            **_thread(app_name, user_id, thread_id),
-            "ns": key(checkpoint_ns, "checkpoint_ns", NS_LENGTH, empty=True),
-        }
-        if checkpoint_id is None:
-            row = cx.one(lgq.latest, params)
-        else:
-            row = cx.one(lgq.exact, {**params, "cid": checkpoint_id})
+        stmt = lgq.latest if at.checkpoint_id is None else lgq.exact
+        row = cx.one(stmt, at.params())
         return None if row is None else self._load(cx, row)
 
     @reads
@@ -287,6 +306,83 @@ class Checkpoints:
             app, user, tid, ns, cid, parent, kind, _raw(data) or b"", json.loads(meta), blobs,
             [w for _, w in pending],
         )  # fmt: skip
+
+    @reads
+    def delta_history(self, cx: Cx, *, at: Place, channels: Sequence[str]) -> History:
+        """What ``channels`` contributed along the parent chain of the checkpoint ``at`` names
+        (the newest without a checkpoint id): per channel, the pending writes stored at its
+        ancestors (oldest first, each checkpoint's in LangGraph's order) down to the nearest
+        ancestor holding a value for it, and that value (None if no ancestor holds one).
+
+        LangGraph's ``get_delta_channel_history``, in three statements whatever the chain's
+        length: the chain (one recursive query), the seeds' blobs, and the writes."""
+        if not channels:
+            return {}
+        for channel in channels:
+            key(channel, "channel name")
+        lgq = self._q
+        params = at.params()
+        thread = {name: params[name] for name in ("app", "user", "tid", "ns")}
+        chain = [
+            (cid, json.loads(versions))
+            for _, cid, versions in cx.all(lgq.chain(at.checkpoint_id is None), params)
+        ]
+        history: History = {channel: ([], None) for channel in channels}
+        if len(chain) < 2:
+            return history
+        ancestors = chain[1:]  # nearest first; the checkpoint's own writes are still pending
+        # the seed of a channel: the value at the nearest ancestor that has one; a version
+        # whose blob is "empty" holds none, so look further for another version
+        seed_at: dict[str, int] = {}
+        seeds: dict[str, tuple[str, bytes]] = {}
+        start = dict.fromkeys(channels, 0)
+        while True:
+            wanted: dict[str, tuple[int, str]] = {}
+            for channel in channels:
+                if channel in seed_at:
+                    continue
+                for depth in range(start[channel], len(ancestors)):
+                    version = ancestors[depth][1].get(channel)
+                    if version is not None:
+                        wanted[channel] = (depth, version)
+                        break
+                else:
+                    start[channel] = len(ancestors)
+            if not wanted:
+                break
+            found = {
+                (channel, version): (kind, _raw(blob))
+                for channel, version, kind, blob in cx.all(
+                    lgq.blobs_at(len(wanted)),
+                    {**thread, **_pairs(wanted)},
+                )
+            }
+            for channel, (depth, version) in wanted.items():
+                kind, blob = found.get((channel, version), ("empty", None))
+                if kind != "empty" and blob is not None:
+                    seed_at[channel], seeds[channel] = depth, (kind, blob)
+                    continue
+                # the next ancestor holding another version of the channel
+                after = depth
+                while after < len(ancestors) and ancestors[after][1].get(channel) == version:
+                    after += 1
+                start[channel] = after
+        # the writes of the ancestors down to the deepest seed (or the root), one statement
+        deepest = max(seed_at.get(c, len(ancestors) - 1) for c in channels)
+        on_path = {cid: depth for depth, (cid, _) in enumerate(ancestors[: deepest + 1])}
+        rows = cx.all(
+            lgq.writes_between(len(channels)),
+            {**thread, "oldest": min(on_path), "newest": max(on_path),
+             **{f"ch{i}": c for i, c in enumerate(channels)}},
+        )  # fmt: skip
+        ordered = sorted(
+            ((-on_path[cid], path or "", task, int(idx)), (task, channel, kind, _raw(blob)))
+            for cid, task, path, idx, channel, kind, blob in rows
+            if cid in on_path and on_path[cid] <= seed_at.get(channel, len(ancestors))
+        )
+        for _, (task, channel, kind, blob) in ordered:
+            history[channel][0].append((task, channel, kind, blob))
+        return {channel: (writes, seeds.get(channel)) for channel, (writes, _) in history.items()}
 
     # -- deletes and copies -------------------------------------------------------------------
 

@@ -24,6 +24,11 @@ only maps LangGraph's API onto it. Values go through the saver's ``serde`` (Lang
 ``JsonPlusSerializer`` by default, its msgpack allow-list honoured), and each checkpoint writes
 only the channels whose version changed.
 
+Each operation is written once, as a :class:`_Call` (the core operation, its arguments, and
+what turns its result into LangGraph's); the two savers differ only in how they run a call:
+:class:`SessiondbSaver` on the sync store (its ``a``-methods in the loop's executor),
+:class:`AsyncSessiondbSaver` on the async store (its blocking methods on a loop of their own).
+
 This module needs langgraph-checkpoint (``pip install 'sessiondb[langgraph]'``); ``import
 sessiondb`` never imports it.
 """
@@ -32,12 +37,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 try:
     from langchain_core.runnables import RunnableConfig
@@ -59,34 +64,73 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     ) from exc
 
 from ._async_store import AsyncSessionStore
+from ._checkpoints import Place
 from ._checks import seconds
 from ._store import SessionStore
 from .errors import ConfigurationError, InvalidArgumentError
 
 if TYPE_CHECKING:
-    from ._backend import AsyncBackend, Backend
-    from ._checkpoints import Checkpoints, Stored
+    from ._checkpoints import Checkpoints, History, Stored
 
 __all__ = ["AsyncSessiondbSaver", "SessiondbSaver"]
 
-T = TypeVar("T")
 #: the ``configurable`` keys that bind a thread to an owner, by default
 OWNER_KEYS = ("app_name", "user_id")
 
+#: LangGraph's checkpointer methods, each made from the ``_``-prefixed call of the same name:
+#: ``name`` blocking, ``aname`` awaitable (``list`` and ``alist`` iterate)
+_METHODS = (
+    "get_tuple", "list", "put", "put_writes", "delete_thread", "delete_for_runs", "copy_thread",
+    "prune", "get_delta_channel_history",
+)  # fmt: skip
 
-class _Mapping(BaseCheckpointSaver[str]):
-    """What both savers share: LangGraph's objects to and from the core's arguments."""
+
+def _same(result: Any) -> Any:
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One core operation to run: ``op(cx, **kwargs)``, its result passed through ``then``."""
+
+    op: Callable[..., Any]
+    kwargs: dict[str, Any]
+    then: Callable[[Any], Any] = _same
+
+
+class _Saver(BaseCheckpointSaver[str]):
+    """Both savers: LangGraph's API as calls of the core. A subclass runs them (``_run``
+    blocking, ``_arun`` awaited)."""
+
+    store: SessionStore | AsyncSessionStore
+    _ops: Checkpoints
 
     def __init__(
         self,
+        source: Any,
+        store_type: type[SessionStore] | type[AsyncSessionStore],
         *,
         serde: SerializerProtocol | None,
         ttl: timedelta | float | None,
         owner_keys: tuple[str, str] | None,
+        store_options: dict[str, Any],
     ) -> None:
         super().__init__(serde=serde)
         self.ttl = None if ttl is None else seconds(ttl, "ttl")
         self.owner_keys = owner_keys
+        if isinstance(source, store_type):
+            if store_options:
+                raise ConfigurationError("store options apply to a URL, not to a store")
+            self.store, self._owns_store = source, False
+        else:
+            self.store, self._owns_store = store_type(source, **store_options), True
+        self._ops = self.store._backend.checkpoints
+
+    def _run(self, call: _Call) -> Any:
+        raise NotImplementedError
+
+    async def _arun(self, call: _Call) -> Any:
+        raise NotImplementedError
 
     # -- config ------------------------------------------------------------------------------
 
@@ -119,15 +163,48 @@ class _Mapping(BaseCheckpointSaver[str]):
                 conf[self.owner_keys[1]] = user
         return {"configurable": conf}
 
-    # -- to the core ----------------------------------------------------------------------------
+    # -- the calls: LangGraph's arguments to the core's, its results back ------------------------
 
-    def _put_args(
+    def _place(self, config: RunnableConfig) -> Place:
+        return Place(**self._where(config), checkpoint_id=get_checkpoint_id(config))
+
+    def _get_tuple(self, config: RunnableConfig) -> _Call:
+        return _Call(
+            self._ops.get,
+            {"at": self._place(config)},
+            lambda stored: None if stored is None else self._tuple(stored),
+        )
+
+    def _list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> _Call:
+        args: dict[str, Any] = {
+            "app_name": None, "user_id": None, "thread_id": None, "checkpoint_ns": None,
+            "before": get_checkpoint_id(before) if before else None, "filter": filter,
+            "limit": limit,
+        }  # fmt: skip
+        if config is not None:
+            conf = config["configurable"]
+            args["app_name"], args["user_id"] = self._owner(conf)
+            if conf.get("thread_id") is not None:
+                args["thread_id"] = str(conf["thread_id"])
+            args["checkpoint_ns"] = conf.get("checkpoint_ns")
+        return _Call(
+            self._ops.list_checkpoints, args, lambda found: [self._tuple(s) for s in found]
+        )
+
+    def _put(
         self,
         config: RunnableConfig,
         checkpoint: Checkpoint,
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
-    ) -> dict[str, Any]:
+    ) -> _Call:
         where = self._where(config)
         stored: dict[str, Any] = dict(checkpoint)
         values: dict[str, Any] = stored.pop("channel_values", None) or {}
@@ -140,7 +217,7 @@ class _Mapping(BaseCheckpointSaver[str]):
                 blobs.append((channel, str(version), "empty", None))
         meta = dict(get_serializable_checkpoint_metadata(config, metadata))
         run_id = meta.get("run_id")
-        return {
+        args = {
             **where,
             "checkpoint_id": checkpoint["id"],
             "parent_id": config["configurable"].get("checkpoint_id"),
@@ -152,27 +229,25 @@ class _Mapping(BaseCheckpointSaver[str]):
             "blobs": blobs,
             "ttl": self.ttl,
         }
-
-    def _put_result(self, args: dict[str, Any]) -> RunnableConfig:
-        return self._config(
-            args["app_name"], args["user_id"], args["thread_id"], args["checkpoint_ns"],
-            args["checkpoint_id"],
+        after = self._config(
+            where["app_name"], where["user_id"], where["thread_id"], where["checkpoint_ns"],
+            checkpoint["id"],
         )  # fmt: skip
+        return _Call(self._ops.put, args, lambda _: after)
 
-    def _writes_args(
+    def _put_writes(
         self,
         config: RunnableConfig,
         writes: Sequence[tuple[str, Any]],
         task_id: str,
-        task_path: str,
-    ) -> dict[str, Any]:
-        where = self._where(config)
+        task_path: str = "",
+    ) -> _Call:
         rows = [
             (WRITES_IDX_MAP.get(channel, i), channel, *self.serde.dumps_typed(value))
             for i, (channel, value) in enumerate(writes)
         ]
-        return {
-            **where,
+        args = {
+            **self._where(config),
             "checkpoint_id": config["configurable"]["checkpoint_id"],
             "task_id": task_id,
             "task_path": task_path,
@@ -180,29 +255,31 @@ class _Mapping(BaseCheckpointSaver[str]):
             # special writes (errors, interrupts...) replace their earlier value
             "replace": all(channel in WRITES_IDX_MAP for channel, _ in writes),
         }
+        return _Call(self._ops.put_writes, args)
 
-    def _get_args(self, config: RunnableConfig) -> dict[str, Any]:
-        return {**self._where(config), "checkpoint_id": get_checkpoint_id(config)}
+    def _delete_thread(self, thread_id: str) -> _Call:
+        return _Call(self._ops.delete_thread, {"thread_id": str(thread_id)})
 
-    def _list_args(
-        self,
-        config: RunnableConfig | None,
-        filter: dict[str, Any] | None,
-        before: RunnableConfig | None,
-        limit: int | None,
-    ) -> dict[str, Any]:
-        args: dict[str, Any] = {
-            "app_name": None, "user_id": None, "thread_id": None, "checkpoint_ns": None,
-            "before": get_checkpoint_id(before) if before else None, "filter": filter,
-            "limit": limit,
-        }  # fmt: skip
-        if config is not None:
-            conf = config["configurable"]
-            args["app_name"], args["user_id"] = self._owner(conf)
-            if conf.get("thread_id") is not None:
-                args["thread_id"] = str(conf["thread_id"])
-            args["checkpoint_ns"] = conf.get("checkpoint_ns")
-        return args
+    def _delete_for_runs(self, run_ids: Sequence[str]) -> _Call:
+        return _Call(self._ops.delete_for_runs, {"run_ids": list(run_ids)})
+
+    def _copy_thread(self, source_thread_id: str, target_thread_id: str) -> _Call:
+        return _Call(
+            self._ops.copy_thread,
+            {"source": str(source_thread_id), "target": str(target_thread_id)},
+        )
+
+    def _prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> _Call:
+        return _Call(
+            self._ops.prune,
+            {"thread_ids": [str(t) for t in thread_ids], "keep_latest": _keep_latest(strategy)},
+        )
+
+    def _get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> _Call:
+        args = {"at": self._place(config), "channels": [str(c) for c in channels]}
+        return _Call(self._ops.delta_history, args, self._history)
 
     # -- from the core --------------------------------------------------------------------------
 
@@ -227,6 +304,20 @@ class _Mapping(BaseCheckpointSaver[str]):
             ],
         )
 
+    def _history(self, found: History) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for channel, (writes, seed) in found.items():
+            entry: dict[str, Any] = {
+                "writes": [
+                    (task, ch, self.serde.loads_typed((kind, blob)))  # type: ignore[arg-type]
+                    for task, ch, kind, blob in writes
+                ]
+            }
+            if seed is not None:
+                entry["seed"] = self.serde.loads_typed(seed)
+            out[channel] = entry
+        return out
+
     def get_next_version(self, current: str | None, channel: None) -> str:
         """A new version, greater than ``current``, with a random part: a branch made from an
         older checkpoint never reuses a version (blobs are keyed by it)."""
@@ -239,7 +330,49 @@ class _Mapping(BaseCheckpointSaver[str]):
         return f"{n + 1:032}.{secrets.token_hex(8)}"
 
 
-class SessiondbSaver(_Mapping):
+# -- LangGraph's methods, each made from its call: blocking, awaitable, or iterating --------------
+
+
+def _blocking(make: Callable[..., _Call]) -> Callable[..., Any]:
+    def method(self: _Saver, *args: Any, **kwargs: Any) -> Any:
+        return self._run(make(self, *args, **kwargs))
+
+    return method
+
+
+def _awaiting(make: Callable[..., _Call]) -> Callable[..., Any]:
+    async def method(self: _Saver, *args: Any, **kwargs: Any) -> Any:
+        return await self._arun(make(self, *args, **kwargs))
+
+    return method
+
+
+def _iterating(make: Callable[..., _Call]) -> Callable[..., Any]:
+    def method(self: _Saver, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        yield from self._run(make(self, *args, **kwargs))
+
+    return method
+
+
+def _async_iterating(make: Callable[..., _Call]) -> Callable[..., Any]:
+    async def method(self: _Saver, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        for item in await self._arun(make(self, *args, **kwargs)):
+            yield item
+
+    return method
+
+
+for _name in _METHODS:
+    _make = getattr(_Saver, f"_{_name}")
+    _kinds = (_iterating, _async_iterating) if _name == "list" else (_blocking, _awaiting)
+    for _method_name, _kind in zip((_name, f"a{_name}"), _kinds, strict=True):
+        _method = _kind(_make)
+        _method.__name__ = _method.__qualname__ = _method_name
+        _method.__doc__ = getattr(BaseCheckpointSaver, _method_name).__doc__
+        setattr(_Saver, _method_name, _method)
+
+
+class SessiondbSaver(_Saver):
     """A LangGraph checkpointer on sessiondb, with blocking calls.
 
     Args:
@@ -255,6 +388,8 @@ class SessiondbSaver(_Mapping):
     code prefer :class:`AsyncSessiondbSaver`.
     """
 
+    store: SessionStore
+
     def __init__(
         self,
         source: str | SessionStore,
@@ -264,16 +399,11 @@ class SessiondbSaver(_Mapping):
         owner_keys: tuple[str, str] | None = OWNER_KEYS,
         **store_options: Any,
     ) -> None:
-        super().__init__(serde=serde, ttl=ttl, owner_keys=owner_keys)
-        if isinstance(source, SessionStore):
-            if store_options:
-                raise ConfigurationError("store options apply to a URL, not to a store")
-            self.store, self._owns_store = source, False
-        else:
-            self.store, self._owns_store = SessionStore(source, **store_options), True
-        backend: Backend = self.store._backend
-        self._call = backend.call
-        self._ops: Checkpoints = backend.checkpoints
+        super().__init__(
+            source, SessionStore, serde=serde, ttl=ttl, owner_keys=owner_keys,
+            store_options=store_options,
+        )  # fmt: skip
+        self._call = self.store._backend.call
 
     @classmethod
     @contextmanager
@@ -302,119 +432,15 @@ class SessiondbSaver(_Mapping):
     ) -> None:
         self.close()
 
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        stored = self._call(self._ops.get, **self._get_args(config))
-        return None if stored is None else self._tuple(stored)
+    def _run(self, call: _Call) -> Any:
+        return call.then(self._call(call.op, **call.kwargs))
 
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        found = self._call(
-            self._ops.list_checkpoints, **self._list_args(config, filter, before, limit)
-        )
-        for stored in found:
-            yield self._tuple(stored)
-
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        args = self._put_args(config, checkpoint, metadata, new_versions)
-        self._call(self._ops.put, **args)
-        return self._put_result(args)
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        self._call(self._ops.put_writes, **self._writes_args(config, writes, task_id, task_path))
-
-    def delete_thread(self, thread_id: str) -> None:
-        self._call(self._ops.delete_thread, thread_id=str(thread_id))
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        self._call(self._ops.delete_for_runs, run_ids=list(run_ids))
-
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        self._call(
-            self._ops.copy_thread, source=str(source_thread_id), target=str(target_thread_id)
-        )
-
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        self._call(
-            self._ops.prune, thread_ids=[str(t) for t in thread_ids],
-            keep_latest=_keep_latest(strategy),
-        )  # fmt: skip
-
-    # -- async: the blocking calls in the default executor --------------------------------------
-
-    async def _off_loop(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args, **kwargs))
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        result: CheckpointTuple | None = await self._off_loop(self.get_tuple, config)
-        return result
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        found = await self._off_loop(
-            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
-        )
-        for item in found:
-            yield item
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        result: RunnableConfig = await self._off_loop(
-            self.put, config, checkpoint, metadata, new_versions
-        )
-        return result
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        await self._off_loop(self.put_writes, config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await self._off_loop(self.delete_thread, thread_id)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._off_loop(self.delete_for_runs, run_ids)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._off_loop(self.copy_thread, source_thread_id, target_thread_id)
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._off_loop(self.prune, thread_ids, strategy=strategy)
+    async def _arun(self, call: _Call) -> Any:
+        """The blocking call in the loop's default executor."""
+        return await asyncio.get_running_loop().run_in_executor(None, self._run, call)
 
 
-class AsyncSessiondbSaver(_Mapping):
+class AsyncSessiondbSaver(_Saver):
     """A LangGraph checkpointer on sessiondb whose calls never block the event loop.
 
     Args: as :class:`SessiondbSaver`, with an :class:`~sessiondb.AsyncSessionStore` as the
@@ -425,6 +451,8 @@ class AsyncSessiondbSaver(_Mapping):
     running event loop; from inside a running loop use the ``a``-methods.
     """
 
+    store: AsyncSessionStore
+
     def __init__(
         self,
         source: str | AsyncSessionStore,
@@ -434,16 +462,11 @@ class AsyncSessiondbSaver(_Mapping):
         owner_keys: tuple[str, str] | None = OWNER_KEYS,
         **store_options: Any,
     ) -> None:
-        super().__init__(serde=serde, ttl=ttl, owner_keys=owner_keys)
-        if isinstance(source, AsyncSessionStore):
-            if store_options:
-                raise ConfigurationError("store options apply to a URL, not to a store")
-            self.store, self._owns_store = source, False
-        else:
-            self.store, self._owns_store = AsyncSessionStore(source, **store_options), True
-        backend: AsyncBackend = self.store._backend
-        self._call = backend.call
-        self._ops: Checkpoints = backend.checkpoints
+        super().__init__(
+            source, AsyncSessionStore, serde=serde, ttl=ttl, owner_keys=owner_keys,
+            store_options=store_options,
+        )  # fmt: skip
+        self._acall = self.store._backend.call
 
     @classmethod
     @asynccontextmanager
@@ -472,121 +495,19 @@ class AsyncSessiondbSaver(_Mapping):
     ) -> None:
         await self.aclose()
 
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        stored = await self._call(self._ops.get, **self._get_args(config))
-        return None if stored is None else self._tuple(stored)
+    async def _arun(self, call: _Call) -> Any:
+        return call.then(await self._acall(call.op, **call.kwargs))
 
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        found = await self._call(
-            self._ops.list_checkpoints, **self._list_args(config, filter, before, limit)
-        )
-        for stored in found:
-            yield self._tuple(stored)
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        args = self._put_args(config, checkpoint, metadata, new_versions)
-        await self._call(self._ops.put, **args)
-        return self._put_result(args)
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        await self._call(
-            self._ops.put_writes, **self._writes_args(config, writes, task_id, task_path)
-        )
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await self._call(self._ops.delete_thread, thread_id=str(thread_id))
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._call(self._ops.delete_for_runs, run_ids=list(run_ids))
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._call(
-            self._ops.copy_thread, source=str(source_thread_id), target=str(target_thread_id)
-        )
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._call(
-            self._ops.prune, thread_ids=[str(t) for t in thread_ids],
-            keep_latest=_keep_latest(strategy),
-        )  # fmt: skip
-
-    # -- blocking: each call on an event loop of its own -----------------------------------------
-
-    def _blocking(self, coro: Coroutine[Any, Any, T]) -> T:
+    def _run(self, call: _Call) -> Any:
+        """The call on an event loop of its own; refused inside a running loop."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(coro)
-        coro.close()
+            return asyncio.run(self._arun(call))
         raise ConfigurationError(
             "AsyncSessiondbSaver's blocking methods cannot run inside an event loop: await "
             "its a-methods (graph.aget_state, graph.ainvoke ...), or use SessiondbSaver"
         )
-
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._blocking(self.aget_tuple(config))
-
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        async def gather() -> list[CheckpointTuple]:
-            return [t async for t in self.alist(config, filter=filter, before=before, limit=limit)]
-
-        yield from self._blocking(gather())
-
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return self._blocking(self.aput(config, checkpoint, metadata, new_versions))
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        self._blocking(self.aput_writes(config, writes, task_id, task_path))
-
-    def delete_thread(self, thread_id: str) -> None:
-        self._blocking(self.adelete_thread(thread_id))
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        self._blocking(self.adelete_for_runs(run_ids))
-
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        self._blocking(self.acopy_thread(source_thread_id, target_thread_id))
-
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        self._blocking(self.aprune(thread_ids, strategy=strategy))
 
 
 def _keep_latest(strategy: str) -> bool:
