@@ -50,11 +50,12 @@ class Session:
 
 @dataclass(slots=True, eq=True)
 class Event:
-    """One entry of a session's append-only history."""
+    """One entry of a session's history (appended; ``pop_events`` removes the newest)."""
 
     session_id: str
     seq: int
-    """Position in the session's history: strictly increasing, from 1."""
+    """Position in the session's history: strictly increasing, from 1 (a popped event's seq is
+    not given again)."""
     author: str
     """Who wrote it: "user", "assistant", "tool", an agent's name..."""
     content: Any
