@@ -501,6 +501,44 @@ async def test_list_sessions_response(service: SessiondbSessionService) -> None:
     await service.append_event(mine.sessions[0], Event(author="user", invocation_id="i"))
 
 
+async def test_listed_last_update_time_is_the_one_get_gives(
+    service: SessiondbSessionService,
+) -> None:
+    t0 = 1_700_000_000.25
+    plenty = await service.create_session(app_name=APP, user_id="ada")
+    for i in range(3):  # timestamps ADK chose, not when the database wrote the rows
+        await service.append_event(
+            plenty, Event(author="user", invocation_id=f"i{i}", timestamp=t0 + i)
+        )
+    empty = await service.create_session(app_name=APP, user_id="ada")
+    theirs = await service.create_session(app_name=APP, user_id="bob")
+    await service.append_event(theirs, Event(author="user", invocation_id="b", timestamp=t0 + 9))
+    plain = await service.create_session(app_name=APP, user_id="bob")
+    # an event another program appended with the plain sessiondb API
+    await service.store.append_event(
+        plain.id, "tool", {"text": "hello"}, app_name=APP, user_id="bob"
+    )
+    for user in ("ada", "bob", None):
+        listed = await service.list_sessions(app_name=APP, user_id=user)
+        assert listed.sessions
+        for s in listed.sessions:
+            got = await service.get_session(app_name=APP, user_id=s.user_id, session_id=s.id)
+            assert got is not None
+            assert s.last_update_time == got.last_update_time, s.id
+            assert s.events == []
+    by_id = {s.id: s for s in (await service.list_sessions(app_name=APP)).sessions}
+    assert by_id[plenty.id].last_update_time == t0 + 2
+    assert by_id[theirs.id].last_update_time == t0 + 9
+    assert by_id[empty.id].last_update_time == empty.last_update_time
+    # a listed session carries the version it was listed at: appending to it goes on, and a
+    # copy listed before that append is stale
+    again = await service.list_sessions(app_name=APP, user_id="ada")
+    copy = next(s for s in again.sessions if s.id == plenty.id)
+    await service.append_event(by_id[plenty.id], Event(author="user", invocation_id="i3"))
+    with pytest.raises(StaleSessionError):
+        await service.append_event(copy, Event(author="user", invocation_id="late"))
+
+
 async def test_create_get_delete(service: SessiondbSessionService) -> None:
     session = await service.create_session(app_name=APP, user_id="ada", session_id="s-1")
     assert (session.id, session.app_name, session.user_id) == ("s-1", APP, "ada")

@@ -93,6 +93,7 @@ class Core:
         # readers of the statements built on demand (listings, event slices), by columns
         self._readers: dict[tuple[tuple[str, ...], bool], Callable[[Row], Session]] = {}
         self._event_readers: dict[tuple[str, ...], Callable[[Row], Event]] = {}
+        self._last_readers: dict[tuple[str, ...], Callable[[Row], Session]] = {}
         self._read_stats = rows.stats_reader(q.stats.columns)
         self._version_at = q.get_version.at("version")
         self._locked_at = q.lock_session.positions("state", "version", "last_seq")
@@ -273,6 +274,46 @@ class Core:
         rows = cx.all(self.q.list_user, {"app": app_name, "user": user_id, "now": now})
         read = self._read_of_user
         return SessionList([read((*r, app_name, user_id)) for r in rows])
+
+    @reads
+    def list_with_last_event(self, cx: Cx, *, app_name: str, user_id: str | None) -> SessionList:
+        """Every live session of an app (or of one user), newest update first, each with its
+        last event in ``events`` (``[]`` if it has none): one statement."""
+        check_id(app_name, "app_name")
+        q, now = self.q, self.rows.read_now()
+        given: tuple[str, ...]
+        if user_id is None:
+            stmt, params, given = q.list_app_last, {"app": app_name, "now": now}, ()
+        else:
+            check_id(user_id, "user_id")
+            stmt = q.list_user_last
+            params, given = {"app": app_name, "user": user_id, "now": now}, (app_name, user_id)
+        read = self._last_readers.get(stmt.columns)
+        if read is None:
+            read = self._last_readers[stmt.columns] = self._last_reader(stmt, bool(given))
+        return SessionList([read((*r, *given)) for r in cx.all(stmt, params)])
+
+    def _last_reader(self, stmt: Stmt, owned: bool) -> Callable[[Row], Session]:
+        """The reader of a listing row holding a session and its last event's columns."""
+        from ._queries import LAST_EVENT
+
+        read_session = self.rows.session_reader(
+            stmt.columns, ("app_name", "user_id") if owned else (), self.reads.add
+        )
+        # the event reader finds its columns by their plain names; the session's are renamed
+        names = [
+            n[len(LAST_EVENT) :] if n.startswith(LAST_EVENT) else f"session.{n}"
+            for n in stmt.columns
+        ]
+        read_event = self.rows.event_reader(names)
+        i_seq = names.index("seq")
+
+        def read(row: Row) -> Session:
+            session = read_session(row)
+            session.events = [] if row[i_seq] is None else [read_event(row)]
+            return session
+
+        return read
 
     @quick
     def list_events(

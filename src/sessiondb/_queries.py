@@ -87,6 +87,13 @@ def p(name: str, type_: Any = None) -> sa.BindParameter[Any]:
 
 
 ONE: sa.ColumnElement[Any] = sa.literal_column("1")
+#: The columns an event is read from, in the order of :meth:`Queries.event_cols`.
+EVENT_COLUMNS = (
+    "session_id", "seq", "author", "content", "created_at", "state_delta", "invocation_id",
+    "meta", "event_id",
+)  # fmt: skip
+#: The prefix of a listing's columns that hold each session's last event.
+LAST_EVENT = "last_event_"
 ZERO: sa.ColumnElement[Any] = sa.literal_column("0")
 #: The key of a session: statements that bind these need not select them.
 OWNER = ("id", "app_name", "user_id")
@@ -179,6 +186,38 @@ class Queries:
         )
         self.list_app = self.compile(
             sa.select(*self.app_cols).where(c.app_name == p("app"), live).order_by(*order)
+        )
+        # the same listings, each session with its last event (None: it has none), joined on
+        # the newest seq (an index probe of the events' key per session)
+        last = ev.alias("last_event")
+        newest = (
+            sa.select(sa.func.max(ev.c.seq))
+            .where(ev.c.app_name == c.app_name, ev.c.user_id == c.user_id, ev.c.session_id == c.id)
+            .correlate(s)
+            .scalar_subquery()
+        )
+        with_last = s.outerjoin(
+            last,
+            sa.and_(
+                last.c.app_name == c.app_name, last.c.user_id == c.user_id,
+                last.c.session_id == c.id, last.c.seq == newest,
+            ),
+        )  # fmt: skip
+        last_cols = [
+            col.label(f"{LAST_EVENT}{name}")
+            for name, col in zip(EVENT_COLUMNS, self.event_cols(last), strict=True)
+        ]
+        self.list_user_last = self.compile(
+            sa.select(*self.without(owner, *OWNER[1:]), *last_cols)
+            .select_from(with_last)
+            .where(c.app_name == p("app"), c.user_id == p("user"), live)
+            .order_by(*order)
+        )
+        self.list_app_last = self.compile(
+            sa.select(*self.app_cols, *last_cols)
+            .select_from(with_last)
+            .where(c.app_name == p("app"), live)
+            .order_by(*order)
         )
 
         # -- sessions: create, one round trip with the scoped state read back ----------------
@@ -762,9 +801,10 @@ class Queries:
         c = table.c
         return [c.app_name == p("app"), c.user_id == p("user"), c.session_id == p("sid")]
 
-    def event_cols(self) -> list[sa.ColumnElement[Any]]:
-        """The columns an :class:`~sessiondb.Event` is read from."""
-        c = self.tables.events.c
+    def event_cols(self, events: sa.FromClause | None = None) -> list[sa.ColumnElement[Any]]:
+        """The columns an :class:`~sessiondb.Event` is read from (of ``events``, an alias of
+        the events table, if given), named as :data:`EVENT_COLUMNS`."""
+        c = (self.tables.events if events is None else events).c
         return [
             c.session_id, c.seq, c.author, self.json_out(c.content), c.created_at,
             self.json_out(c.state_delta), c.invocation_id, self.json_out(c.meta), c.event_id,

@@ -22,7 +22,6 @@ imports it.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import logging
@@ -317,15 +316,6 @@ class SessiondbSessionService(BaseSessionService):
             last = to_adk_event(last)
         return last.timestamp
 
-    async def _last_event(self, stored: StoredSession) -> StoredEvent | None:
-        if not stored.event_count:
-            return None
-        latest = await self.store.list_events(
-            stored.id, newest_first=True, limit=1, app_name=stored.app_name,
-            user_id=stored.user_id,
-        )  # fmt: skip
-        return latest[0] if latest else None
-
     @staticmethod
     def _marked(session: AdkSession) -> tuple[int | None, int | None]:
         """The stored version and last event seq ``session`` reflects (None: unknown)."""
@@ -411,16 +401,20 @@ class SessiondbSessionService(BaseSessionService):
         """The sessions of a user (of every user if None), least recently updated first.
 
         Each has its merged state and no events, as with ADK's database service; its
-        ``last_update_time`` is its last event's timestamp (one indexed read per session
-        with events).
+        ``last_update_time`` is its last event's timestamp, as ``get_session`` gives it (the
+        listing reads each session's last event in the same statement).
         """
+        store = self.store
         with _adk_errors():
-            listed = await self.store.list_sessions(app_name, user_id)
-            lasts = await asyncio.gather(*(self._last_event(s) for s in listed))
-        sessions = [
-            self._to_adk(s, [], self._last_update(s, e), e.seq if e is not None else 0)
-            for s, e in zip(listed, lasts, strict=True)
-        ]
+            listed = await store._call(
+                store._core.list_with_last_event, app_name=app_name, user_id=user_id
+            )
+        sessions = []
+        for s in listed:
+            last = s.events[-1] if s.events else None
+            sessions.append(
+                self._to_adk(s, [], self._last_update(s, last), last.seq if last else 0)
+            )
         sessions.sort(key=lambda s: (s.last_update_time, s.user_id, s.id))
         return ListSessionsResponse(sessions=sessions)
 
