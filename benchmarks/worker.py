@@ -275,6 +275,7 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
         contender = cls(target)
         if job.get("table_prefix"):  # a baseline twin keeps to tables of its own
             contender.prefix = job["table_prefix"]
+            contender.baseline = True
         runner = Runner(contender, workload, counter)
         result = asyncio.run(runner.run())
     finally:

@@ -27,6 +27,7 @@ class ContenderBase:
     # conversation variants this contender runs (see benchmarks/conversation.py)
     conversation_variants: ClassVar[tuple[str, ...]] = ("naive",)
     prefix = ""  # table prefix of contenders that take one (the harness may change it)
+    baseline = False  # a NAME@before twin, running the baseline's sessiondb (set by the harness)
 
     def __init__(self, target: Target) -> None:
         self.target = target

@@ -18,7 +18,9 @@ PATCH = "patch_state(session_id, set=delta)"
 FALLBACK = "fallback: get_session + dict.update + update_session_state (no patch_state yet)"
 
 
-def _settings(backend: str, durability: str | None, side: str) -> str:
+def _settings(backend: str, durability: str | None, side: str, baseline: bool = False) -> str:
+    if backend == "sqlite" and durability is None and baseline:
+        return "the baseline's default sqlite_durability"
     if backend == "sqlite":
         if durability == "fast":
             return "WAL + synchronous=NORMAL, autocheckpoint 1000 (sqlite_durability='fast')"
@@ -91,7 +93,7 @@ class SessiondbSync(_Shared, SyncContender):
         self.store.list_sessions(APP_NAME, "setup-probe")  # creates the schema, untimed
         self._patch = getattr(self.store, "patch_state", None)
         self.update_mode = PATCH if self._patch is not None else FALLBACK
-        self.settings = _settings(self.backend, self.durability, "sync")
+        self.settings = _settings(self.backend, self.durability, "sync", self.baseline)
         self.notes.append(f"sessiondb imported from {_origin()}")
 
     def create(self, user_id: str, state: dict[str, Any]) -> Handle:
@@ -166,7 +168,7 @@ class SessiondbAsync(_Shared, AsyncContender):
         await self.store.list_sessions(APP_NAME, "setup-probe")
         self._patch = getattr(self.store, "patch_state", None)
         self.update_mode = PATCH if self._patch is not None else FALLBACK
-        self.settings = _settings(self.backend, self.durability, "async")
+        self.settings = _settings(self.backend, self.durability, "async", self.baseline)
         self.notes.append(f"sessiondb imported from {_origin()}")
 
     async def create(self, user_id: str, state: dict[str, Any]) -> Handle:
