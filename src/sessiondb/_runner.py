@@ -75,7 +75,7 @@ if TYPE_CHECKING:
     from ._queries import Stmt
     from ._telemetry import StoreTelemetry
 
-__all__ = ["AsyncRunner", "Cx", "Runner", "classify", "translate"]
+__all__ = ["AsyncRunner", "AsyncpgCursor", "Cx", "Runner", "classify", "translate"]
 
 logger = logging.getLogger("sessiondb")
 #: whether ``sessiondb.sql`` logs statements (asked once per operation)
@@ -522,6 +522,76 @@ class Watchdog:
             pass
 
 
+# -- cursors ---------------------------------------------------------------------------------------
+
+
+def _dbapi_cursor(raw: PoolProxiedConnection) -> Any:
+    return raw.cursor()
+
+
+def _asyncpg_cursor(raw: PoolProxiedConnection) -> Any:
+    adapted: Any = raw.dbapi_connection
+    if getattr(adapted, "_prepared_statement_cache", None) is None:
+        return raw.cursor()  # no statement cache (a caller's engine set it to 0)
+    return AsyncpgCursor(adapted)
+
+
+#: the row count in asyncpg's command status ("SELECT 3", "INSERT 0 1"), as SQLAlchemy reads it
+_STATUS_COUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
+
+
+class AsyncpgCursor:
+    """The async front end's cursor on PostgreSQL: statements run straight on asyncpg.
+
+    SQLAlchemy's adapter cursor takes a lock, checks for a transaction to start and for stale
+    types, and awaits three coroutines per statement; on the hot path (one leased connection,
+    autocommit, statements from the query layer) none of that has work to do. This cursor
+    awaits the prepared statement's ``fetch`` alone (one greenlet switch each way), with the
+    adapter's own per-connection statement cache and statement names, and hands every asyncpg
+    error to the adapter's translation, so the runner sees the very same exceptions.
+    """
+
+    __slots__ = ("_adapted", "_cache", "_rows", "rowcount")
+
+    def __init__(self, adapted: Any) -> None:
+        self._adapted = adapted
+        self._cache = adapted._prepared_statement_cache
+        self._rows: list[Any] = []
+        self.rowcount = -1
+
+    def execute(self, sql: str, params: Any = ()) -> None:
+        adapted = self._adapted
+        try:
+            hit = self._cache.get(sql)
+            if hit is None:
+                stmt, _ = await_only(adapted._prepare(sql, 0))
+            else:
+                stmt = hit[0]
+            self._rows = await_only(stmt.fetch(*params))
+        except Exception as error:
+            adapted._handle_exception(error)  # raises the adapter's DBAPI error
+        match = _STATUS_COUNT.match(stmt.get_statusmsg() or "")
+        self.rowcount = int(match.group(1)) if match else -1
+
+    def executemany(self, sql: str, seq: Any) -> None:
+        cur = self._adapted.cursor()
+        try:
+            cur.executemany(sql, seq)
+            self.rowcount = cur.rowcount
+        finally:
+            cur.close()
+
+    def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    def close(self) -> None:
+        self._rows = []
+
+
 # -- one operation's access ----------------------------------------------------------------------
 
 
@@ -819,6 +889,11 @@ class Runner:
         self.address_of = _ADDRESS_OF.get(self.dialect.driver)
         #: executemany's rowcount is the rows inserted (asyncpg's adapter reports none)
         self.counts_many = self.dialect.driver != "asyncpg"
+        #: a new cursor on a leased connection: straight over asyncpg when statements are
+        #: cached (no pooler), else the driver's own (SQLAlchemy's adapter on async drivers)
+        self._cursor_of: Callable[[PoolProxiedConnection], Any] = _dbapi_cursor
+        if self.dialect.driver == "asyncpg" and target.pooler is None:
+            self._cursor_of = _asyncpg_cursor
         #: the store's telemetry (set by it when on), told of retries and reconnects
         self.telemetry: StoreTelemetry | None = None
         #: log statements' parameter values, not only their types (``log_parameters=True``)
@@ -856,12 +931,12 @@ class Runner:
                 info[_BORN] = time.monotonic()
                 if self.foreign:
                     self.adopt(raw)
-                cur = raw.cursor()
+                cur = self._cursor_of(raw)
                 if not self._packet_known:
                     self._read_max_packet(cur)
                 return raw, cur, True
             if self._usable(raw):  # else it was invalidated: take another
-                return raw, raw.cursor(), False
+                return raw, self._cursor_of(raw), False
         raise DatabaseUnavailableError(f"no live connection to {self.target.location}")
 
     def _usable(self, raw: PoolProxiedConnection) -> bool:
