@@ -36,14 +36,13 @@ class CheckpointQueries:
         now = p("now", Timestamp())
 
         # a thread's row: made by its first checkpoint, its expiry renewed by every one
-        self.touch_thread = q.compile(
-            self.upsert(
-                self.threads,
-                {"app_name": p("app"), "user_id": p("user"), "thread_id": p("tid"),
-                 "created_at": now, "updated_at": now, "expires_at": p("expires", Timestamp())},
-                ("updated_at", "expires_at"),
-            )
+        self.touch_thread_rows: Any = self.upsert(
+            self.threads,
+            {"app_name": p("app"), "user_id": p("user"), "thread_id": p("tid"),
+             "created_at": now, "updated_at": now, "expires_at": p("expires", Timestamp())},
+            ("updated_at", "expires_at"),
         )  # fmt: skip
+        self.touch_thread = q.compile(self.touch_thread_rows)
         self.owners_of = q.compile(
             sa.select(th.app_name, th.user_id).where(th.thread_id == p("tid"))
         )
@@ -51,17 +50,16 @@ class CheckpointQueries:
             ck.thread_id, ck.checkpoint_ns, ck.checkpoint_id, ck.parent_checkpoint_id, ck.type,
             ck.checkpoint, ck.versions, ck.metadata, ck.app_name, ck.user_id,
         ]  # fmt: skip
-        self.put_checkpoint = q.compile(
-            self.upsert(
-                self.checkpoints,
-                {"app_name": p("app"), "user_id": p("user"), "thread_id": p("tid"),
-                 "checkpoint_ns": p("ns"), "checkpoint_id": p("cid"),
-                 "parent_checkpoint_id": p("parent"), "run_id": p("run"), "type": p("type"),
-                 "checkpoint": p("data", sa.LargeBinary()), "versions": p("versions"),
-                 "metadata": p("meta"), "created_at": now},
-                ("parent_checkpoint_id", "run_id", "type", "checkpoint", "versions", "metadata"),
-            )
+        self.put_checkpoint_row: Any = self.upsert(
+            self.checkpoints,
+            {"app_name": p("app"), "user_id": p("user"), "thread_id": p("tid"),
+             "checkpoint_ns": p("ns"), "checkpoint_id": p("cid"),
+             "parent_checkpoint_id": p("parent"), "run_id": p("run"), "type": p("type"),
+             "checkpoint": p("data", sa.LargeBinary()), "versions": p("versions"),
+             "metadata": p("meta"), "created_at": now},
+            ("parent_checkpoint_id", "run_id", "type", "checkpoint", "versions", "metadata"),
         )  # fmt: skip
+        self.put_checkpoint = q.compile(self.put_checkpoint_row)
         owned = self.of_thread(self.checkpoints)
         self.latest = q.compile(
             sa.select(*self.cols)
@@ -200,17 +198,29 @@ class CheckpointQueries:
 
     def put_blobs(self, n: int) -> Stmt:
         """Insert ``n`` channel blobs (:ch0, :v0, :type0, :blob0 ...), keeping existing ones."""
+        return self.q.cached(("lg_blobs", n), lambda: self.blob_rows(n))
+
+    def blob_rows(self, n: int) -> Any:
+        """The INSERT of :meth:`put_blobs`, not compiled."""
+        rows = [
+            {"app_name": p("app"), "user_id": p("user"), "thread_id": p("tid"),
+             "checkpoint_ns": p("ns"), "channel": p(f"ch{i}"), "version": p(f"v{i}"),
+             "type": p(f"type{i}"), "blob": p(f"blob{i}", sa.LargeBinary())}
+            for i in range(n)
+        ]  # fmt: skip
+        return self.q.insert_if_absent_rows(self.blobs, rows)
+
+    def put_all(self, n: int) -> Stmt:
+        """PostgreSQL: the thread's row, ``n`` blobs and the checkpoint in one statement (the
+        first two as data-modifying CTEs): one round trip, atomic without a transaction."""
 
         def build() -> ClauseElement:
-            rows = [
-                {"app_name": p("app"), "user_id": p("user"), "thread_id": p("tid"),
-                 "checkpoint_ns": p("ns"), "channel": p(f"ch{i}"), "version": p(f"v{i}"),
-                 "type": p(f"type{i}"), "blob": p(f"blob{i}", sa.LargeBinary())}
-                for i in range(n)
-            ]  # fmt: skip
-            return self.q.insert_if_absent_rows(self.blobs, rows)
+            stmt = self.put_checkpoint_row.add_cte(self.touch_thread_rows.cte("lg_touch"))
+            if n:
+                stmt = stmt.add_cte(self.blob_rows(n).cte("lg_put_blobs"))
+            return stmt  # type: ignore[no-any-return]
 
-        return self.q.cached(("lg_blobs", n), build)
+        return self.q.cached(("lg_put_all", n), build)
 
     def put_writes(self, n: int, replace: bool) -> Stmt:
         """Insert ``n`` pending writes (:task, :path; :idx0, :ch0, :type0, :blob0 ...); with

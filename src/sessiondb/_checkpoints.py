@@ -184,18 +184,21 @@ class Checkpoints:
         params: dict[str, Any] = {}
         for i, (channel, version, kind, blob) in enumerate(blobs):
             params.update({f"ch{i}": channel, f"v{i}": version, f"type{i}": kind, f"blob{i}": blob})
+        checkpoint = {
+            "cid": checkpoint_id, "parent": parent_id, "run": run_id, "type": type, "data": data,
+            "versions": json.dumps(versions, separators=(",", ":")),
+            "meta": _dump_metadata(metadata), "now": q.ts_in(now), "expires": expires,
+        }  # fmt: skip
         # every statement is idempotent: a lost connection may run the whole put again
         cx.repeatable = True
+        if q.pg:  # one statement: one round trip, one commit
+            cx.run(lgq.put_all(len(blobs)), {**where, **params, **checkpoint})
+            return
         cx.begin()  # one commit (one WAL flush) for the three statements
-        cx.run(lgq.touch_thread, {**thread, "now": q.ts_in(now), "expires": expires})
+        cx.run(lgq.touch_thread, {**thread, "now": checkpoint["now"], "expires": expires})
         if blobs:
             cx.run(lgq.put_blobs(len(blobs)), {**where, **params})
-        cx.run(
-            lgq.put_checkpoint,
-            {**where, "cid": checkpoint_id, "parent": parent_id, "run": run_id, "type": type,
-             "data": data, "versions": json.dumps(versions, separators=(",", ":")),
-             "meta": _dump_metadata(metadata), "now": q.ts_in(now)},
-        )  # fmt: skip
+        cx.run(lgq.put_checkpoint, {**where, **checkpoint})
         cx.commit()
 
     def put_writes(
