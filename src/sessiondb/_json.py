@@ -36,8 +36,10 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 # Private-use escape character for PostgreSQL: ESC+"0" is NUL, ESC+"e" is ESC itself.
 _ESC = "\ue000"
-_PG_FLOAT = re.compile(r'("(?:[^"\\]|\\.)*")|(-?\d+(?:\.\d+)?[eE]\+?\d+)')
-_PG_FLOAT_HINT = re.compile(r"\d[eE]\+?\d")
+_ESC_B = _ESC.encode()
+_PG_FLOAT = re.compile(rb'("(?:[^"\\]|\\.)*")|(-?\d+(?:\.\d+)?[eE]\+?\d+)')
+_PG_FLOAT_HINT = re.compile(rb"\d[eE]\+?\d")
+_PG_ESCAPES = re.compile(rb"\\(?:u0000|.)", re.DOTALL)  # every escape, left to right
 _PG_UNESCAPE = re.compile(_ESC + "(.)", re.DOTALL)
 
 
@@ -139,15 +141,77 @@ def _dumps_std(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
+_SCALARS = frozenset({str, int, bool, type(None)})
+_NOT_PLAIN = 0  # what _plain answers
+_PLAIN = 1
+_PLAIN_BIG = 2  # plain, with a float written with a positive exponent (|x| >= 1e16)
+_BIG = 1e16
+
+
+def _plain(value: Any) -> int:
+    """Whether ``value``, which orjson encoded, is plain JSON as far as orjson cannot tell.
+
+    orjson refuses non-str keys, integers beyond 64 bits, lone surrogates and most foreign
+    types itself; it writes NaN and Infinity as ``null``, ``UUID`` and ``Enum`` members as
+    their values, and nests up to 254 levels. :data:`_NOT_PLAIN` when ``value`` holds one of
+    those, or a subclass of a JSON type (:func:`check` then decides, and names the path);
+    :data:`_PLAIN_BIG` when it holds a float JSON writes as ``1e+16``. The walk goes level by
+    level and looks only at types, and at floats.
+    """
+    scalars = _SCALARS
+    big = False
+    level = [value]
+    depth = -1
+    t = type(value)
+    if t is not dict and t is not list and t is not tuple:
+        if t in scalars:
+            return _PLAIN
+        if t is not float or value - value:
+            return _NOT_PLAIN
+        return _PLAIN_BIG if value >= _BIG or value <= -_BIG else _PLAIN
+    while level:
+        depth += 1
+        if depth >= MAX_DEPTH:
+            return _NOT_PLAIN
+        below: list[Any] = []
+        add = below.append
+        for obj in level:
+            for v in obj.values() if type(obj) is dict else obj:
+                t = type(v)
+                if t in scalars:
+                    continue
+                if t is float:
+                    if not -_BIG < v < _BIG:  # large, or NaN (it compares false)
+                        if v - v:  # NaN or an infinity (x - x is NaN for both, else 0.0)
+                            return _NOT_PLAIN
+                        big = True
+                elif t is dict or t is list or t is tuple:
+                    add(v)
+                else:
+                    return _NOT_PLAIN
+        level = below
+    return _PLAIN_BIG if big else _PLAIN
+
+
 if _orjson is not None:
     _orjson_dumps = _orjson.dumps
     _orjson_loads = _orjson.loads
+    _orjson_error = _orjson.JSONEncodeError
+    # datetimes and dataclasses go to the (absent) default: refused, as check() refuses them
+    _STRICT = _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS
 
-    def _dumps_fast(value: Any) -> str:
+    def _encode(value: Any, root: str) -> tuple[bytes, bool]:
+        """Check and encode ``value`` with one orjson pass (and a walk for what it lets by);
+        also whether the text may hold a number with a positive exponent."""
         try:
-            return str(_orjson_dumps(value).decode())
-        except _orjson.JSONEncodeError:  # a lone surrogate (checked values have no other
-            return _dumps_std(value)  # fault orjson refuses): the caller finds it
+            raw: bytes = _orjson_dumps(value, option=_STRICT)
+        except _orjson_error:  # refused: say why, with the path (or encode what it refused)
+            return _encode_std(value, root)
+        plain = _plain(value)
+        if plain == _NOT_PLAIN:
+            check(value, root)  # raises, unless only a subclass of a JSON type stopped _plain
+            return raw, _PG_FLOAT_HINT.search(raw) is not None
+        return raw, plain == _PLAIN_BIG
 
     def _loads_fast(text: str | bytes) -> Any:
         try:
@@ -155,28 +219,42 @@ if _orjson is not None:
         except _orjson.JSONDecodeError:  # deeper than orjson's limit
             return json.loads(text)
 
-    _dumps: Callable[[Any], str] = _dumps_fast
     _loads: Callable[[str | bytes], Any] = _loads_fast
 else:  # pragma: no cover
-    _dumps = _dumps_std
+
+    def _encode(value: Any, root: str) -> tuple[bytes, bool]:
+        return _encode_std(value, root)
+
     _loads = json.loads
 
 
-def _positional(match: re.Match[str]) -> str:
+def _encode_std(value: Any, root: str) -> tuple[bytes, bool]:
+    """Check ``value`` in Python, then encode it with the standard library."""
+    check(value, root)
+    try:
+        raw = _dumps_std(value).encode()
+    except UnicodeEncodeError:
+        raise _surrogate_error(value, root) from None
+    return raw, _PG_FLOAT_HINT.search(raw) is not None
+
+
+def _positional(match: re.Match[bytes]) -> bytes:
     if match.group(1) is not None:
         return match.group(0)
-    text = format(Decimal(match.group(2)), "f")
-    return text if "." in text else text + ".0"
+    text = format(Decimal(match.group(2).decode()), "f")
+    return (text if "." in text else text + ".0").encode()
 
 
-def _escape_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace(_ESC, _ESC + "e").replace("\x00", _ESC + "0")
-    if isinstance(value, dict):
-        return {_escape_nul(k): _escape_nul(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_escape_nul(v) for v in value]
-    return value
+def _escape_nul(raw: bytes) -> bytes:
+    """Encoded JSON with every NUL character (``\\u0000`` in it) written as ESC "0" and ESC
+    itself as ESC "e" (both only ever inside strings, keys included)."""
+    raw = raw.replace(_ESC_B, _ESC_B + b"e")
+    return _PG_ESCAPES.sub(_escape_one, raw)
+
+
+def _escape_one(match: re.Match[bytes]) -> bytes:
+    escape = match.group(0)
+    return _ESC_B + b"0" if escape == b"\\u0000" else escape
 
 
 def _unescape_nul(value: Any) -> Any:
@@ -192,17 +270,20 @@ def _unescape_nul(value: Any) -> Any:
 
 
 def dumps(value: Any, *, pg: bool = False, root: str = "state") -> str:
-    """Check ``value`` and return its compact JSON text (the PostgreSQL-safe form if ``pg``)."""
-    check(value, root)
-    text = _dumps(value)
-    if not text.isascii() and _SURROGATE.search(text):
-        raise _surrogate_error(value, root)
+    """Check ``value`` and return its compact JSON text (the PostgreSQL-safe form if ``pg``).
+
+    One encoding pass: orjson's (when installed) does most of the checking, a walk that only
+    looks at types and floats does the rest; a value it refuses is checked again in Python,
+    to name the path in the error.
+    """
+    raw, exponent = _encode(value, root)
     if pg:
-        if "\\u0000" in text or _ESC in text:
-            text = _dumps(_escape_nul(value))
-        if _PG_FLOAT_HINT.search(text):
-            text = _PG_FLOAT.sub(_positional, text)
-    return text
+        # one-byte searches first (memchr): a backslash or ESC's first byte is rare
+        if (b"\\" in raw and b"\\u0000" in raw) or (b"\xee" in raw and _ESC_B in raw):
+            raw = _escape_nul(raw)
+        if exponent:
+            raw = _PG_FLOAT.sub(_positional, raw)
+    return raw.decode()
 
 
 def same(a: Any, b: Any) -> bool:
