@@ -75,7 +75,15 @@ if TYPE_CHECKING:
     from ._queries import Stmt
     from ._telemetry import StoreTelemetry
 
-__all__ = ["AsyncRunner", "AsyncpgCursor", "Cx", "Runner", "classify", "translate"]
+__all__ = [
+    "AiomysqlCursor",
+    "AsyncRunner",
+    "AsyncpgCursor",
+    "Cx",
+    "Runner",
+    "classify",
+    "translate",
+]
 
 logger = logging.getLogger("sessiondb")
 #: whether ``sessiondb.sql`` logs statements (asked once per operation)
@@ -536,6 +544,10 @@ def _asyncpg_cursor(raw: PoolProxiedConnection) -> Any:
     return AsyncpgCursor(adapted)
 
 
+def _aiomysql_cursor(raw: PoolProxiedConnection) -> Any:
+    return AiomysqlCursor(raw.dbapi_connection)
+
+
 #: the row count in asyncpg's command status ("SELECT 3", "INSERT 0 1"), as SQLAlchemy reads it
 _STATUS_COUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
 
@@ -590,6 +602,53 @@ class AsyncpgCursor:
 
     def close(self) -> None:
         self._rows = []
+
+
+class AiomysqlCursor:
+    """The async front end's cursor on MySQL/MariaDB: statements run straight on aiomysql.
+
+    SQLAlchemy's adapter cursor takes a lock around each statement and awaits the rows a
+    second time (aiomysql has them buffered already); this one awaits aiomysql's ``execute``
+    alone, and hands every error to the adapter's translation, so the runner sees the very
+    same exceptions.
+    """
+
+    __slots__ = ("_adapted", "_cur")
+
+    def __init__(self, adapted: Any) -> None:
+        self._adapted = adapted
+        # aiomysql's Connection.cursor() checks the connection and wraps the cursor in an
+        # already-done future: the cursor is that future's result
+        self._cur = adapted._connection.cursor(adapted.dbapi.Cursor)._coro.result()
+
+    def execute(self, sql: str, params: Any = None) -> None:
+        try:
+            await_only(self._cur.execute(sql, params))
+        except Exception as error:
+            self._adapted._handle_exception(error)  # raises the adapter's DBAPI error
+
+    def executemany(self, sql: str, seq: Any) -> None:
+        try:
+            await_only(self._cur.executemany(sql, seq))
+        except Exception as error:
+            self._adapted._handle_exception(error)
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cur.rowcount)
+
+    @property
+    def lastrowid(self) -> Any:
+        return self._cur.lastrowid
+
+    def fetchall(self) -> list[Any]:
+        return list(self._cur.fetchall().result())  # buffered: a done future
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone().result()
+
+    def close(self) -> None:
+        await_only(self._cur.close())
 
 
 # -- one operation's access ----------------------------------------------------------------------
@@ -894,6 +953,8 @@ class Runner:
         self._cursor_of: Callable[[PoolProxiedConnection], Any] = _dbapi_cursor
         if self.dialect.driver == "asyncpg" and target.pooler is None:
             self._cursor_of = _asyncpg_cursor
+        elif self.dialect.driver == "aiomysql":
+            self._cursor_of = _aiomysql_cursor
         #: the store's telemetry (set by it when on), told of retries and reconnects
         self.telemetry: StoreTelemetry | None = None
         #: log statements' parameter values, not only their types (``log_parameters=True``)
