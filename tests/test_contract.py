@@ -342,3 +342,29 @@ async def test_pop_events_is_scoped_to_the_owner(store: Any) -> None:
     await store.delete_session("shared", app_name="app", user_id="bob")
     (popped,) = await store.pop_events("shared")  # one owner left: the id alone finds it
     assert popped.content == "alice 1"
+
+
+async def test_pop_events_until_reaches_far_back(store: Any) -> None:
+    s = await store.create_session("app", "u1")
+    await store.append_events(s.id, [{"author": "a", "content": i} for i in range(1, 51)])
+    lengths: list[int] = []
+
+    def down_to_3(popped: list[Any]) -> bool:
+        lengths.append(len(popped))
+        return popped[-1].seq == 3
+
+    popped = await store.pop_events(s.id, until=down_to_3)
+    assert [e.seq for e in popped] == list(range(50, 2, -1))
+    assert [e.content for e in popped] == list(range(50, 2, -1))
+    assert lengths == list(range(1, 49))  # one more event each time, never one skipped
+    got = await store.get_session("app", "u1", s.id, recent_events=10)
+    assert [e.seq for e in got.events] == [1, 2]
+    assert (got.event_count, got.version) == (2, 3)
+    # count first, then until; and an until never satisfied takes the whole history
+    await store.append_events(s.id, [{"author": "a", "content": i} for i in range(20)])
+    popped = await store.pop_events(s.id, count=3, until=lambda p: p[-1].content == 10)
+    assert [e.content for e in popped] == [19, 18, 17, 16, 15, 14, 13, 12, 11, 10]
+    popped = await store.pop_events(s.id, count=2, until=lambda p: False)
+    assert len(popped) == 12 and popped[-1].seq == 1
+    got = await store.get_session("app", "u1", s.id)
+    assert (got.event_count, got.event_bytes) == (0, 0)

@@ -1042,3 +1042,19 @@ async def test_pop_item_behaves_as_the_sdks_sqlite_session(tmp_path: Any, db_url
     async with SessiondbSession("baseline", db_url) as ours:
         assert await script(ours) == expected
     assert expected[1] == user("c") and expected[-1] == user("e")
+
+
+def test_pop_items_until_starts_over_when_the_operation_runs_again() -> None:
+    from sessiondb.openai_agents import _ReachesAnItem
+
+    def ev(seq: int, hides: int | None = None) -> Event:
+        meta = None if hides is None else {POP_MARKER: hides}
+        author = "user" if hides is None else TOMBSTONE_AUTHOR
+        return Event("s", seq, author, None, None, metadata=meta)  # type: ignore[arg-type]
+
+    history = [ev(5, hides=4), ev(4), ev(3, hides=2), ev(2), ev(1)]  # newest first
+    until = _ReachesAnItem()
+    assert [until(history[:n]) for n in range(1, 6)] == [False, False, False, False, True]
+    # a conflict makes the store run the operation again: it calls with one event again
+    assert [until(history[:n]) for n in range(1, 6)] == [False, False, False, False, True]
+    assert until([ev(7)]) is True

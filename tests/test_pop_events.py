@@ -4,6 +4,7 @@ path without DELETE ... RETURNING (the contract itself: tests/test_contract.py).
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import Counter
 from typing import Any
@@ -156,3 +157,19 @@ def test_without_delete_returning(db_url: str, front: str) -> None:
             await run(call)
 
     asyncio.run(main())
+
+
+def test_until_reads_ahead_in_doubling_pages(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    with SessionStore(db_url) as store:
+        sid = store.create_session("app", "u").id
+        store.append_events(sid, [{"author": "a", "content": i} for i in range(1, 1001)])
+        with caplog.at_level(logging.DEBUG, logger="sessiondb.sql"):
+            popped = store.pop_events(sid, until=lambda p: p[-1].seq == 1)
+        statements = [r.getMessage() for r in caplog.records if r.name == "sessiondb.sql"]
+        assert len(popped) == 1000
+        # BEGIN, the lock, the newest's DELETE, pages of 8, 16, ... 512 (7 reads: 1,016 rows
+        # at most, for the 999 left), one DELETE of them all, the session's UPDATE, COMMIT
+        reads = [m for m in statements if "SELECT" in m and "seq <" in m]
+        assert len(reads) == 7
+        assert len(statements) <= 2 + 1 + 7 + 1 + 1 + 1 + 1  # (+1: MySQL reads, then deletes)
+        assert store.list_events(sid) == []

@@ -722,7 +722,7 @@ class Core:
     ) -> list[Event]:
         """Delete the newest events under the session's row lock; return them newest first.
 
-        ``count`` at once, then (with ``until``) one at a time until ``until(popped)`` holds.
+        ``count`` at once, then (with ``until``) older ones until ``until(popped)`` holds.
         The counters drop by what went, the version advances (not when nothing went), and
         ``last_seq`` stays: a seq is never reused.
         """
@@ -744,14 +744,9 @@ class Core:
             )
         rows = self._pop_newest(cx, key, count)
         read = self._event_reader(q.popped)
+        events = [read(r) for r in rows]
         if until is not None and rows:
-            popped = [read(r) for r in rows]
-            while not cx.outside(until, list(popped)):
-                more = self._pop_newest(cx, key, 1)
-                if not more:
-                    break
-                rows += more
-                popped.append(read(more[0]))
+            rows += self._pop_until(cx, key, until, events)  # appends to events too
         if not rows:
             cx.commit()  # nothing to pop: nothing written, the version stays
             return []
@@ -763,7 +758,38 @@ class Core:
         if self._bump(cx, q.write_popped, params) is None:  # the row is locked: it is there
             raise cx.unexpected(f"an UPDATE of the locked session {session_id!r} changed no row")
         cx.commit()
-        return [read(r) for r in rows]
+        return events
+
+    def _pop_until(
+        self, cx: Cx, key: Key, until: Callable[[list[Event]], bool], popped: list[Event]
+    ) -> list[Row]:
+        """After ``popped`` (deleted, newest first), delete the older events up to the first
+        for which ``until`` holds: append them to ``popped``, and return their rows. They are
+        read ahead in pages that double (8, 16, 32...), then deleted by one statement, so
+        reaching n events back costs O(log n) statements."""
+        if cx.outside(until, list(popped)):
+            return []
+        q = self.q
+        stmt = q.older_locked  # the columns of q.popped
+        read = self._event_reader(stmt)
+        i_seq = stmt.at("seq")
+        taken: list[Row] = []
+        before, page = popped[-1].seq, 8
+        while True:
+            ahead = cx.all(stmt, {**key, "before": before, "limit": page})
+            for row in ahead:
+                taken.append(row)
+                popped.append(read(row))
+                if cx.outside(until, list(popped)):
+                    break
+            else:
+                if len(ahead) == page:  # more may follow
+                    before, page = ahead[-1][i_seq], page * 2
+                    continue
+            break
+        if taken:  # the newer ones went already: these are all that is left from there on
+            cx.run(q.delete_from_seq, {**key, "from_seq": taken[-1][i_seq]}, expect=len(taken))
+        return taken
 
     def _pop_newest(self, cx: Cx, key: Key, count: int) -> list[Row]:
         """Delete the session's newest ``count`` events (in the open transaction, under the

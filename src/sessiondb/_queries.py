@@ -373,6 +373,14 @@ class Queries:
         self.delete_from_seq = self.compile(
             sa.delete(ev).where(*self.of_session(ev), e.seq >= p("from_seq"))
         )
+        # pop_events' until: the events below :before, read ahead under the lock (same columns)
+        self.older_locked = self.compile(
+            sa.select(*popped_cols)
+            .where(*self.of_session(ev), e.seq < p("before"))
+            .order_by(e.seq.desc())
+            .limit(p("limit", sa.BigInteger()))
+            .with_for_update()
+        )
         if self.delete_returns:
             newer = ev.alias("newer")
             nth_newest = (

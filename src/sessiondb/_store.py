@@ -351,8 +351,9 @@ class SessionStore:
         One transaction: the session's ``event_count`` and ``event_bytes`` drop by what was
         removed and its version advances (it stays when nothing was). Seqs are not reused:
         the next event appended gets the seq it would have had. With ``until``, a function of
-        the events removed so far (newest first), events go on being removed one at a time,
-        in the same transaction, until it returns True or none are left. With
+        the events removed so far (newest first), older events are added to them one at a
+        time until it returns True or none are left, and removed in the same transaction
+        (read ahead in pages, then deleted by one statement). With
         ``expected_version``, a session at another version raises
         :class:`~sessiondb.errors.StaleSessionError` and nothing is removed.
         """

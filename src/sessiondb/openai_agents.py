@@ -95,10 +95,34 @@ def _newest_item(events: Sequence[Event]) -> Event | None:
     return None
 
 
-def _reaches_an_item(popped: list[Event]) -> bool:
-    """``pop_item``'s ``until``: stop once the events popped (newest first) hold an item that
-    no tombstone among them hides. Without legacy tombstones the first event is one."""
-    return _newest_item(popped) is not None
+class _ReachesAnItem:
+    """``pop_item``'s ``until``: true once the events popped (newest first) hold an item that
+    no tombstone among them hides; without legacy tombstones the first event is one.
+
+    It walks only the events it has not seen yet (O(n) in all, for n popped events); a call
+    with no more events than it has seen means the store ran the operation again, from the
+    start, so it starts over too."""
+
+    __slots__ = ("hidden", "seen")
+
+    def __init__(self) -> None:
+        self.hidden: set[int] = set()
+        self.seen = 0
+
+    def __call__(self, popped: list[Event]) -> bool:
+        if len(popped) <= self.seen:
+            self.hidden.clear()
+            self.seen = 0
+        for event in popped[self.seen :]:
+            self.seen += 1
+            target = _popped_seq(event)
+            if target is not None:
+                self.hidden.add(target)
+            elif event.seq in self.hidden:
+                self.hidden.discard(event.seq)
+            else:
+                return True
+        return False
 
 
 class Closing(Coroutine[Any, Any, None]):
@@ -333,7 +357,7 @@ class SessiondbSession:
         app, user = self.owner(wrapper)
         try:
             popped = await self._store.pop_events(
-                self.session_id, until=_reaches_an_item, app_name=app, user_id=user
+                self.session_id, until=_ReachesAnItem(), app_name=app, user_id=user
             )
         except SessionNotFoundError:
             return None  # never created, cleared, or another user's: nothing to pop
