@@ -408,6 +408,20 @@ def adk_rows(adk_runs: dict[str, dict[str, list[dict[str, Any]]]]) -> list[Row]:
 # -- running the parts ---------------------------------------------------------------------------
 
 
+def git_state(source: Path) -> dict[str, Any]:
+    """The commit a sessiondb source directory is checked out at, and whether it has changes
+    (empty when it is not in a git checkout)."""
+    git = ["git", "-C", str(source)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True, timeout=30).stdout.strip()  # fmt: skip
+        changed = subprocess.run([*git, "status", "--porcelain", "--", "."], capture_output=True,
+                                 text=True, check=True, timeout=30).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": head, "uncommitted_changes": bool(changed)}
+
+
 class Round2:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -453,6 +467,7 @@ class Round2:
             raise SystemExit("sessiondb is not importable")
         source = Path(spec.origin).parent.parent
         self.meta["now"] = cli.extract_baseline(str(source), self.tmp / "now")
+        self.meta["now"].update(git_state(source))
         self.paths["now"] = self.tmp / "now"
         if self.args.baseline:
             try:
@@ -643,9 +658,10 @@ class Round2:
         )
         self.prepare()
         for side, info in self.meta.items():
+            dirty = " + uncommitted changes" if info.get("uncommitted_changes") else ""
             self.say(
-                f"sessiondb {side}: {info.get('commit') or info.get('source')} "
-                f"(sha256 {info['sha256']})"
+                f"sessiondb {side}: {info.get('source') or info.get('ref')} at "
+                f"{info.get('commit', '?')[:12]}{dirty} (sha256 {info['sha256']})"
             )
         results: dict[str, Any] = {}
         rows: list[Row] = []
@@ -668,6 +684,13 @@ class Round2:
         end_load = os.getloadavg()
         self.say("")
         self.say(render(rows))
+        busy = max(load[0], end_load[0]) / (os.cpu_count() or 1)
+        if busy > 0.5:  # printed with the other notes below
+            self.notes.append(
+                f"the machine was busy (load {load[0]:.1f} at the start, {end_load[0]:.1f} at "
+                f"the end, on {os.cpu_count()} CPUs): timed figures are noisy; a run with "
+                "--baseline pointing at this tree (e.g. --baseline src) shows how noisy"
+            )
         if self.args.quick:
             self.say(
                 "--quick: sizes too small for the verdicts to mean anything; this run only "
