@@ -353,7 +353,8 @@ class SessionStore:
         the next event appended gets the seq it would have had. With ``until``, a function of
         the events removed so far (newest first), older events are added to them one at a
         time until it returns True or none are left, and removed in the same transaction
-        (read ahead in pages, then deleted by one statement). With
+        (read ahead in pages, then deleted by one statement); it runs while the session is
+        locked, so keep it quick and free of I/O. With
         ``expected_version``, a session at another version raises
         :class:`~sessiondb.errors.StaleSessionError` and nothing is removed.
         """
