@@ -611,6 +611,7 @@ async def test_delta_channel_history(db_url: str, sync: bool) -> None:
     from langgraph.checkpoint.base import BaseCheckpointSaver
     from langgraph.graph import END, START, StateGraph
 
+    from sessiondb.errors import InvalidArgumentError
     from sessiondb.langgraph import SessiondbSaver
 
     # the functional form: the class form's annotations would be strings (future import)
@@ -674,6 +675,13 @@ async def test_delta_channel_history(db_url: str, sync: bool) -> None:
         assert any("seed" in a["items"] for a in answers)
         assert all(a["nothing"] == {"writes": []} for a in answers)
         assert await saver.aget_delta_channel_history(config=config, channels=[]) == {}
+        # keep_latest would cut the chain the value is rebuilt from: refused, nothing pruned
+        kept = [t.config async for t in saver.alist(config)]
+        with pytest.raises(InvalidArgumentError, match="DeltaChannel: 'delta'"):
+            await saver.aprune(["delta"])
+        assert [t.config async for t in saver.alist(config)] == kept
+        await saver.aprune(["delta"], strategy="delete")
+        assert [t async for t in saver.alist(config)] == []
     finally:
         if sync:
             saver.close()

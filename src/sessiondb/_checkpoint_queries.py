@@ -78,6 +78,18 @@ class CheckpointQueries:
             .where(*owned)
             .group_by(ck.checkpoint_ns)
         )
+        # a thread that uses a DeltaChannel: LangGraph marks its checkpoints' metadata
+        self.uses_delta = q.compile(
+            sa.select(ck.checkpoint_id)
+            .where(
+                *owned,
+                sa.or_(
+                    ck.metadata.contains('"counters_since_delta_snapshot"', autoescape=True),
+                    ck.metadata.contains('"delta_writes_versioned"', autoescape=True),
+                ),
+            )
+            .limit(1)
+        )
         self.versions_of = q.compile(sa.select(ck.checkpoint_ns, ck.versions).where(*owned))
         bl = self.blobs.c
         self.blob_keys = q.compile(

@@ -458,11 +458,24 @@ class Checkpoints:
             cx.commit()
 
     def prune(self, cx: Cx, *, thread_ids: Sequence[str], keep_latest: bool) -> None:
-        """Keep each namespace's newest checkpoint (``keep_latest``) or none of the threads'."""
+        """Keep each namespace's newest checkpoint (``keep_latest``) or none of the threads'.
+
+        ``keep_latest`` refuses threads that use LangGraph's ``DeltaChannel`` (their newest
+        value is rebuilt from older checkpoints' writes): if any does, nothing is pruned."""
         lgq = self._q
         cx.repeatable = True
-        for thread_id in thread_ids:
-            for thread in self._owners(cx, thread_id):
+        threads = [(tid, self._owners(cx, tid)) for tid in thread_ids]
+        if keep_latest:
+            delta = sorted(
+                {tid for tid, owners in threads for t in owners if cx.one(lgq.uses_delta, t)}
+            )
+            if delta:
+                raise InvalidArgumentError(
+                    "prune(strategy='keep_latest') cannot prune threads that use a "
+                    f"DeltaChannel: {', '.join(map(repr, delta))}; nothing was pruned"
+                )
+        for _, owners in threads:
+            for thread in owners:
                 if not keep_latest:
                     self._delete_thread(cx, thread)
                     continue
