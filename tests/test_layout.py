@@ -12,7 +12,7 @@ DESIGN = ROOT / "docs" / "design.md"
 def documented() -> list[str]:
     """The entries of the code block under "## Layout": ``name.py`` or ``folder/``."""
     section = DESIGN.read_text(encoding="utf-8").split("\n## Layout\n", 1)[1]
-    block = section.split("```", 2)[1]
+    block = section.split("```", 2)[1].split("\n", 1)[1]  # past the info string ("text")
     lines = [line for line in block.splitlines() if line.strip()]
     assert lines[0].strip() == "src/sessiondb/", "the map starts with the package folder"
     return [line.split()[0] for line in lines[1:]]
