@@ -80,11 +80,13 @@ def _ops(store: Any, sid: str, owner: dict[str, str]) -> dict[str, Callable[[int
         ]
         return lambda: store.append_events(sid, events, **owner)
 
-    async def whole_state(i: int) -> Callable[[], Any]:
-        session = await _done(store.get_session(APP, USER, sid))  # uncounted: the app's read
-        state = dict(session.state)
-        state.update({"k": i, "app:n": i, "user:n": i})
-        return lambda: store.update_session_state(sid, state, **owner)
+    def whole_state(changes: Callable[[int], dict[str, Any]]) -> Callable[[int], Any]:
+        async def prepare(i: int) -> Callable[[], Any]:
+            session = await _done(store.get_session(APP, USER, sid))  # uncounted: the app's read
+            state = {**session.state, **changes(i)}
+            return lambda: store.update_session_state(sid, state, **owner)
+
+        return prepare
 
     async def transform(i: int) -> Callable[[], Any]:
         return lambda: store.transform_state(sid, lambda s: {**s, "k": i, "app:n": i}, **owner)
@@ -93,7 +95,10 @@ def _ops(store: Any, sid: str, owner: dict[str, str]) -> dict[str, Callable[[int
         "patch_state": patch,
         "append_event": append_event,
         "append_events(2)": append_events,
-        "update_session_state(scoped keys)": whole_state,
+        "update_session_state(app: key)": whole_state(lambda i: {"k": i, "app:n": i}),
+        "update_session_state(scoped keys)": whole_state(
+            lambda i: {"k": i, "app:n": i, "user:n": i}
+        ),
         "transform_state": transform,
     }
     if owner:  # these take no owner: counted once

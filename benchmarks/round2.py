@@ -60,6 +60,7 @@ T1_FLOOR = "floor-wal-normal"  # the bare sqlite3 floor in WAL mode (no fsync pe
 T3_GOALS: dict[str, dict[str, float]] = {
     "append_event": {"postgresql": 1, "mysql": 2},
     "append_events(2)": {"postgresql": 1, "mysql": 2},
+    "update_session_state(app: key)": {"postgresql": 2, "mysql": 2},
     "update_session_state(scoped keys)": {"postgresql": 2, "mysql": 2},
     "transform_state": {"postgresql": 2, "mysql": 2},
 }
