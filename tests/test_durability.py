@@ -232,3 +232,11 @@ def test_every_acknowledged_write_survives_kill_9_of_the_writer(
             found = store.get_session("app", "u", sid)
             assert found is not None, f"acknowledged session {n} lost"
             assert found.state == {"n": n, "pad": "x" * 200, "patched": n}
+
+
+def test_the_sqlite_writes_benchmark_runs() -> None:
+    from benchmarks import sqlite_writes
+
+    result = sqlite_writes.measure(20, rounds=1)
+    assert set(result["ops"]) == {"floor", "schema", "sessiondb"}
+    assert all(v > 0 for per in result["ops"].values() for v in per.values())
