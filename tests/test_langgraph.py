@@ -8,6 +8,7 @@ network), interrupted and resumed, then resumed again in a second process.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 from collections.abc import AsyncGenerator
@@ -687,3 +688,30 @@ async def test_delta_channel_history(db_url: str, sync: bool) -> None:
             saver.close()
         else:
             await saver.aclose()
+
+
+def test_a_saver_refuses_the_other_kind_of_store(db_url: str) -> None:
+    """The sync saver stands on a SessionStore, the async one on an AsyncSessionStore: the
+    other kind, or store options beside a store, is a ConfigurationError naming it."""
+    from sessiondb import AsyncSessionStore, SessionStore
+    from sessiondb.errors import ConfigurationError
+    from sessiondb.langgraph import SessiondbSaver
+
+    with SessionStore(db_url) as sync_store:
+        with pytest.raises(
+            ConfigurationError,
+            match="AsyncSessiondbSaver stands on AsyncSessionStore, not on SessionStore",
+        ):
+            AsyncSessiondbSaver(sync_store)
+        with pytest.raises(ConfigurationError, match="store options"):
+            SessiondbSaver(sync_store, pool_size=2)
+        assert SessiondbSaver(sync_store).store is sync_store
+    async_store = AsyncSessionStore(db_url)
+    try:
+        with pytest.raises(
+            ConfigurationError,
+            match="SessiondbSaver stands on SessionStore, not on AsyncSessionStore",
+        ):
+            SessiondbSaver(async_store)
+    finally:
+        asyncio.run(async_store.close())

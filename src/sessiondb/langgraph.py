@@ -42,7 +42,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 try:
     from langchain_core.runnables import RunnableConfig
@@ -102,29 +102,37 @@ class _Saver(BaseCheckpointSaver[str]):
     """Both savers: LangGraph's API as calls of the core. A subclass runs them (``_run``
     blocking, ``_arun`` awaited)."""
 
+    #: the store a saver stands on (made from a URL, or given)
+    store_type: ClassVar[type[SessionStore] | type[AsyncSessionStore]]
     store: SessionStore | AsyncSessionStore
     _ops: Checkpoints
 
     def __init__(
         self,
-        source: Any,
-        store_type: type[SessionStore] | type[AsyncSessionStore],
+        source: str | SessionStore | AsyncSessionStore,
         *,
-        serde: SerializerProtocol | None,
-        ttl: timedelta | float | None,
-        owner_keys: tuple[str, str] | None,
-        store_options: dict[str, Any],
+        serde: SerializerProtocol | None = None,
+        ttl: timedelta | float | None = None,
+        owner_keys: tuple[str, str] | None = OWNER_KEYS,
+        **store_options: Any,
     ) -> None:
         super().__init__(serde=serde)
         self.ttl = None if ttl is None else seconds(ttl, "ttl")
         self.owner_keys = owner_keys
-        if isinstance(source, store_type):
+        store_type = self.store_type
+        if isinstance(source, (SessionStore, AsyncSessionStore)):
+            if not isinstance(source, store_type):
+                raise ConfigurationError(
+                    f"{type(self).__name__} stands on {store_type.__name__}, not on "
+                    f"{type(source).__name__}"
+                )
             if store_options:
                 raise ConfigurationError("store options apply to a URL, not to a store")
             self.store, self._owns_store = source, False
         else:
             self.store, self._owns_store = store_type(source, **store_options), True
         self._ops = self.store._backend.checkpoints
+        self._call: Any = self.store._backend.call
 
     def _run(self, call: _Call) -> Any:
         raise NotImplementedError
@@ -388,22 +396,8 @@ class SessiondbSaver(_Saver):
     code prefer :class:`AsyncSessiondbSaver`.
     """
 
+    store_type = SessionStore
     store: SessionStore
-
-    def __init__(
-        self,
-        source: str | SessionStore,
-        *,
-        serde: SerializerProtocol | None = None,
-        ttl: timedelta | float | None = None,
-        owner_keys: tuple[str, str] | None = OWNER_KEYS,
-        **store_options: Any,
-    ) -> None:
-        super().__init__(
-            source, SessionStore, serde=serde, ttl=ttl, owner_keys=owner_keys,
-            store_options=store_options,
-        )  # fmt: skip
-        self._call = self.store._backend.call
 
     @classmethod
     @contextmanager
@@ -451,22 +445,8 @@ class AsyncSessiondbSaver(_Saver):
     running event loop; from inside a running loop use the ``a``-methods.
     """
 
+    store_type = AsyncSessionStore
     store: AsyncSessionStore
-
-    def __init__(
-        self,
-        source: str | AsyncSessionStore,
-        *,
-        serde: SerializerProtocol | None = None,
-        ttl: timedelta | float | None = None,
-        owner_keys: tuple[str, str] | None = OWNER_KEYS,
-        **store_options: Any,
-    ) -> None:
-        super().__init__(
-            source, AsyncSessionStore, serde=serde, ttl=ttl, owner_keys=owner_keys,
-            store_options=store_options,
-        )  # fmt: skip
-        self._acall = self.store._backend.call
 
     @classmethod
     @asynccontextmanager
@@ -496,7 +476,7 @@ class AsyncSessiondbSaver(_Saver):
         await self.aclose()
 
     async def _arun(self, call: _Call) -> Any:
-        return call.then(await self._acall(call.op, **call.kwargs))
+        return call.then(await self._call(call.op, **call.kwargs))
 
     def _run(self, call: _Call) -> Any:
         """The call on an event loop of its own; refused inside a running loop."""
