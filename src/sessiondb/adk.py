@@ -383,8 +383,8 @@ class SessiondbSessionService(BaseSessionService):
             return None
         history = stored.events or []
         if wanted == _ALL_EVENTS and len(history) > stored.event_count:
-            # another writer appended between the two reads of that call: the history is
-            # append-only, so the first event_count events are exactly the version read
+            # another writer appended between the two reads of that call: ADK only appends to
+            # a history, so its first event_count events are exactly the version read
             history = history[: stored.event_count]
         events = [to_adk_event(e) for e in history]
         last_update = self._last_update(stored, events[-1] if events else None)
