@@ -110,6 +110,25 @@ def test_untagged_or_other_versions_are_validated() -> None:
             to_adk_event(event)
 
 
+def test_versions_unknown_means_validation(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    from sessiondb import adk
+
+    def missing(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    assert adk._versions_tag() is None
+    monkeypatch.setattr(adk, "_TAG", None)
+    record = event_record(corpus()[0])
+    assert record["metadata"] is None
+    tagged = stored(corpus()[0], metadata={WRITTEN_BY: None})
+    tagged.content["timestamp"] = "not a time"
+    with pytest.raises(pydantic.ValidationError):
+        to_adk_event(tagged)
+
+
 class Inner(pydantic.BaseModel):
     n: int = 0
 

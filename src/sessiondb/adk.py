@@ -160,11 +160,15 @@ def _epoch(when: datetime) -> float:
     return when.timestamp()
 
 
-def _versions_tag() -> str:
-    """What wrote an event's JSON: the versions of the libraries whose models it dumps."""
-    from importlib.metadata import version
+def _versions_tag() -> str | None:
+    """What wrote an event's JSON: the versions of the libraries whose models it dumps (None
+    if one is not installed as a distribution: then every event is validated)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return "/".join(version(d) for d in ("google-adk", "google-genai", "pydantic"))
+    try:
+        return "/".join(version(d) for d in ("google-adk", "google-genai", "pydantic"))
+    except PackageNotFoundError:
+        return None
 
 
 #: The ``metadata`` key tagging an event's content as ``Event.model_dump(mode="json")`` of the
@@ -191,7 +195,7 @@ def event_record(event: AdkEvent) -> dict[str, Any]:
         "invocation_id": _column_id(event.invocation_id),
         # the idempotency key: a retried append never stores the event twice
         "event_id": _column_id(event.id),
-        "metadata": {WRITTEN_BY: _TAG},
+        "metadata": {WRITTEN_BY: _TAG} if _TAG is not None else None,
     }
 
 
@@ -207,7 +211,7 @@ def to_adk_event(stored: StoredEvent) -> AdkEvent:
     content = stored.content
     if isinstance(content, dict) and "id" in content and "author" in content:
         meta = stored.metadata
-        if meta is not None and meta.get(WRITTEN_BY) == _TAG:
+        if meta is not None and _TAG is not None and meta.get(WRITTEN_BY) == _TAG:
             built: AdkEvent = _BUILDER.build(AdkEvent, content)
             return built
         return AdkEvent.model_validate(content)
