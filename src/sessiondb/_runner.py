@@ -41,6 +41,7 @@ import re
 import select
 import socket
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -48,10 +49,11 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
 
+from greenlet import getcurrent, greenlet  # type: ignore[import-untyped]
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
-from sqlalchemy.util import await_only, greenlet_spawn
+from sqlalchemy.util import await_only
 
 from ._engine import Checkpointer, Durability, sqlite_setup
 from ._replicas import is_quick
@@ -1322,6 +1324,72 @@ class Runner:
             self.telemetry.retry(op, kind, attempt)
 
 
+class _Done:
+    """What a worker greenlet hands back once its operation has returned or raised."""
+
+    __slots__ = ("ok", "value")
+
+    def __init__(self, ok: bool, value: Any) -> None:
+        self.ok = ok
+        self.value = value
+
+
+def _attempt(box: list[Callable[[], Any]]) -> _Done:
+    op = box.pop()  # the worker keeps no reference to it while idle
+    try:
+        return _Done(True, op())
+    except BaseException as exc:
+        return _Done(False, exc)
+
+
+class _Worker(greenlet):  # type: ignore[misc]
+    """A greenlet that runs one operation after another (SQLAlchemy's ``await_only`` inside
+    it hands awaitables to its parent, as in ``greenlet_spawn``): making a greenlet per
+    operation costs more than the rest of the hand-off."""
+
+    __sqlalchemy_greenlet_provider__ = True
+
+    def __init__(self) -> None:
+        super().__init__(self._serve)
+
+    def _serve(self, job: Callable[[], Any]) -> None:
+        while True:
+            box = [job]
+            job = None  # type: ignore[assignment]
+            job = self.parent.switch(_attempt(box))
+
+
+#: idle worker greenlets, per thread (a greenlet only ever runs in the thread that made it)
+_workers = threading.local()
+_KEEP_WORKERS = 32
+
+
+async def run_in_greenlet(op: Callable[[], T]) -> T:
+    """``await greenlet_spawn(op)``, on a reused worker greenlet: ``op`` runs sync-style, each
+    ``await_only`` inside it awaited here (an exception, a cancellation included, is thrown
+    back into it), with the caller's context variables."""
+    idle: list[_Worker] | None = getattr(_workers, "idle", None)
+    if idle is None:
+        idle = _workers.idle = []
+    worker = idle.pop() if idle else _Worker()
+    current = getcurrent()
+    worker.parent = current
+    worker.gr_context = current.gr_context
+    value = worker.switch(op)
+    while type(value) is not _Done:
+        try:
+            result = await value
+        except BaseException:
+            value = worker.throw(*sys.exc_info())
+        else:
+            value = worker.switch(result)
+    if len(idle) < _KEEP_WORKERS:
+        idle.append(worker)
+    if value.ok:
+        return value.value  # type: ignore[no-any-return]
+    raise value.value
+
+
 def _greenlet_sleep(seconds: float) -> None:
     """Sleep inside an operation's greenlet: the event loop runs other tasks meanwhile."""
     await_only(asyncio.sleep(seconds))
@@ -1360,7 +1428,7 @@ class AsyncRunner:
             if self.runner.telemetry is not None:  # the caller's span, in the worker thread
                 op = partial(contextvars.copy_context().run, op)
             return await loop.run_in_executor(self._executor or self._pool(), op)
-        return await greenlet_spawn(partial(self.runner.run, _greenlet_sleep, fn, *args, **kwargs))
+        return await run_in_greenlet(partial(self.runner.run, _greenlet_sleep, fn, *args, **kwargs))
 
     def shutdown(self) -> None:
         with self._lock:
