@@ -285,3 +285,56 @@ def _compare(url: str, prefix: str) -> None:
                 assert keys == declared, table.name
     finally:
         engine.dispose()
+
+
+def test_hot_update_revision_keeps_data_and_order(backend: str, make_db_url: Any) -> None:
+    """0006 -> 0007 drops the indexes on updated_at: sessions, events and the listing order
+    are kept, and on PostgreSQL the sessions table keeps room for HOT updates."""
+    url = make_db_url()
+    engine = sa.create_engine(resolve_url(url).sync_url, poolclass=sa.NullPool)
+    # plain columns: the JSON goes in as text, as sessiondb writes it
+    sessions = sa.table(
+        f"{PREFIX}sessions",
+        *map(sa.column, ("id", "app_name", "user_id", "state", "created_at", "updated_at",
+                         "version")),
+    )  # fmt: skip
+    rows = [
+        {"id": f"s{i}", "app_name": "app", "user_id": f"u{i % 2}", "state": json.dumps({"i": i}),
+         "created_at": datetime(2025, 1, 1, 0, 0, i),
+         "updated_at": datetime(2025, 1, 2, 0, 0, 9 - i, 500), "version": 1}
+        for i in range(10)
+    ]  # fmt: skip
+    try:
+        with engine.connect() as conn:
+            upgrade(conn, PREFIX, "0006")
+            conn.commit()
+        with engine.begin() as conn:
+            conn.execute(sessions.insert(), rows)
+    finally:
+        engine.dispose()
+    with SessionStore(url, table_prefix=PREFIX, auto_migrate=False) as store:
+        assert store.migrate() == SCHEMA_HEAD == "0007"
+        # newest update first, as before
+        assert [s.id for s in store.list_sessions("app", "u0")] == ["s0", "s2", "s4", "s6", "s8"]
+        assert [s.id for s in store.list_sessions("app")][:3] == ["s0", "s1", "s2"]
+        page = store.list_sessions("app", "u1", limit=2)
+        assert [s.id for s in page] == ["s1", "s3"]
+        rest = store.list_sessions("app", "u1", limit=10, cursor=page.next_cursor)
+        assert [s.id for s in rest] == ["s5", "s7", "s9"]
+        assert store.patch_state("s8", {"k": 1}, app_name="app", user_id="u0") == 2
+        assert store.append_event("s6", "user", "hi", app_name="app", user_id="u0").seq == 1
+        assert [s.id for s in store.list_sessions("app", "u0")][:2] == ["s6", "s8"]
+        assert store.get_session("app", "u0", "s6").state == {"i": 6}  # type: ignore[union-attr]
+    engine = sa.create_engine(resolve_url(url).sync_url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            names = {ix["name"] for ix in sa.inspect(conn).get_indexes(f"{PREFIX}sessions")}
+            assert not any("updated" in str(name) for name in names), names
+            if backend == "postgresql":
+                options = conn.exec_driver_sql(
+                    f"SELECT reloptions FROM pg_class WHERE relname = '{PREFIX}sessions'"
+                ).scalar()
+                assert options == ["fillfactor=80"]
+    finally:
+        engine.dispose()
+    _compare(url, PREFIX)

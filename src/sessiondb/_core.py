@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from . import _checkpoints, _checks, _cursors, _json, _scopes
 from ._ids import check_id, new_session_id
@@ -508,6 +508,13 @@ class Core:
                     "patch_state, or change them in transform_state"
                 )
             own, app, user = _scopes.split(state)
+            if decision.write and not decision.unknown and self.pg:
+                _, app, user = _scopes.split(decision.write)
+                written = self._write_pg(cx, key, expected_version, own, app, user, [], True)
+                if written is None:
+                    self._missing_or_stale(cx, key, expected_version)
+                self._held(key, decision)
+                return written[0]
             if decision.write or decision.unknown:
                 _, app, user = _scopes.split(decision.write)
                 _, app_guard, user_guard = _scopes.split(decision.unknown)
@@ -543,7 +550,7 @@ class Core:
         version = self._bump(cx, stmt, params)
         if version is None:
             self._missing_or_stale(cx, key, expected_version)
-        return version  # type: ignore[return-value]
+        return version
 
     def patch_state(
         self,
@@ -675,6 +682,12 @@ class Core:
         # with an id on every event, a lost connection is no risk: the append is repeated
         # and finds what the first attempt stored
         cx.repeatable = len(ids) == len(prepared)
+        if self.pg:
+            written = self._write_pg(cx, key, expected_version, own, app, user, prepared)
+            if written is not None:
+                return written[1]
+            # missing, stale, or an event id stored already: the general path tells which,
+            # and hands back the stored events
         self._general(
             cx, key, expected_version, own, app, user, events=prepared, out=appended,
             deltas=deltas,
@@ -1142,7 +1155,7 @@ class Core:
             raise cx.unexpected(f"version {version} after an UPDATE of version {expected}")
         return version
 
-    def _missing_or_stale(self, cx: Cx, key: Key, expected: int | None) -> None:
+    def _missing_or_stale(self, cx: Cx, key: Key, expected: int | None) -> NoReturn:
         session_id = key["sid"]
         row = cx.one(self.q.get_version, {**key, "now": self.rows.read_now()})
         if row is None:
@@ -1241,6 +1254,76 @@ class Core:
                 made = [stored.get(e["event_id"]) or next(fresh) for e in all_events]
             out.extend(made)
         return int(version) + 1
+
+    def _write_pg(
+        self,
+        cx: Cx,
+        key: Key,
+        expected: int | None,
+        own: Change,
+        app: Change,
+        user: Change,
+        events: list[dict[str, Any]],
+        replace: bool = False,
+    ) -> tuple[int, list[Event]] | None:
+        """PostgreSQL's write of a session, its scoped keys and its events in one statement
+        (:meth:`Queries.write_all <sessiondb._queries.Queries.write_all>`): the new version and
+        the events made, or None when nothing was written (no live session at ``expected``, or
+        an event id already stored).
+
+        ``app``/``user`` changes are key sets (``dict.update``); ``own`` replaces the state when
+        ``replace``, else its set keys are merged.
+        """
+        q, rows = self.q, self.rows
+        now = rows.now()
+        stamp = q.ts_in(now)
+        params: dict[str, Any] = {**key, "now": stamp}
+        mode: str | None = None
+        if replace:
+            mode, params["state"] = "replace", rows.encode_state(own.set)
+        elif own.set:
+            mode, params["set"] = "merge", rows.dumps(own.set, "state")
+        if app.set:
+            params["app_set"] = rows.dumps(app.set, "app state")
+        if user.set:
+            params["user_set"] = rows.dumps(user.set, "user state")
+        if events:
+            params["n_bytes"] = sum(e["size"] for e in events)
+            for i, e in enumerate(events):
+                params.update(
+                    {f"author{i}": e["author"], f"content{i}": e["content"],
+                     f"delta{i}": e["delta"], f"invocation{i}": e["invocation"],
+                     f"meta{i}": e["meta"], f"size{i}": e["size"], f"event_id{i}": e["event_id"]}
+                )  # fmt: skip
+        if expected is not None:
+            params["expected"] = expected
+        stmt = q.write_all(len(events), mode, bool(app.set), bool(user.set), expected is not None)
+        try:
+            found = cx.all(stmt, params)
+        except cx.dbapi.Error as exc:
+            if events and cx.kind(exc) == "duplicate":
+                return None  # nothing was written (one statement): the general path sorts it
+            raise
+        if not found:
+            return None
+        version, last_seq, n_app, n_user, n_events = found[0]
+        if (
+            len(found) != 1 or type(version) is not int or version < 2
+            or (expected is not None and version != expected + 1) or type(last_seq) is not int
+            or (n_app, n_user, n_events) != (int(bool(app.set)), int(bool(user.set)), len(events))
+        ):  # fmt: skip
+            raise cx.unexpected(
+                f"a write of one session returned {len(found)} rows, the first {found[0]!r}"
+            )
+        shown = rows.present(now)
+        loads = rows.loads
+        first = last_seq - len(events) + 1
+        made = [
+            Event(key["sid"], first + i, e["author"], loads(e["content"]), shown,
+                  loads(e["delta"]), e["invocation"], loads(e["meta"]), e["event_id"])
+            for i, e in enumerate(events)
+        ]  # fmt: skip
+        return version, made
 
     def _stored_events(self, cx: Cx, key: Key, events: list[dict[str, Any]]) -> dict[str, Event]:
         """The session's events already stored under the ids of ``events``, by id."""

@@ -9,6 +9,7 @@ insert-if-absent) are decided here and nowhere else.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -254,7 +255,7 @@ class Queries:
 
         # -- sessions: write -----------------------------------------------------------------
         # a sliding expiry moves on with every write
-        renew = sa.case(
+        renew = self.renew = sa.case(
             (c.ttl_seconds.is_(None), c.expires_at), else_=self.plus_seconds(now, c.ttl_seconds)
         )
         set_state = {"state": self.json_in("state"), "updated_at": now, "expires_at": renew}
@@ -504,6 +505,111 @@ class Queries:
                 users.c.app_name, users.c.user_id
             )
         )
+
+    def write_all(
+        self, events: int, own: str | None, app: bool, user: bool, expected: bool
+    ) -> Stmt:
+        """PostgreSQL: a whole session write in one statement (one round trip).
+
+        A data-modifying CTE updates the session row (state, counters, version, expiry) where
+        it is live (and at :expected when ``expected``), then, only if it did, merges the
+        ``app:``/``user:`` keys into their rows (:app_set, :user_set, ``||`` is ``dict.update``)
+        and inserts ``events`` events (:author0, :content0 ... numbered from the new last_seq).
+        ``own`` is ``"merge"`` (:set), ``"replace"`` (:state) or None (the state is kept).
+
+        The one row returned holds the new version and last_seq and how many rows each part
+        wrote, so the caller checks it is this statement's own result; no row when no session
+        matched (missing, expired or stale).
+        """
+
+        def build() -> ClauseElement:
+            t = self.tables
+            s, ev = t.sessions, t.events
+            c = s.c
+            now = p("now", Timestamp())
+            jsonb = postgresql.JSONB()
+            values: dict[str, Any] = {"updated_at": now, "expires_at": self.renew,
+                                      "version": c.version + ONE}  # fmt: skip
+            if own == "merge":
+                values["state"] = sa.type_coerce(c.state, jsonb).op("||")(
+                    sa.cast(p("set", sa.Text()), jsonb)
+                )
+            elif own == "replace":
+                values["state"] = self.json_in("state")
+            if events:
+                n: sa.ColumnElement[Any] = sa.literal_column(str(events))
+                values.update(
+                    last_seq=c.last_seq + n, event_count=c.event_count + n,
+                    event_bytes=c.event_bytes + p("n_bytes", sa.BigInteger()),
+                )  # fmt: skip
+            where = [self.owned, self.live]
+            if expected:
+                where.append(c.version == p("expected", sa.BigInteger()))
+            session = (
+                sa.update(s).where(*where).values(**values).returning(c.version, c.last_seq)
+            ).cte("s")
+            counts: list[sa.ColumnElement[Any]] = [session.c.version, session.c.last_seq]
+            key = {"app_name": p("app", sa.String()), "user_id": p("user", sa.String())}
+            for name, table, on in (
+                ("app", t.app_states, ["app_name"]),
+                ("user", t.user_states, ["app_name", "user_id"]),
+            ):
+                if not (app if name == "app" else user):
+                    counts.append(sa.literal_column("0").label(f"n_{name}"))
+                    continue
+                cols = {col: key[col] for col in on}
+                rows = sa.select(
+                    *cols.values(), sa.cast(p(f"{name}_set", sa.Text()), jsonb), now
+                ).select_from(session)
+                upsert = postgresql.insert(table).from_select([*cols, "state", "updated_at"], rows)
+                upsert = upsert.on_conflict_do_update(
+                    index_elements=on,
+                    set_={
+                        "state": sa.type_coerce(table.c.state, jsonb).op("||")(
+                            upsert.excluded.state
+                        ),
+                        "updated_at": upsert.excluded.updated_at,
+                    },
+                )
+                part = upsert.returning(ONE).cte(f"w_{name}")
+                counts.append(
+                    sa.select(sa.func.count())
+                    .select_from(part)
+                    .scalar_subquery()
+                    .label(f"n_{name}")
+                )
+            if events:
+                e = ev.c
+                per_event = [
+                    sa.select(
+                        key["app_name"], key["user_id"], p("sid", sa.String()),
+                        session.c.last_seq - sa.literal_column(str(events - 1 - i)),
+                        p(f"author{i}", sa.String()), self.json_in(f"content{i}"),
+                        self.json_in(f"delta{i}"), p(f"invocation{i}", sa.String()),
+                        self.json_in(f"meta{i}"), now, p(f"size{i}", sa.BigInteger()),
+                        p(f"event_id{i}", sa.String()),
+                    ).select_from(session)
+                    for i in range(events)
+                ]  # fmt: skip
+                rows_in = per_event[0] if events == 1 else sa.union_all(*per_event)
+                insert = sa.insert(ev).from_select(
+                    [e.app_name, e.user_id, e.session_id, e.seq, e.author, e.content,
+                     e.state_delta, e.invocation_id, e.meta, e.created_at, e.size, e.event_id],
+                    rows_in,
+                )  # fmt: skip
+                part = insert.returning(ONE).cte("w_events")
+                counts.append(
+                    sa.select(sa.func.count()).select_from(part).scalar_subquery().label("n_events")
+                )
+            else:
+                counts.append(sa.literal_column("0").label("n_events"))
+            return sa.select(*counts).select_from(session)
+
+        key = ("write_all", events, own, app, user, expected)
+        stmt = self._cache.get(key)
+        if stmt is None:  # a SELECT on top, yet it writes: never repeated as a read
+            stmt = self._cache[key] = dataclasses.replace(self.compile(build()), writes=True)
+        return stmt
 
     @cached_property
     def lg(self) -> CheckpointQueries:

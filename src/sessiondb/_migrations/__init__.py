@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 #: Every revision this library knows, oldest first; the last is the head.
-REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
 HEAD = REVISIONS[-1]
 
 #: Alembic keeps its migration context in module globals: upgrades in one process take turns.
