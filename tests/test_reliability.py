@@ -211,7 +211,26 @@ async def test_transaction_cut_before_commit_is_run_again(store: Any, admin: Adm
     """A transaction whose connection dies before COMMIT was sent cannot have been applied: it
     is run again, invisibly, and stored once."""
     s, join = await kill_its_next_call_at_the_lock(store, admin)
-    event = await store.append_event(s.id, "user", {"text": "once"}, state_delta={"n": 1})
+    assert await store.patch_state(s.id, increment={"n": 1}, remove=["gone"]) == 2
+    join()
+    got = await store.get_session("app", "u", s.id)
+    assert (got.state, got.version) == ({"n": 1}, 2)
+
+
+async def test_append_cut_in_flight(store: Any, admin: Admin) -> None:
+    """On PostgreSQL an append is one statement: cut in flight, it may or may not have been
+    applied, so without event ids it is never repeated; with them it is run again, invisibly,
+    and stored once."""
+    s, join = await kill_its_next_call_at_the_lock(store, admin)
+    with pytest.raises(OutcomeUnknownError):
+        await store.append_event(s.id, "user", {"text": "once?"}, state_delta={"n": 1})
+    join()
+    got = await store.get_session("app", "u", s.id)
+    assert (got.state, got.version, got.event_count) == ({"n": 0}, 1, 0)  # killed waiting
+    s, join = await kill_its_next_call_at_the_lock(store, admin)
+    event = await store.append_event(
+        s.id, "user", {"text": "once"}, state_delta={"n": 1}, event_id="e1"
+    )
     join()
     assert event.seq == 1
     events = await store.list_events(s.id)

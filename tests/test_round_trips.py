@@ -29,7 +29,7 @@ BOUNDS: dict[str, dict[str, int]] = {
     "append_event": {"postgresql": 1, "mysql": 5, "sqlite": 5},
     "append_event with a shared key": {"postgresql": 1, "mysql": 8, "sqlite": 8},
     "append_events": {"postgresql": 1, "mysql": 9, "sqlite": 10},
-    "append_event by id": {"postgresql": 2, "mysql": 6, "sqlite": 6},
+    "append_event by id": {"postgresql": 1, "mysql": 6, "sqlite": 6},
     "update_session_state with shared keys": {"postgresql": 1, "mysql": 10, "sqlite": 10},
     "update_session_state with shared keys, by id": {"postgresql": 2, "mysql": 11, "sqlite": 11},
     "transform_state with a shared key": {"postgresql": 2, "mysql": 8, "sqlite": 8},

@@ -677,17 +677,20 @@ class Core:
         for d in deltas:
             delta.update(d or {})
         own, app, user = _scopes.split(delta)
-        key = self._found(cx, session_id, app_name, user_id)
-        appended: list[Event] = []
         # with an id on every event, a lost connection is no risk: the append is repeated
         # and finds what the first attempt stored
         cx.repeatable = len(ids) == len(prepared)
-        if self.pg:
-            written = self._write_pg(cx, key, expected_version, own, app, user, prepared)
+        if self.pg:  # one statement; by id alone, it finds the owner itself
+            given: Key = {"sid": session_id}
+            if app_name is not None or user_id is not None:
+                given = self._found(cx, session_id, app_name, user_id)
+            written = self._write_pg(cx, given, expected_version, own, app, user, prepared)
             if written is not None:
                 return written[1]
-            # missing, stale, or an event id stored already: the general path tells which,
-            # and hands back the stored events
+            # missing, ambiguous, stale, or an event id stored already: the general path
+            # tells which, and hands back the stored events
+        key = self._found(cx, session_id, app_name, user_id)
+        appended: list[Event] = []
         self._general(
             cx, key, expected_version, own, app, user, events=prepared, out=appended,
             deltas=deltas,
@@ -1297,7 +1300,10 @@ class Core:
                 )  # fmt: skip
         if expected is not None:
             params["expected"] = expected
-        stmt = q.write_all(len(events), mode, bool(app.set), bool(user.set), expected is not None)
+        stmt = q.write_all(
+            len(events), mode, bool(app.set), bool(user.set), expected is not None,
+            "app" not in key,
+        )  # fmt: skip
         try:
             found = cx.all(stmt, params)
         except cx.dbapi.Error as exc:

@@ -507,7 +507,7 @@ class Queries:
         )
 
     def write_all(
-        self, events: int, own: str | None, app: bool, user: bool, expected: bool
+        self, events: int, own: str | None, app: bool, user: bool, expected: bool, by_id: bool
     ) -> Stmt:
         """PostgreSQL: a whole session write in one statement (one round trip).
 
@@ -516,6 +516,8 @@ class Queries:
         ``app:``/``user:`` keys into their rows (:app_set, :user_set, ``||`` is ``dict.update``)
         and inserts ``events`` events (:author0, :content0 ... numbered from the new last_seq).
         ``own`` is ``"merge"`` (:set), ``"replace"`` (:state) or None (the state is kept).
+        ``by_id``: the session is named by :sid alone, and written only if it is the one live
+        session with that id (the owner's keys are taken from the row).
 
         The one row returned holds the new version and last_seq and how many rows each part
         wrote, so the caller checks it is this statement's own result; no row when no session
@@ -543,13 +545,23 @@ class Queries:
                     event_bytes=c.event_bytes + p("n_bytes", sa.BigInteger()),
                 )  # fmt: skip
             where = [self.owned, self.live]
+            if by_id:  # the one live session with this id, else none
+                o = s.alias("o")
+                same_id = sa.select(sa.func.count()).where(
+                    o.c.id == p("sid"),
+                    sa.or_(o.c.expires_at.is_(None), o.c.expires_at > now),
+                )
+                where = [c.id == p("sid"), self.live, same_id.scalar_subquery() == ONE]
             if expected:
                 where.append(c.version == p("expected", sa.BigInteger()))
             session = (
-                sa.update(s).where(*where).values(**values).returning(c.version, c.last_seq)
+                sa.update(s)
+                .where(*where)
+                .values(**values)
+                .returning(c.version, c.last_seq, c.app_name, c.user_id)
             ).cte("s")
             counts: list[sa.ColumnElement[Any]] = [session.c.version, session.c.last_seq]
-            key = {"app_name": p("app", sa.String()), "user_id": p("user", sa.String())}
+            key = {"app_name": session.c.app_name, "user_id": session.c.user_id}
             for name, table, on in (
                 ("app", t.app_states, ["app_name"]),
                 ("user", t.user_states, ["app_name", "user_id"]),
@@ -605,7 +617,7 @@ class Queries:
                 counts.append(sa.literal_column("0").label("n_events"))
             return sa.select(*counts).select_from(session)
 
-        key = ("write_all", events, own, app, user, expected)
+        key = ("write_all", events, own, app, user, expected, by_id)
         stmt = self._cache.get(key)
         if stmt is None:  # a SELECT on top, yet it writes: never repeated as a read
             stmt = self._cache[key] = dataclasses.replace(self.compile(build()), writes=True)
