@@ -93,6 +93,7 @@ def log_statement(op: str, sql: str, bound: Any = (), *, show: bool = False, man
 _STEPS = {
     "ExportPlan._page": "export_records",
     "ExportPlan._scopes": "export_records",
+    "ExportPlan._threads": "export_records",
     "ImportPlan._step.<locals>.run": "import_records",
     "ChecksumPlan._digesting.<locals>.run": "checksum",
     "backup": "backup",
