@@ -221,7 +221,7 @@ def paired(
 
 #: the observability hooks on the hot path, and what ``stripped_src`` makes of them
 HOOKS = {
-    "log = op_name(fn, args) if _logs_statements(logging.DEBUG) else None": "log = None",
+    "op_name(fn, args) if _logs_statements(logging.DEBUG) else None": "None",
     "if self.log is not None:": "if False:",
     "if self.runner.telemetry is not None:": "if False:",
     "if self.telemetry is not None:": "if False:",
