@@ -164,3 +164,26 @@ def test_round_trips_per_op_async(backend: str, counted_url: tuple[str, Counter]
             await asyncio.to_thread(_check, call, counter, backend)
 
     asyncio.run(main())
+
+
+def test_appends_past_one_statement(backend: str, db_url: str) -> None:
+    """Batches larger than PostgreSQL's one statement holds, stale versions and ids shared by
+    several owners take the transactional path, with the same results and errors."""
+    from sessiondb import AmbiguousSessionError, StaleSessionError
+    from sessiondb._core import PG_EVENTS_PER_STATEMENT
+
+    n = PG_EVENTS_PER_STATEMENT + 1
+    with SessionStore(db_url) as store:
+        s = store.create_session("app", "u", {"k": 0}, session_id="s")
+        events = [{"author": "a", "content": i, "state_delta": {"k": i}} for i in range(n)]
+        out = store.append_events("s", events, app_name="app", user_id="u")
+        assert [e.seq for e in out] == list(range(1, n + 1))
+        got = store.get_session("app", "u", "s")
+        assert got is not None and (got.state, got.event_count, got.version) == ({"k": n - 1}, n, 2)
+        with pytest.raises(StaleSessionError):
+            store.append_event("s", "a", "late", expected_version=s.version)
+        store.create_session("app", "v", session_id="s")
+        with pytest.raises(AmbiguousSessionError):
+            store.append_event("s", "a", "whose?")
+        mine = store.append_event("s", "a", "mine", expected_version=2, app_name="app", user_id="u")
+        assert mine.seq == n + 1

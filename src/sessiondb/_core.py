@@ -56,6 +56,9 @@ _METADATA_KEYS = frozenset({"title", "labels", "ttl", "sliding"})
 # default delete batches: a SQLite write locks the whole database, a server write only rows
 SQLITE_BATCH = 200
 SERVER_BATCH = 1000
+#: events appended in PostgreSQL's one statement (12 parameters each; more take the general
+#: path, whose executemany has no parameter limit, and the statements cached stay few)
+PG_EVENTS_PER_STATEMENT = 64
 
 
 class Core:
@@ -680,7 +683,8 @@ class Core:
         # with an id on every event, a lost connection is no risk: the append is repeated
         # and finds what the first attempt stored
         cx.repeatable = len(ids) == len(prepared)
-        if self.pg:  # one statement; by id alone, it finds the owner itself
+        if self.pg and len(prepared) <= PG_EVENTS_PER_STATEMENT:
+            # one statement; by id alone, it finds the owner itself
             given: Key = {"sid": session_id}
             if app_name is not None or user_id is not None:
                 given = self._found(cx, session_id, app_name, user_id)
