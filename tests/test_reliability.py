@@ -217,16 +217,27 @@ async def test_transaction_cut_before_commit_is_run_again(store: Any, admin: Adm
     assert (got.state, got.version) == ({"n": 1}, 2)
 
 
-async def test_append_cut_in_flight(store: Any, admin: Admin) -> None:
+async def test_append_without_ids_cut_in_flight(store: Any, admin: Admin, backend: str) -> None:
     """On PostgreSQL an append is one statement: cut in flight, it may or may not have been
-    applied, so without event ids it is never repeated; with them it is run again, invisibly,
-    and stored once."""
+    applied, so without event ids it is never repeated. Elsewhere it is a transaction, cut
+    before COMMIT: run again, invisibly, and stored once."""
     s, join = await kill_its_next_call_at_the_lock(store, admin)
+    if backend != "postgresql":
+        event = await store.append_event(s.id, "user", {"text": "once"}, state_delta={"n": 1})
+        join()
+        assert event.seq == 1
+        assert (await store.get_session("app", "u", s.id)).state == {"n": 1}
+        return
     with pytest.raises(OutcomeUnknownError):
         await store.append_event(s.id, "user", {"text": "once?"}, state_delta={"n": 1})
     join()
     got = await store.get_session("app", "u", s.id)
     assert (got.state, got.version, got.event_count) == ({"n": 0}, 1, 0)  # killed waiting
+
+
+async def test_append_with_ids_cut_in_flight_is_run_again(store: Any, admin: Admin) -> None:
+    """With an id on every event, an append cut in flight is run again, invisibly, and stored
+    once."""
     s, join = await kill_its_next_call_at_the_lock(store, admin)
     event = await store.append_event(
         s.id, "user", {"text": "once"}, state_delta={"n": 1}, event_id="e1"
