@@ -164,6 +164,7 @@ def test_until_reads_ahead_in_doubling_pages(db_url: str, caplog: pytest.LogCapt
         sid = store.create_session("app", "u").id
         store.append_events(sid, [{"author": "a", "content": i} for i in range(1, 1001)])
         with caplog.at_level(logging.DEBUG, logger="sessiondb.sql"):
+            caplog.clear()  # only the pop's statements (a test before may have left DEBUG on)
             popped = store.pop_events(sid, until=lambda p: p[-1].seq == 1)
         statements = [r.getMessage() for r in caplog.records if r.name == "sessiondb.sql"]
         assert len(popped) == 1000
