@@ -62,6 +62,7 @@ class Retries(logging.Handler):
         super().__init__(logging.DEBUG)
         self.count = 0
         self.longest = 0
+        self.previous_level = logging.NOTSET
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
@@ -73,9 +74,17 @@ class Retries(logging.Handler):
 def counting() -> Retries:
     handler = Retries()
     logger = logging.getLogger("sessiondb")
+    handler.previous_level = logger.level  # restored by stop_counting
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     return handler
+
+
+def stop_counting(handler: Retries) -> None:
+    """Undo :func:`counting`: later tests in this process must not see DEBUG records."""
+    logger = logging.getLogger("sessiondb")
+    logger.removeHandler(handler)
+    logger.setLevel(handler.previous_level)
 
 
 # -- work run in the pool's processes (top-level functions: spawn imports them) -------------------
@@ -226,7 +235,7 @@ async def test_async_tasks_on_three_nodes(galera_db: GaleraDatabase) -> None:
         for author in {e.author for e in events}:
             assert [e.content["k"] for e in events if e.author == author] == list(range(rounds))
     finally:
-        logging.getLogger("sessiondb").removeHandler(retries)
+        stop_counting(retries)
         for store in stores:
             await store.close()
 
