@@ -80,19 +80,24 @@ def _popped_seq(event: Event) -> int | None:
     return None
 
 
+def _is_visible(event: Event, hidden: set[int]) -> bool:
+    """One step of a walk newest first: True for an item no tombstone hides. A tombstone adds
+    the seq it removes to ``hidden``; a hidden item is taken out of it."""
+    target = _popped_seq(event)
+    if target is not None:
+        hidden.add(target)
+        return False
+    if event.seq in hidden:
+        hidden.discard(event.seq)
+        return False
+    return True
+
+
 def _newest_item(events: Sequence[Event]) -> Event | None:
     """The newest visible item of ``events`` (the newest events of a history, newest first):
     tombstones and the items they hide are skipped. None if there is none."""
     hidden: set[int] = set()
-    for event in events:
-        target = _popped_seq(event)
-        if target is not None:
-            hidden.add(target)
-        elif event.seq in hidden:
-            hidden.discard(event.seq)
-        else:
-            return event
-    return None
+    return next((event for event in events if _is_visible(event, hidden)), None)
 
 
 class _ReachesAnItem:
@@ -115,12 +120,7 @@ class _ReachesAnItem:
             self.seen = 0
         for event in popped[self.seen :]:
             self.seen += 1
-            target = _popped_seq(event)
-            if target is not None:
-                self.hidden.add(target)
-            elif event.seq in self.hidden:
-                self.hidden.discard(event.seq)
-            else:
+            if _is_visible(event, self.hidden):
                 return True
         return False
 
@@ -464,12 +464,7 @@ class SessiondbSession:
         batch = list(events)
         while True:
             for event in batch:
-                target = _popped_seq(event)
-                if target is not None:
-                    hidden.add(target)
-                elif event.seq in hidden:
-                    hidden.discard(event.seq)
-                else:
+                if _is_visible(event, hidden):
                     found.append(event)
                     if want is not None and len(found) >= want:
                         return found
