@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import operator
-import os
 import secrets
 import statistics
 import tempfile
@@ -39,12 +38,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
-SERVERS = {
-    "postgresql": os.environ.get(
-        "SESSIONDB_BENCH_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test"
-    ),
-    "mysql": os.environ.get("SESSIONDB_BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"),
-}
+from .targets import scratch_database
+
 THREADS = 16
 
 
@@ -81,26 +76,8 @@ def build(checkpointer: Any) -> Any:
 @contextmanager
 def server_database(backend: str) -> Iterator[str]:
     """A new database on ``backend``'s server, dropped afterwards."""
-    import sqlalchemy as sa
-
-    from sessiondb._urls import resolve_url
-
-    base = SERVERS[backend]
-    name = f"sdb_bench_lg_{secrets.token_hex(4)}"
-    admin = sa.create_engine(
-        resolve_url(base).sync_url, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        yield base.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            if backend == "postgresql":
-                conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
-            else:
-                conn.execute(sa.text(f"DROP DATABASE {name}"))
-        admin.dispose()
+    with scratch_database(backend, "sdb_bench_lg") as url:
+        yield url
 
 
 # -- contenders: each a context manager yielding a checkpointer -----------------------------

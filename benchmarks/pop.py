@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import statistics
 import tempfile
@@ -37,12 +36,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-SERVERS = {
-    "postgresql": os.environ.get(
-        "SESSIONDB_BENCH_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test"
-    ),
-    "mysql": os.environ.get("SESSIONDB_BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"),
-}
+from .targets import scratch_database
+
 ITEM = {"role": "user", "content": "What is the weather like in Paris today?"}
 APP, USER = "bench", "u"
 
@@ -57,24 +52,8 @@ async def database(backend: str, workdir: Path) -> AsyncIterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{workdir / f'pop_{secrets.token_hex(4)}.db'}"
         return
-    import sqlalchemy as sa
-
-    from sessiondb._urls import resolve_url
-
-    base = SERVERS[backend]
-    name = f"sdb_bench_pop_{secrets.token_hex(4)}"
-    admin = sa.create_engine(
-        resolve_url(base).sync_url, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        yield base.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            force = " WITH (FORCE)" if backend == "postgresql" else ""
-            conn.execute(sa.text(f"DROP DATABASE {name}{force}"))
-        admin.dispose()
+    with scratch_database(backend, "sdb_bench_pop") as url:
+        yield url
 
 
 async def contenders(

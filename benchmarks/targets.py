@@ -11,6 +11,8 @@ import importlib.util
 import os
 import socket
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -285,3 +287,29 @@ def drop_sessiondb(url: str, prefix: str) -> None:
     from sessiondb._schema import drop_all
 
     drop_all(url, prefix)
+
+
+@contextmanager
+def scratch_database(backend: str, prefix: str) -> Iterator[str]:
+    """A new database named ``<prefix>_<random>`` on ``backend``'s server (:func:`server_url`),
+    dropped however the block ends; yields its URL."""
+    import secrets
+
+    import sqlalchemy as sa
+
+    from sessiondb._urls import resolve_url
+
+    base = server_url(backend)
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = sa.create_engine(
+        resolve_url(base).sync_url, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        yield with_database(base, name)
+    finally:
+        with admin.connect() as conn:
+            force = " WITH (FORCE)" if backend == "postgresql" else ""
+            conn.execute(sa.text(f"DROP DATABASE {name}{force}"))
+        admin.dispose()
