@@ -182,6 +182,7 @@ def test_other_durabilities_start_no_thread(tmp_path: Path, durability: str) -> 
 def test_an_unknown_durability_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="'normal', 'full' or 'fast'"):
         SessionStore(f"sqlite:///{tmp_path / 'x.db'}", sqlite_durability="safe")  # type: ignore[arg-type]
+    assert not (tmp_path / "x.db").exists()  # nothing made
 
 
 _WRITER = textwrap.dedent(
