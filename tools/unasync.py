@@ -22,9 +22,10 @@ TARGET = ROOT / "_store.py"
 
 ASYNC_DOC = (
     "Sessions in a database, with awaitable calls that never block the event loop.\n\n"
-    "    PostgreSQL and MySQL use a native async driver (asyncpg, aiomysql); SQLite runs each\n"
-    "    call in a worker thread. One store may serve several event loops and threads: each\n"
-    "    loop gets a connection pool of its own, closed when the loop shuts down."
+    "    PostgreSQL and MySQL use a native async driver (asyncpg, aiomysql); SQLite runs writes\n"
+    "    in a worker thread, and point reads that need no wait on the loop. One store may serve\n"
+    "    several event loops and threads: each loop gets a connection pool of its own, closed\n"
+    "    when the loop shuts down."
 )
 SYNC_DOC = "Sessions in a database, with blocking calls. Safe to share between threads."
 
