@@ -359,6 +359,32 @@ def test_only_changed_channels_are_written(db_url: str) -> None:
         assert first is not None and first.checkpoint["channel_values"] == {"big": big, "n": 1}
 
 
+def test_sqlite_reads_blobs_by_their_whole_key(db_url: str, backend: str) -> None:
+    """On SQLite, reading a checkpoint (and the delta history's seeds) looks each blob up by
+    its whole key, never by scanning the namespace's blobs: a read stays as fast as the
+    thread grows (an OR of (channel, version) pairs scanned them all)."""
+    if backend != "sqlite":
+        pytest.skip("the planner choice is SQLite's; PostgreSQL and MySQL use the key for the OR")
+    from sessiondb.langgraph import SessiondbSaver
+
+    with SessiondbSaver(db_url) as saver:
+        saver.setup()
+        lgq = saver.store._backend.checkpoints._q
+        cx_params = {"app": "", "user": "", "tid": "t", "ns": "", "cid": "c"}
+        for stmt in (lgq.load(3), lgq.blobs_at(3)):
+            params = {**cx_params, **{f"ch{i}": f"c{i}" for i in range(3)}}
+            params.update({f"v{i}": f"v{i}" for i in range(3)})
+            conn = saver.store._backend.engine.raw_connection()
+            try:
+                cur = conn.driver_connection.cursor()
+                cur.execute(f"EXPLAIN QUERY PLAN {stmt.sql}", stmt.bind(params))
+                steps = [row[3] for row in cur.fetchall() if "lg_blobs" in row[3]]
+            finally:
+                conn.close()
+            assert len(steps) == 3, steps
+            assert all("channel=? AND version=?" in step for step in steps), steps
+
+
 @dataclasses.dataclass
 class Point:
     """A type of the application's own, which msgpack revives only when allowed."""

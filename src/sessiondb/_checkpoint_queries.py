@@ -21,6 +21,9 @@ __all__ = ["CheckpointQueries"]
 
 #: the key of a thread as statements bind it: :app, :user, :tid
 THREAD = ("app_name", "user_id", "thread_id")
+#: SQLite: at most this many channels' blobs read as one SELECT each, joined by UNION ALL
+#: (SQLite allows 500 SELECTs in one compound statement)
+SQLITE_BLOB_ARMS = 200
 
 
 class CheckpointQueries:
@@ -267,6 +270,28 @@ class CheckpointQueries:
         ins_my = mysql.insert(table).values(rows)
         return ins_my.on_duplicate_key_update({name: ins_my.inserted[name] for name in update})
 
+    def blobs_of(self, n: int, *columns: Any) -> list[Any]:
+        """SELECTs of ``columns`` from the blobs (:ch0, :v0 ...) of ``n`` channels of the
+        thread :app, :user, :tid in :ns, to be joined by UNION ALL (none when ``n`` is 0).
+
+        On SQLite one SELECT per channel (up to :data:`SQLITE_BLOB_ARMS`), each a lookup of its
+        whole primary key: SQLite's planner serves ``(channel = ? AND version = ?) OR ...``
+        by scanning every blob of the namespace, so a read would slow down as the thread
+        grows. Elsewhere (and for more channels) one SELECT with the pairs OR'ed."""
+        if not n:
+            return []
+        bl = self.blobs.c
+        owned = [*self.of_thread(self.blobs), bl.checkpoint_ns == p("ns")]
+        if self.q.backend == "sqlite" and n <= SQLITE_BLOB_ARMS:
+            return [
+                sa.select(*columns).where(
+                    *owned, bl.channel == p(f"ch{i}"), bl.version == p(f"v{i}")
+                )
+                for i in range(n)
+            ]
+        pairs = (sa.and_(bl.channel == p(f"ch{i}"), bl.version == p(f"v{i}")) for i in range(n))
+        return [sa.select(*columns).where(*owned, sa.or_(*pairs))]
+
     def load(self, n: int) -> Stmt:
         """A checkpoint's ``n`` blobs (:ch0, :v0 ...) and its pending writes (:cid), in one
         statement: rows of (kind, channel, a, b, idx, type, blob), kind "b" for a blob (a:
@@ -275,19 +300,12 @@ class CheckpointQueries:
         def build() -> ClauseElement:
             bl, wr = self.blobs.c, self.writes.c
             text = sa.literal_column
-            parts: list[Any] = []
-            if n:
-                parts.append(
-                    sa.select(
-                        text("'b'").label("kind"), bl.channel.label("channel"),
-                        bl.version.label("a"), sa.cast(text("''"), sa.Text()).label("b"),
-                        text("0").label("idx"), bl.type.label("type"), bl.blob.label("blob"),
-                    ).where(
-                        *self.of_thread(self.blobs), bl.checkpoint_ns == p("ns"),
-                        sa.or_(*(sa.and_(bl.channel == p(f"ch{i}"), bl.version == p(f"v{i}"))
-                                 for i in range(n))),
-                    )
-                )  # fmt: skip
+            parts: list[Any] = self.blobs_of(
+                n,
+                text("'b'").label("kind"), bl.channel.label("channel"), bl.version.label("a"),
+                sa.cast(text("''"), sa.Text()).label("b"), text("0").label("idx"),
+                bl.type.label("type"), bl.blob.label("blob"),
+            )  # fmt: skip
             parts.append(
                 sa.select(
                     text("'w'").label("kind"), wr.channel.label("channel"),
@@ -367,11 +385,8 @@ class CheckpointQueries:
 
         def build() -> ClauseElement:
             bl = self.blobs.c
-            return sa.select(bl.channel, bl.version, bl.type, bl.blob).where(
-                *self.of_thread(self.blobs), bl.checkpoint_ns == p("ns"),
-                sa.or_(*(sa.and_(bl.channel == p(f"ch{i}"), bl.version == p(f"v{i}"))
-                         for i in range(n))),
-            )  # fmt: skip
+            parts = self.blobs_of(n, bl.channel, bl.version, bl.type, bl.blob)
+            return parts[0] if len(parts) == 1 else sa.union_all(*parts)
 
         return self.q.cached(("lg_blobs_at", n), build)
 
