@@ -36,7 +36,7 @@ sessiondb`` never imports it.
 from __future__ import annotations
 
 import asyncio
-import secrets
+import random
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -335,7 +335,8 @@ class _Saver(BaseCheckpointSaver[str]):
             n = current
         else:
             n = int(str(current).split(".", 1)[0])
-        return f"{n + 1:032}.{secrets.token_hex(8)}"
+        # random, not secrets: os.urandom drops the GIL, a wait for it back under threads
+        return f"{n + 1:032}.{random.getrandbits(64):016x}"
 
 
 # -- LangGraph's methods, each made from its call: blocking, awaitable, or iterating --------------
