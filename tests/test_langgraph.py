@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import logging
 from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Any
@@ -383,6 +384,38 @@ def test_sqlite_reads_blobs_by_their_whole_key(db_url: str, backend: str) -> Non
                 conn.close()
             assert len(steps) == 3, steps
             assert all("channel=? AND version=?" in step for step in steps), steps
+
+
+@pytest.mark.parametrize(
+    "backend", [pytest.param("postgresql", marks=pytest.mark.postgresql)], indirect=True
+)
+def test_get_tuple_is_one_statement_on_postgresql(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On PostgreSQL a checkpoint is read in one statement, with the blobs of every version it
+    names (including ones an older checkpoint wrote) and its pending writes, newest or by id."""
+    from sessiondb.langgraph import SessiondbSaver
+
+    with SessiondbSaver(db_url) as saver:
+        v1 = {"a": saver.get_next_version(None, None), "b": saver.get_next_version(None, None)}
+        c1 = saver.put(_config("t"), _checkpoint({"a": "one", "b": 1}, v1), {"step": 0}, v1)
+        v2 = {**v1, "b": saver.get_next_version(v1["b"], None)}
+        c2 = saver.put(c1, _checkpoint({"a": "one", "b": 2}, v2), {"step": 1}, {"b": v2["b"]})
+        saver.put_writes(c2, [("a", "two"), ("b", 3)], "task-1")
+        saver.put_writes(c1, [("a", "old")], "task-0")
+        for config, values, writes in (
+            (_config("t"), {"a": "one", "b": 2}, [("task-1", "a", "two"), ("task-1", "b", 3)]),
+            (c1, {"a": "one", "b": 1}, [("task-0", "a", "old")]),
+        ):
+            with caplog.at_level(logging.DEBUG, logger="sessiondb.sql"):
+                caplog.clear()
+                got = saver.get_tuple(config)
+            statements = [r for r in caplog.records if r.name == "sessiondb.sql"]
+            assert len(statements) == 1
+            assert got is not None
+            assert got.checkpoint["channel_values"] == values
+            assert got.pending_writes == writes
+        assert saver.get_tuple(_config("other")) is None
 
 
 @dataclasses.dataclass

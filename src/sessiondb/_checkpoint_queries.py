@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.sql import ClauseElement
 
-from ._queries import Queries, Stmt, p
+from ._queries import ONE, Queries, Stmt, p
 from ._schema import Timestamp
 
 __all__ = ["CheckpointQueries"]
@@ -319,6 +319,71 @@ class CheckpointQueries:
             return parts[0] if len(parts) == 1 else sa.union_all(*parts)
 
         return self.q.cached(("lg_load", n), build)
+
+    def get_all(self, latest: bool) -> Stmt:
+        """PostgreSQL: a checkpoint (:cid, or the namespace's newest with ``latest``) of the
+        thread :app, :user, :tid in :ns, with its blobs and pending writes, in one statement
+        (one round trip): rows of (kind, channel, a, b, idx, type, blob, meta). Kind "c" is
+        the checkpoint (channel: its id, a: its parent's, b: its versions, blob: its bytes,
+        meta: its metadata); "b" and "w" are as in :meth:`load`. No row: no checkpoint."""
+
+        def build() -> ClauseElement:
+            ck, bl, wr = self.checkpoints.c, self.blobs.c, self.writes.c
+            text = sa.literal_column
+            found = sa.select(
+                ck.checkpoint_id, ck.parent_checkpoint_id, ck.type, ck.checkpoint, ck.versions,
+                ck.metadata,
+            ).where(*self.of_thread(self.checkpoints), ck.checkpoint_ns == p("ns"))  # fmt: skip
+            if latest:
+                found = found.order_by(ck.checkpoint_id.desc()).limit(ONE)
+            else:
+                found = found.where(ck.checkpoint_id == p("cid"))
+            at = found.cte("lg_at")
+            # the checkpoint's channel versions, as rows (channel, version)
+            pairs = (
+                sa.func.jsonb_each_text(sa.cast(at.c.versions, postgresql.JSONB))
+                .table_valued("key", "value")
+                .render_derived(name="lg_v")
+            )
+            checkpoint = sa.select(
+                text("'c'").label("kind"), at.c.checkpoint_id.label("channel"),
+                at.c.parent_checkpoint_id.label("a"), sa.cast(at.c.versions, sa.Text()).label("b"),
+                text("0").label("idx"), at.c.type.label("type"), at.c.checkpoint.label("blob"),
+                sa.cast(at.c.metadata, sa.Text()).label("meta"),
+            )  # fmt: skip
+            # each blob by its whole key (an index lookup per channel, whatever the thread's
+            # length): LIMIT 1 keeps the lookup inside the loop over the pairs
+            blob = (
+                sa.select(bl.type, bl.blob)
+                .where(
+                    *self.of_thread(self.blobs), bl.checkpoint_ns == p("ns"),
+                    bl.channel == pairs.c.key, bl.version == pairs.c.value,
+                )
+                .limit(ONE)
+                .lateral("lg_b")
+            )  # fmt: skip
+            blobs = (
+                sa.select(
+                    text("'b'").label("kind"), pairs.c.key, pairs.c.value,
+                    sa.cast(text("''"), sa.Text()), text("0"), blob.c.type, blob.c.blob,
+                    sa.cast(sa.null(), sa.Text()),
+                )
+                .select_from(at)
+                .join(pairs, sa.true())
+                .join(blob, sa.true())
+            )  # fmt: skip
+            # the checkpoint's id found once (an InitPlan): the writes by their key's prefix
+            writes = sa.select(
+                text("'w'").label("kind"), wr.channel, wr.task_id,
+                sa.cast(wr.task_path, sa.Text()), wr.idx, wr.type, wr.blob,
+                sa.cast(sa.null(), sa.Text()),
+            ).where(
+                *self.of_thread(self.writes), wr.checkpoint_ns == p("ns"),
+                wr.checkpoint_id == sa.select(at.c.checkpoint_id).scalar_subquery(),
+            )  # fmt: skip
+            return sa.union_all(checkpoint, blobs, writes)
+
+        return self.q.cached(("lg_get_all", latest), build)
 
     def listing(self, owner: bool, thread: bool, ns: bool, before: bool, limit: bool) -> Stmt:
         """Checkpoints newest first, filtered by what is bound (:app/:user, :tid, :ns,

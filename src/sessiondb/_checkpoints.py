@@ -237,9 +237,33 @@ class Checkpoints:
     def get(self, cx: Cx, *, at: Place) -> Stored | None:
         """The checkpoint ``at`` names, or the thread's newest in the namespace."""
         lgq = self._q
+        params = at.params()
+        if self.queries.pg:  # one statement: the checkpoint with its blobs and writes
+            return self._gathered(at, cx.all(lgq.get_all(at.checkpoint_id is None), params))
         stmt = lgq.latest if at.checkpoint_id is None else lgq.exact
-        row = cx.one(stmt, at.params())
+        row = cx.one(stmt, params)
         return None if row is None else self._load(cx, row)
+
+    def _gathered(self, at: Place, rows: list[Any]) -> Stored | None:
+        """A checkpoint from the rows of :meth:`CheckpointQueries.get_all`."""
+        found = None
+        blobs: dict[str, tuple[str, bytes | None]] = {}
+        pending: list[tuple[tuple[str, str, int], tuple[str, str, str, bytes | None]]] = []
+        for r_kind, channel, a, b, idx, r_type, blob, meta in rows:
+            if r_kind == "b":
+                blobs[channel] = (r_type, _raw(blob))
+            elif r_kind == "w":
+                pending.append(((b or "", a, int(idx)), (a, channel, r_type, _raw(blob))))
+            else:
+                found = (channel, a, r_type, _raw(blob) or b"", meta)
+        if found is None:
+            return None
+        cid, parent, kind, data, meta = found
+        pending.sort(key=lambda item: item[0])
+        return Stored(
+            at.app_name, at.user_id, at.thread_id, at.checkpoint_ns, cid, parent, kind, data,
+            json.loads(meta), blobs, [w for _, w in pending],
+        )  # fmt: skip
 
     @reads
     def list_checkpoints(
