@@ -97,6 +97,27 @@ async def test_stale_read_never_reverts_another_sessions_write(store: Any) -> No
     assert await store.get_user_state("app", "u") == {"y": "three"}
 
 
+@pytest.mark.parametrize("listing", ["user", "app", "page"])
+async def test_a_listing_is_a_read_a_whole_state_write_can_rely_on(
+    store: Any, listing: str
+) -> None:
+    a = await store.create_session("app", "u", {"lang": "en", "app:x": 1})
+    b = await store.create_session("app", "u", {})
+    await store.patch_state(b.id, {"app:x": 2})
+    if listing == "user":
+        listed = await store.list_sessions("app", "u")
+    elif listing == "app":
+        listed = await store.list_sessions("app")
+    else:
+        listed = await store.list_sessions("app", "u", limit=10)
+    read = next(s for s in listed if s.id == a.id)  # A reads app:x=2 in a listing
+    assert read.state == {"lang": "en", "app:x": 2}
+    await store.patch_state(b.id, {"app:x": 3})  # B changes it meanwhile
+    await store.update_session_state(a.id, {**read.state, "lang": "es"})
+    got = await store.get_session("app", "u", a.id)
+    assert got.state == {"lang": "es", "app:x": 3}  # B's value stays
+
+
 async def test_in_place_change_of_a_read_value_is_written(store: Any) -> None:
     a = await store.create_session("app", "u", {"user:prefs": {"theme": "dark"}})
     loaded = await store.get_session("app", "u", a.id)

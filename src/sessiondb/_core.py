@@ -85,16 +85,22 @@ class Core:
         self._read_owned = rows.session_reader(
             q.get_session.columns, ("id", "app_name", "user_id"), seen
         )
-        self._read_of_user = rows.session_reader(q.list_user.columns, ("app_name", "user_id"), seen)
         self._read_session = rows.session_reader(q.get_by_id.columns, remember=seen)
-        self._read_app = rows.session_reader(q.list_app.columns, remember=seen)
+        # listings read their rows in one go, and tell self.reads about them under one lock
+        seen_all = self.reads.add_many
+        self._read_of_user = rows.sessions_reader(
+            q.list_user.columns, ("app_name", "user_id"), seen_all
+        )
+        self._read_app = rows.sessions_reader(q.list_app.columns, remember=seen_all)
         # transform_state takes what it read from the row itself (its exact base)
         self._read_base = rows.session_reader(q.get_by_key.columns)
         self._base_at = q.get_by_key.positions("app_state", "user_state")
         self._read_base_by_id = rows.session_reader(q.get_by_id.columns)
         self._base_by_id_at = q.get_by_id.positions("app_state", "user_state")
         # readers of the statements built on demand (listings, event slices), by columns
-        self._readers: dict[tuple[tuple[str, ...], bool], Callable[[Row], Session]] = {}
+        self._readers: dict[
+            tuple[tuple[str, ...], bool], Callable[[Iterable[Row], tuple[Any, ...]], list[Session]]
+        ] = {}
         self._event_readers: dict[tuple[str, ...], Callable[[Row], Event]] = {}
         self._last_readers: dict[tuple[str, ...], Callable[[Row], Session]] = {}
         self._read_stats = rows.stats_reader(q.stats.columns)
@@ -104,13 +110,15 @@ class Core:
         if q.insert_returns:
             self._inserted_at = q.insert_session.positions("app_state", "user_state")
 
-    def _reader(self, stmt: Stmt, light: bool) -> Callable[[Row], Session]:
-        """The session reader of a statement built on demand (a listing's shape); a light
+    def _reader(
+        self, stmt: Stmt, light: bool
+    ) -> Callable[[Iterable[Row], tuple[Any, ...]], list[Session]]:
+        """The sessions reader of a statement built on demand (a listing's shape); a light
         listing hands out no state, so it tells :attr:`reads` nothing."""
         read = self._readers.get((stmt.columns, light))
         if read is None:
-            read = self._readers[stmt.columns, light] = self.rows.session_reader(
-                stmt.columns, remember=None if light else self.reads.add
+            read = self._readers[stmt.columns, light] = self.rows.sessions_reader(
+                stmt.columns, remember=None if light else self.reads.add_many
             )
         return read
 
@@ -269,14 +277,12 @@ class Core:
         check_id(app_name, "app_name")
         now = self.rows.read_now()
         if user_id is None:
-            read = self._read_app
             return SessionList(
-                [read(r) for r in cx.all(self.q.list_app, {"app": app_name, "now": now})]
+                self._read_app(cx.all(self.q.list_app, {"app": app_name, "now": now}), ())
             )
         check_id(user_id, "user_id")
         rows = cx.all(self.q.list_user, {"app": app_name, "user": user_id, "now": now})
-        read = self._read_of_user
-        return SessionList([read((*r, app_name, user_id)) for r in rows])
+        return SessionList(self._read_of_user(rows, (app_name, user_id)))
 
     @reads
     def list_with_last_event(self, cx: Cx, *, app_name: str, user_id: str | None) -> SessionList:
@@ -974,8 +980,7 @@ class Core:
             next_cursor = _cursors.encode(
                 order, last[key], last[i_id], (last[i_app], last[i_user]) if owners else None
             )
-        read = self._reader(stmt, not include_state)
-        return SessionList([read(r) for r in rows], next_cursor)
+        return SessionList(self._reader(stmt, not include_state)(rows, ()), next_cursor)
 
     @reads
     def count_sessions(

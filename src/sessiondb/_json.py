@@ -314,3 +314,15 @@ def loads(text: str | bytes, *, pg: bool = False) -> Any:
     if pg and _ESC in (text if isinstance(text, str) else text.decode()):
         value = _unescape_nul(value)
     return value
+
+
+def _loads_pg(text: str | bytes) -> Any:
+    value = _loads(text)
+    if _ESC in text if isinstance(text, str) else _ESC_B in text:
+        value = _unescape_nul(value)
+    return value
+
+
+def loader(pg: bool) -> Callable[[str | bytes], Any]:
+    """``loads`` for one dialect, as a one-argument function (for per-row readers)."""
+    return _loads_pg if pg else _loads

@@ -11,7 +11,7 @@ column added to a statement cannot shift another's value.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -127,43 +127,73 @@ class Rows:
         if given, is told what each session (its key: app, user, id) handed out of its
         ``app:``/``user:`` scopes.
         """
+        build = self._session_builder(columns, given)
+        if remember is None:
+
+            def read_only(row: Row) -> Session:
+                return build(row)[0]
+
+            return read_only
+
+        def read(row: Row) -> Session:
+            session, seen = build(row)
+            remember((session.app_name, session.user_id, session.id), seen)
+            return session
+
+        return read
+
+    def sessions_reader(
+        self,
+        columns: Sequence[str],
+        given: Sequence[str] = (),
+        remember: Callable[[Iterable[tuple[tuple[str, str, str], _scopes.Seen]]], None]
+        | None = None,
+    ) -> Callable[[Iterable[Row], tuple[Any, ...]], list[Session]]:
+        """:meth:`session_reader` for a whole listing: ``read(rows, values)`` appends
+        ``values`` (those of ``given``) to each row and tells ``remember`` (like
+        :meth:`sessiondb._scopes.Reads.add_many`) about every session at once."""
+        build = self._session_builder(columns, given)
+
+        def read(rows: Iterable[Row], values: tuple[Any, ...]) -> list[Session]:
+            built = [build((*row, *values)) for row in rows] if values else list(map(build, rows))
+            if remember is not None:
+                remember([((s.app_name, s.user_id, s.id), seen) for s, seen in built])
+            return [session for session, _ in built]
+
+        return read
+
+    def _session_builder(
+        self, columns: Sequence[str], given: Sequence[str]
+    ) -> Callable[[Row], tuple[Session, _scopes.Seen]]:
+        """A function from a row to its :class:`Session` and what it handed out of its scopes."""
         (i_id, i_app, i_user, i_state, i_created, i_updated, i_version, i_count, i_bytes,
          i_app_state, i_user_state, i_title, i_labels, i_expires) = positions(
             [*columns, *given], "id", "app_name", "user_id", "state", "created_at", "updated_at",
             "version", "event_count", "event_bytes", "app_state", "user_state", "title",
             "labels", "expires_at",
         )  # fmt: skip
-        present, loads, json_loads, merge_into = (
-            self.present,
-            self.loads,
-            _json.loads,
-            (_scopes.merge_into),
-        )
-        pg = self.pg
+        present, loads, merge_into = self.present, _json.loader(self.pg), _scopes.merge_into
         seen_of, nothing_seen = _scopes.Seen, _scopes.NOTHING_SEEN
 
-        def read(row: Row) -> Session:
-            state = json_loads(row[i_state], pg=pg)
+        def build(row: Row) -> tuple[Session, _scopes.Seen]:
+            state = loads(row[i_state])
             app_state, user_state = row[i_app_state], row[i_user_state]
-            if app_state is not None or user_state is not None:
-                app, user = loads(app_state), loads(user_state)
+            if app_state is None and user_state is None:
+                seen = nothing_seen
+            else:
+                app = None if app_state is None else loads(app_state)
+                user = None if user_state is None else loads(user_state)
                 merge_into(state, app, user)
-                if remember is not None:
-                    remember(
-                        (row[i_app], row[i_user], row[i_id]),
-                        seen_of(app_state, user_state, merge_into({}, app, user)),
-                    )
-            elif remember is not None:
-                remember((row[i_app], row[i_user], row[i_id]), nothing_seen)
+                seen = seen_of(app_state, user_state, merge_into({}, app, user))
             labels, expires = row[i_labels], row[i_expires]
             return Session(
                 row[i_id], row[i_app], row[i_user], present(row[i_created]),
                 present(row[i_updated]), state, row[i_version], row[i_count], row[i_bytes],
                 row[i_title], [] if labels is None else loads(labels),
                 None if expires is None else present(expires),
-            )  # fmt: skip
+            ), seen  # fmt: skip
 
-        return read
+        return build
 
     def event_reader(self, columns: Sequence[str]) -> Callable[[Row], Event]:
         """A function from a row of a statement with ``columns`` to an :class:`Event`."""

@@ -180,6 +180,23 @@ class Reads:
                 if len(reads) > self._per_session:
                     del reads[0]
 
+    def add_many(self, reads: Iterable[tuple[SessionKey, Seen]]) -> None:
+        """:meth:`add` for each pair (a listing's sessions), under one lock."""
+        memo, limit, per_session = self._memo, self._sessions, self._per_session
+        with self._lock:
+            for session_id, seen in reads:
+                known = memo.get(session_id)
+                if known is None:
+                    memo[session_id] = [seen]
+                    if len(memo) > limit:
+                        memo.popitem(last=False)
+                    continue
+                memo.move_to_end(session_id)
+                if known[-1] is not seen:
+                    known.append(seen)
+                    if len(known) > per_session:
+                        del known[0]
+
     def of(self, session_id: SessionKey) -> list[Seen] | None:
         """This session's remembered reads, oldest first (a copy), or None."""
         with self._lock:
