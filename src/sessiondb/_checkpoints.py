@@ -177,8 +177,15 @@ class Checkpoints:
         if run_id is not None and (not isinstance(run_id, str) or len(run_id) > MAX_ID_LENGTH):
             run_id = None  # a run id the column cannot hold is not indexed
         for channel, version in versions.items():
-            key(channel, "channel name")
-            key(version, f"version of channel {channel!r}", VERSION_LENGTH)
+            # the common case in one expression (a put checks every channel's version;
+            # `type` is a parameter here)
+            if not (
+                channel.__class__ is str and version.__class__ is str
+                and 0 < len(channel) <= MAX_ID_LENGTH and 0 < len(version) <= VERSION_LENGTH
+                and channel.isprintable() and version.isprintable()
+            ):  # fmt: skip
+                key(channel, "channel name")
+                key(version, f"version of channel {channel!r}", VERSION_LENGTH)
         now = self.rows.now()
         expires = None if ttl is None else q.ts_in(now + timedelta(seconds=ttl))
         params: dict[str, Any] = {}
