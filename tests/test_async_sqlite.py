@@ -1,23 +1,34 @@
-"""The async store on SQLite: quick reads on the event loop's thread, never waiting for a lock.
+"""The async store on SQLite: quick calls on the event loop's thread, never waiting for a lock.
 
 A point read (``get_session``, ``list_sessions``...) runs on the loop's own thread, on an idle
-connection whose busy timeout is zero; everything else, and any read that would have to wait,
-runs in a worker thread. These tests hold SQLite's write lock from another connection and
-check that reads still answer, that writes wait for the lock (off the loop, with the store's
-busy timeout: a zero timeout never reaches them), and that errors read the same either way.
+connection whose busy timeout is zero; so does a quick write (``create_session``,
+``patch_state``, ``delete_session``...) at a durability without fsync per commit, inside
+``BEGIN IMMEDIATE`` taken at once or not at all. Everything else, and any call that would have
+to wait, runs in a worker thread. These tests hold SQLite's write lock from another connection
+and check that reads still answer, that writes wait for the lock (off the loop, with the
+store's busy timeout: a zero timeout never reaches them) and land exactly once, and that errors
+read the same either way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sessiondb import AsyncSessionStore, SessionStore
-from sessiondb.errors import InvalidIdError, SessionDBError
+from sessiondb.errors import (
+    InvalidIdError,
+    SessionDBError,
+    SessionExistsError,
+    SessionNotFoundError,
+    StaleSessionError,
+)
 
 pytestmark = pytest.mark.sqlite
 BOUND = 60.0  # seconds; a hang fails the test instead of stalling the run
@@ -129,3 +140,184 @@ async def test_reads_from_many_tasks_and_loops_share_the_file(sqlite_url: str) -
 
     assert await asyncio.wait_for(asyncio.to_thread(other_loop), BOUND) == 8
     await store.close()
+
+
+def _lock_is_free(url: str) -> bool:
+    """Whether SQLite's write lock can be taken at once (no transaction left open)."""
+    conn = sqlite3.connect(_path(url), isolation_level=None, timeout=0)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
+async def _ran_on_the_loop(store: AsyncSessionStore, call: Any) -> Any:
+    """Await ``call``; (its result, whether it finished without the loop running anything
+    else, i.e. on the loop's own thread with no hand-off). The store's checkpoint thread is
+    let finish first: a checkpoint holds the write lock, and a write meeting it goes to a
+    worker thread."""
+    checkpointer = store._backend.runner.checkpointer
+    if checkpointer is not None:
+        assert checkpointer.wait_idle(BOUND)
+    others: list[int] = []
+    asyncio.get_running_loop().call_soon(others.append, 1)
+    result = await call
+    return result, not others
+
+
+@pytest.mark.parametrize("durability", ["normal", "fast"])
+async def test_quick_writes_run_on_the_loop_when_the_lock_is_free(
+    sqlite_url: str, durability: str
+) -> None:
+    async with AsyncSessionStore(sqlite_url, sqlite_durability=durability) as store:  # type: ignore[arg-type]
+        await store.list_sessions("app")  # the schema, and an idle connection
+        made, here = await _ran_on_the_loop(store, store.create_session("app", "u", {"n": 1}))
+        assert here
+        version, here = await _ran_on_the_loop(store, store.patch_state(made.id, set={"n": 2}))
+        assert here and version == 2
+        event, here = await _ran_on_the_loop(store, store.append_event(made.id, "user", "hi"))
+        assert here and event.seq == 1
+        version, here = await _ran_on_the_loop(store, store.update_session_state(made.id, {"n": 3}))
+        assert here and version == 4
+        gone, here = await _ran_on_the_loop(store, store.delete_session(made.id))
+        assert here and gone
+        assert _lock_is_free(sqlite_url)
+    with SessionStore(sqlite_url) as sync:
+        assert sync.list_sessions("app") == []
+
+
+async def test_full_durability_writes_stay_off_the_loop(sqlite_url: str) -> None:
+    """An fsync per commit would stall every task: those writes go to a worker thread."""
+    async with AsyncSessionStore(sqlite_url, sqlite_durability="full") as store:
+        await store.list_sessions("app")
+        made, here = await _ran_on_the_loop(store, store.create_session("app", "u", {"n": 1}))
+        assert not here
+        got, here = await _ran_on_the_loop(store, store.get_session("app", "u", made.id))
+        assert here and got is not None  # reads still run on the loop
+
+
+async def test_a_write_meeting_a_held_lock_lands_once_it_is_released(
+    astore: AsyncSessionStore, sqlite_url: str
+) -> None:
+    """Each quick write finds the lock taken (BEGIN IMMEDIATE fails at once, nothing done),
+    goes to a worker thread, waits there, and is written exactly once."""
+    made = await astore.create_session("app", "u", state={"n": 0})
+    doomed = await astore.create_session("app", "u")
+    holder = sqlite3.connect(_path(sqlite_url), isolation_level=None, check_same_thread=False)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        writes = [
+            asyncio.create_task(astore.create_session("app", "u", {"new": 1}, session_id="s2")),
+            asyncio.create_task(astore.patch_state(made.id, set={"n": 1})),
+            asyncio.create_task(astore.append_event(made.id, "user", "once")),
+            asyncio.create_task(astore.delete_session(doomed.id)),
+        ]
+        for _ in range(20):  # the writes wait, the loop and the reads do not
+            assert (await astore.get_session("app", "u", made.id)) is not None
+            await asyncio.sleep(0)
+        assert not any(w.done() for w in writes)
+        holder.execute("COMMIT")
+    finally:
+        holder.close()
+    created, _, event, deleted = await asyncio.wait_for(asyncio.gather(*writes), BOUND)
+    assert created.id == "s2" and deleted is True and event.seq == 1
+    got = await astore.get_session("app", "u", made.id, recent_events=10)
+    assert got is not None and got.state == {"n": 1}
+    assert got.version == 3  # patched once, one event appended once: never doubled
+    assert [e.content for e in got.events] == ["once"]
+    assert {s.id for s in await astore.list_sessions("app", "u")} == {made.id, "s2"}
+    assert _lock_is_free(sqlite_url)
+
+
+async def test_errors_of_loop_writes_roll_back_and_read_as_the_sync_store_says(
+    astore: AsyncSessionStore, sqlite_url: str
+) -> None:
+    made = await astore.create_session("app", "u", {"n": 0}, session_id="s1")
+    with SessionStore(sqlite_url) as sync:
+        for call in (
+            lambda s: s.create_session("app", "u", session_id="s1"),
+            lambda s: s.patch_state("nope", set={"n": 1}),
+            lambda s: s.update_session_state("s1", {"n": 9}, expected_version=7),
+        ):
+            with pytest.raises(SessionDBError) as sync_error:
+                call(sync)
+            with pytest.raises(SessionDBError) as async_error:
+                await call(astore)
+            assert type(async_error.value) is type(sync_error.value)
+            assert str(async_error.value) == str(sync_error.value)
+            assert type(async_error.value) in (
+                SessionExistsError,
+                SessionNotFoundError,
+                StaleSessionError,
+            )
+            assert _lock_is_free(sqlite_url)  # rolled back, no transaction left open
+    got = await astore.get_session("app", "u", made.id)
+    assert got is not None and (got.state, got.version) == ({"n": 0}, 1)
+    assert await astore.patch_state(made.id, set={"n": 1}) == 2  # the connection is clean
+
+
+async def test_a_cancelled_write_leaves_no_transaction_open(sqlite_url: str) -> None:
+    """A write waiting in a worker thread for a held lock, its task cancelled: the write
+    lands once or not at all, and the store's connection is left clean."""
+    store = AsyncSessionStore(sqlite_url, busy_timeout=BOUND)
+    made = await store.create_session("app", "u", state={"n": 0})
+    holder = sqlite3.connect(_path(sqlite_url), isolation_level=None, check_same_thread=False)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        write = asyncio.create_task(store.patch_state(made.id, set={"n": 1}))
+        await asyncio.sleep(0)
+        write.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        holder.execute("COMMIT")
+    finally:
+        holder.close()
+    await store.close()  # waits for the worker thread's call to end
+    assert _lock_is_free(sqlite_url)
+    async with AsyncSessionStore(sqlite_url) as again:
+        got = await again.get_session("app", "u", made.id)
+        assert got is not None and (got.state, got.version) in (({"n": 0}, 1), ({"n": 1}, 2))
+        assert await again.patch_state(made.id, set={"n": 5}) == got.version + 1
+
+
+async def test_sync_and_async_stores_and_another_process_write_one_file(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Every write from a second process, a sync store in a thread and many tasks of an
+    async store (several of them waiting for the lock in worker threads) lands once."""
+    script = tmp_path / "writer.py"
+    script.write_text(
+        "import sys\nfrom sessiondb import SessionStore\n"
+        "with SessionStore(sys.argv[1]) as s:\n"
+        "    for i in range(100):\n"
+        "        m = s.create_session('app', 'proc', {'i': i})\n"
+        "        s.patch_state(m.id, set={'done': True})\n",
+        encoding="utf-8",
+    )
+    async with AsyncSessionStore(sqlite_url, busy_timeout=BOUND) as astore:
+        await astore.list_sessions("app")  # the schema, made once
+        proc = await asyncio.create_subprocess_exec(sys.executable, str(script), sqlite_url)
+
+        def sync_writes() -> None:
+            with SessionStore(sqlite_url, busy_timeout=BOUND) as sync:
+                for i in range(100):
+                    m = sync.create_session("app", "thread", {"i": i})
+                    sync.patch_state(m.id, set={"done": True})
+
+        async def task(n: int) -> None:
+            for i in range(10):
+                m = await astore.create_session("app", f"task{n}", {"i": i})
+                await astore.patch_state(m.id, set={"done": True})
+
+        await asyncio.wait_for(
+            asyncio.gather(asyncio.to_thread(sync_writes), *(task(n) for n in range(10))), BOUND
+        )
+        assert await asyncio.wait_for(proc.wait(), BOUND) == 0
+        listed = await astore.list_sessions("app")
+    assert len(listed) == 300
+    assert all(s.version == 2 and s.state["done"] is True for s in listed)
+    assert _lock_is_free(sqlite_url)

@@ -200,14 +200,37 @@ _WRITER = textwrap.dedent(
     """
 )
 
+_ASYNC_WRITER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from sessiondb import AsyncSessionStore
 
-@pytest.mark.parametrize("durability", ["normal", "full", "fast"])
+    async def main():
+        store = AsyncSessionStore(sys.argv[1], sqlite_durability=sys.argv[2])
+        n = 0
+        while True:  # until killed: each id is printed once its create has returned
+            made = await store.create_session("app", "u", {"n": n, "pad": "x" * 200})
+            await store.patch_state(made.id, set={"patched": n})
+            print(made.id, n, flush=True)
+            n += 1
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("durability", "front"),
+    [("normal", "sync"), ("full", "sync"), ("fast", "sync"), ("normal", "async"),
+     ("full", "async")],
+)  # fmt: skip
 def test_every_acknowledged_write_survives_kill_9_of_the_writer(
-    tmp_path: Path, durability: str
+    tmp_path: Path, durability: str, front: str
 ) -> None:
+    """Async writes at "normal" commit on the event loop's thread; at "full", in a worker."""
     path = tmp_path / "killed.db"
     script = tmp_path / "writer.py"
-    script.write_text(_WRITER, encoding="utf-8")
+    script.write_text(_WRITER if front == "sync" else _ASYNC_WRITER, encoding="utf-8")
     proc = subprocess.Popen(
         [sys.executable, str(script), f"sqlite:///{path}", durability],
         stdout=subprocess.PIPE,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from . import _checkpoints, _checks, _cursors, _json, _scopes
 from ._ids import check_id, new_session_id
-from ._replicas import quick, reads
+from ._replicas import quick, quick_write, reads
 from ._rows import UTC, Row, Rows
 from ._scopes import Change, Decision, Reads
 from .errors import (
@@ -379,6 +379,7 @@ class Core:
         row = cx.one(stmt, self._scope_params(scope, app_name, user_id))
         return {} if row is None else self.rows.loads(row[stmt.at("state")])
 
+    @quick_write
     def delete_scoped_state(
         self, cx: Cx, *, scope: Scope, app_name: str, user_id: str | None
     ) -> bool:
@@ -394,6 +395,7 @@ class Core:
 
     # -- create --------------------------------------------------------------------------------
 
+    @quick_write
     def create_session(
         self,
         cx: Cx,
@@ -478,6 +480,7 @@ class Core:
 
     # -- writes --------------------------------------------------------------------------------
 
+    @quick_write
     def update_session_state(
         self,
         cx: Cx,
@@ -561,6 +564,7 @@ class Core:
             self._missing_or_stale(cx, key, expected_version)
         return version
 
+    @quick_write
     def patch_state(
         self,
         cx: Cx,
@@ -631,6 +635,7 @@ class Core:
         # RFC 7396 merge patch equals dict.update unless a value is an object or null
         return all(v is not None and not isinstance(v, dict) for v in set_.values())
 
+    @quick_write
     def append_event(
         self,
         cx: Cx,
@@ -661,6 +666,7 @@ class Core:
         )  # fmt: skip
         return appended[0]
 
+    @quick_write
     def append_events(
         self,
         cx: Cx,
@@ -882,6 +888,7 @@ class Core:
 
     # -- deletes -------------------------------------------------------------------------------
 
+    @quick_write
     def delete_session(
         self, cx: Cx, *, session_id: str, app_name: str | None, user_id: str | None
     ) -> bool:
@@ -1073,6 +1080,7 @@ class Core:
 
     # -- metadata ------------------------------------------------------------------------------
 
+    @quick_write
     def set_metadata(
         self,
         cx: Cx,

@@ -54,6 +54,7 @@ __all__ = [
     "is_quick",
     "is_read",
     "quick",
+    "quick_write",
     "reads",
 ]
 
@@ -86,6 +87,15 @@ def quick(fn: F) -> F:
     bounded page: on SQLite the async store runs it on the event loop's own thread, on an idle
     connection that never waits for a lock (see :meth:`~sessiondb._runner.Runner.run_now`)."""
     setattr(fn, _READ, True)
+    setattr(fn, _QUICK, True)
+    return fn
+
+
+def quick_write(fn: F) -> F:
+    """Declare a write that touches a few rows, found by key, in at most one transaction and
+    without user code: on SQLite, at a durability with no fsync per commit, the async store
+    runs it on the event loop's own thread when the write lock is free at once (see
+    :meth:`~sessiondb._runner.Runner.run_now`), else in a worker thread."""
     setattr(fn, _QUICK, True)
     return fn
 

@@ -56,7 +56,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import await_only
 
 from ._engine import Checkpointer, Durability, sqlite_setup
-from ._replicas import is_quick
+from ._replicas import is_quick, is_read
 from ._telemetry import log_statement, op_name, sql_log
 from ._urls import Target
 from .errors import (
@@ -672,6 +672,7 @@ class Cx:
         "dbapi",
         "fresh",
         "log",
+        "outer",
         "repeatable",
         "sent",
         "user_error",
@@ -695,6 +696,8 @@ class Cx:
         #: the operation may be run again after a lost connection whatever it sent
         self.repeatable = False
         self.user_error: BaseException | None = None
+        #: inside :meth:`Runner.run_now`'s own transaction: begin() and commit() do nothing
+        self.outer = False
 
     def _cursor(self) -> Any:
         cur = self._cur
@@ -835,6 +838,8 @@ class Cx:
 
     def begin(self) -> None:
         """Open a transaction; on SQLite it takes the write lock at once (BEGIN IMMEDIATE)."""
+        if self.outer:
+            return
         sql = "BEGIN IMMEDIATE" if self.backend == "sqlite" else "BEGIN"
         if self.log is not None:
             log_statement(self.log, sql)
@@ -845,6 +850,8 @@ class Cx:
 
     def commit(self) -> None:
         """Commit the transaction opened by :meth:`begin`."""
+        if self.outer:
+            return
         self._in_tx = False
         self.applied = self.sent
         self.sent = True
@@ -923,6 +930,9 @@ class Runner:
         self._generation = 0
         self._durability = durability
         self._busy_timeout = busy_timeout
+        #: SQLite quick writes may run on the event loop's thread (:meth:`run_now`): commits
+        #: there cost no fsync (only ``"full"`` syncs each one)
+        self.loop_writes = target.backend == "sqlite" and durability != "full"
         #: SQLite at the default durability: the WAL checkpointed once writes pause
         self.checkpointer: Checkpointer | None = None
         path = target.sync_url.database if target.backend == "sqlite" else None
@@ -1218,18 +1228,28 @@ class Runner:
     def run_now(
         self, fn: Callable[Concatenate[Cx, P], T], /, *args: P.args, **kwargs: P.kwargs
     ) -> tuple[bool, T | None]:
-        """Run a quick SQLite read on the caller's thread (the event loop's), at once or not
-        at all: ``(True, result)``, or ``(False, None)`` with nothing done.
+        """Run a quick SQLite operation on the caller's thread (the event loop's), at once or
+        not at all: ``(True, result)``, or ``(False, None)`` with nothing done.
 
         It never waits: it runs on an idle connection (never opening one, never waiting for
-        the pool) whose busy timeout is zero, so a lock held by another connection fails the
-        read at once instead of being waited for. Such connections are kept apart from the
-        free list (``_idle_now``, one per thread reading at the same moment): the others keep
-        their busy timeout for writes. No idle connection, a lock, or any driver error:
-        ``(False, None)``, and the caller runs the read the usual way (in a worker thread,
-        where errors are classified and translated); a read writes nothing, so running it
-        again is safe. Other exceptions (bad arguments) are raised as :meth:`call` raises them.
+        the pool) whose busy timeout is zero, so a lock held by another connection fails it at
+        once instead of being waited for. Such connections are kept apart from the free list
+        (``_idle_now``, one per thread running at the same moment): the others keep their busy
+        timeout. No idle connection, a lock, or any driver error: ``(False, None)``, and the
+        caller runs the operation the usual way (in a worker thread, where errors are
+        classified and translated). Other exceptions (bad arguments, a missing session) are
+        raised as :meth:`call` raises them.
+
+        A read (:func:`~sessiondb._replicas.quick`) writes nothing, so running it again is
+        safe. A write (:func:`~sessiondb._replicas.quick_write`, and only when
+        :attr:`loop_writes`) runs whole inside ``BEGIN IMMEDIATE`` ... ``COMMIT``: a busy
+        write lock fails the BEGIN, before anything was done; any failure before the COMMIT
+        rolls everything back. Either way nothing was written, and the worker thread runs it
+        again from the start.
         """
+        write = not is_read(fn)
+        if write and not self.loop_writes:
+            return False, None
         try:
             raw, cur, since = self._idle_now.pop()
         except IndexError:
@@ -1252,22 +1272,46 @@ class Runner:
             return False, None
         cx = Cx(self, op_name(fn, args) if _logs_statements(logging.DEBUG) else None)
         cx._raw, cx._cur = raw, cur
+        began = False
         try:
+            if write:
+                cx.begin()  # the write lock, now or never (busy timeout 0)
+                began = cx.outer = True  # the operation's own begin() and commit() do nothing
             result = fn(cx, *args, **kwargs)
+            if write:
+                cx.outer = False
+                cx.commit()
         except self.driver_errors as exc:
             if exc is cx.user_error:
                 self._settle(cx, exc)
                 raise
-            self._settle(cx, exc, classify(exc, self.target.backend))
+            kind = classify(exc, "sqlite")
+            in_tx = bool(cx.in_transaction())
+            if write and not began and kind == "busy" and not in_tx:
+                self._keep_now(raw, cur, since)  # locked elsewhere; the connection is fine
+                return False, None
+            if write and began and not cx.outer and not in_tx:
+                # the COMMIT failed and SQLite rolled the transaction back itself, unless an
+                # I/O error struck while it wrote: what the worker thread would have said
+                self._settle(cx, exc, kind)
+                raise translate(exc, self.target, kind, sent=kind == "disconnect") from exc
+            cx._in_tx = in_tx  # release() rolls back whatever is open: nothing was written
+            self._settle(cx, exc, kind)
             return False, None
         except BaseException as exc:
             self._settle(cx, exc)
             raise
+        if write and self.checkpointer is not None:
+            self.checkpointer.wrote()
+        self._keep_now(raw, cur, since)
+        return True, result
+
+    def _keep_now(self, raw: PoolProxiedConnection, cur: Any, since: float) -> None:
+        """Keep a :meth:`run_now` connection (busy timeout zero) for the next one."""
         if len(self._idle_now) < 2:
             self._idle_now.append((raw, cur, since))
         else:
             self._restore(raw, cur)
-        return True, result
 
     def _restore(self, raw: PoolProxiedConnection, cur: Any) -> None:
         """Give a :meth:`run_now` connection its busy timeout back, and release it."""
