@@ -35,6 +35,10 @@ BOUNDS: dict[str, dict[str, int]] = {
     "transform_state with a shared key": {"postgresql": 2, "mysql": 8, "sqlite": 8},
     "delete_session": {"postgresql": 1, "mysql": 1, "sqlite": 1},
 }
+#: SQLite, async store: a quick write runs on the event loop's thread inside one BEGIN IMMEDIATE
+#: ... COMMIT (taken at once or not at all, see Runner.run_now): two more statements, in
+#: process, for the writes that are one autocommit statement otherwise
+LOOP_TX = {"create_session", "patch_state", "delete_session"}
 WARM = 6  # psycopg prepares a statement on its 5th execution (one extra round trip, once)
 COUNTED = 3
 
@@ -118,7 +122,7 @@ def _scoped_writes(call: Callable[..., Any], counter: Counter, by_id: bool) -> l
     return counts[WARM:]
 
 
-def _check(call: Callable[..., Any], counter: Counter, backend: str) -> None:
+def _check(call: Callable[..., Any], counter: Counter, backend: str, loop_tx: bool = False) -> None:
     call("create_session", "app", "u", {"k": 0, "app:n": 0}, session_id="s1")
     seen: dict[str, list[int]] = {}
     for name, op in _ops(call).items():
@@ -130,7 +134,8 @@ def _check(call: Callable[..., Any], counter: Counter, backend: str) -> None:
         seen[name] = counts[WARM:]
     seen["update_session_state with shared keys"] = _scoped_writes(call, counter, False)
     seen["update_session_state with shared keys, by id"] = _scoped_writes(call, counter, True)
-    over = {name: counts for name, counts in seen.items() if max(counts) > BOUNDS[name][backend]}
+    bounds = {name: BOUNDS[name][backend] + 2 * (loop_tx and name in LOOP_TX) for name in seen}
+    over = {name: counts for name, counts in seen.items() if max(counts) > bounds[name]}
     assert not over, f"more round trips than allowed on {backend}: {over}, all: {seen}"
     # the writes did what they say
     session = call("get_session", "app", "u", "s1", recent_events=3)
@@ -161,7 +166,7 @@ def test_round_trips_per_op_async(backend: str, counted_url: tuple[str, Counter]
                 coro = getattr(store, name)(*args, **kwargs)
                 return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
-            await asyncio.to_thread(_check, call, counter, backend)
+            await asyncio.to_thread(_check, call, counter, backend, backend == "sqlite")
 
     asyncio.run(main())
 

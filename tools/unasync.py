@@ -22,10 +22,11 @@ TARGET = ROOT / "_store.py"
 
 ASYNC_DOC = (
     "Sessions in a database, with awaitable calls that never block the event loop.\n\n"
-    "    PostgreSQL and MySQL use a native async driver (asyncpg, aiomysql); SQLite runs writes\n"
-    "    in a worker thread, and point reads that need no wait on the loop. One store may serve\n"
-    "    several event loops and threads: each loop gets a connection pool of its own, closed\n"
-    "    when the loop shuts down."
+    "    PostgreSQL and MySQL use a native async driver (asyncpg, aiomysql); SQLite runs point\n"
+    "    reads and small writes on the loop when they need no wait (no lock held elsewhere, no\n"
+    '    fsync: not at ``sqlite_durability="full"``), everything else in a worker thread. One\n'
+    "    store may serve several event loops and threads: each loop gets a connection pool of its\n"
+    "    own, closed when the loop shuts down."
 )
 SYNC_DOC = "Sessions in a database, with blocking calls. Safe to share between threads."
 

@@ -21,10 +21,11 @@ __all__ = ["AsyncSessionStore"]
 class AsyncSessionStore:
     """Sessions in a database, with awaitable calls that never block the event loop.
 
-    PostgreSQL and MySQL use a native async driver (asyncpg, aiomysql); SQLite runs writes
-    in a worker thread, and point reads that need no wait on the loop. One store may serve
-    several event loops and threads: each loop gets a connection pool of its own, closed
-    when the loop shuts down.
+    PostgreSQL and MySQL use a native async driver (asyncpg, aiomysql); SQLite runs point
+    reads and small writes on the loop when they need no wait (no lock held elsewhere, no
+    fsync: not at ``sqlite_durability="full"``), everything else in a worker thread. One
+    store may serve several event loops and threads: each loop gets a connection pool of its
+    own, closed when the loop shuts down.
 
     Args:
         url: a database URL (``sqlite:///./sessions.db``, ``postgresql://...``,

@@ -6,7 +6,8 @@ mode (see :mod:`sessiondb._engine`), so a one-statement operation is one round t
 that need several statements open an explicit transaction with :meth:`Cx.begin`.
 
 Async front ends call the very same sync-style operation: on PostgreSQL and MySQL inside
-SQLAlchemy's ``greenlet_spawn`` over a true async driver, on SQLite in a worker thread.
+SQLAlchemy's ``greenlet_spawn`` over a true async driver, on SQLite in a worker thread, or on
+the loop's own thread when it is quick and need not wait (:meth:`Runner.run_now`).
 
 Reliability (docs/reliability.md):
 
@@ -103,6 +104,15 @@ IDLE_WATCHDOG = 10.0
 CONFLICT_RETRIES = 30
 CONFLICT_BACKOFF = 0.01
 _BACKOFF_DOUBLINGS = 6
+#: Characters of one value above which a SQLite write leaves the event loop's thread for a
+#: worker thread (:meth:`Runner.run_now`): copying and parsing a large document would stall
+#: the loop for milliseconds, while a worker thread does it with the GIL released.
+LOOP_VALUE_MAX = 64 * 1024
+#: Seconds of CPU time a write on the event loop's thread may take before the writes to its
+#: session go to a worker thread (a large stored state, patched by SQLite's JSON functions),
+#: and how many such sessions are remembered.
+LOOP_CPU_MAX = 0.002
+_KEEP_HEAVY = 256
 _GENERATION = "sessiondb_generation"
 _BORN = "sessiondb_born"
 _BUSY = "sessiondb_busy_ms"
@@ -656,6 +666,16 @@ class AiomysqlCursor:
 # -- one operation's access ----------------------------------------------------------------------
 
 
+class _OffLoopError(Exception):
+    """A write on the event loop's thread met a value over :data:`LOOP_VALUE_MAX`: rolled
+    back, it runs in a worker thread instead (never leaves :meth:`Runner.run_now`)."""
+
+
+def _too_big_for_loop(bound: Any) -> bool:
+    values = bound.values() if isinstance(bound, dict) else bound
+    return any(type(v) is str and len(v) > LOOP_VALUE_MAX for v in values)
+
+
 class Cx:
     """One operation's database access: a lazily leased DBAPI connection and its cursor.
 
@@ -738,6 +758,8 @@ class Cx:
             self.sent = True
         if runner.max_packet:
             runner.check_size(bound)
+        if self.outer and _too_big_for_loop(bound):
+            raise _OffLoopError
         if self.log is not None:
             log_statement(self.log, stmt.sql, bound, show=runner.log_parameters)
         watchdog = runner.watchdog
@@ -791,6 +813,8 @@ class Cx:
             if self._runner.max_packet:
                 for b in bound:
                     self._runner.check_size(b)
+            if self.outer and any(map(_too_big_for_loop, bound)):
+                raise _OffLoopError
             if not self._in_tx:
                 self.applied = self.sent
                 self.sent = True
@@ -933,6 +957,8 @@ class Runner:
         #: SQLite quick writes may run on the event loop's thread (:meth:`run_now`): commits
         #: there cost no fsync (only ``"full"`` syncs each one)
         self.loop_writes = target.backend == "sqlite" and durability != "full"
+        #: session ids whose writes leave the loop's thread (too big or too slow there)
+        self._heavy: dict[Any, None] = {}
         #: SQLite at the default durability: the WAL checkpointed once writes pause
         self.checkpointer: Checkpointer | None = None
         path = target.sync_url.database if target.backend == "sqlite" else None
@@ -1244,11 +1270,15 @@ class Runner:
         safe. A write (:func:`~sessiondb._replicas.quick_write`, and only when
         :attr:`loop_writes`) runs whole inside ``BEGIN IMMEDIATE`` ... ``COMMIT``: a busy
         write lock fails the BEGIN, before anything was done; any failure before the COMMIT
-        rolls everything back. Either way nothing was written, and the worker thread runs it
-        again from the start.
+        rolls everything back, as does a statement with a value over :data:`LOOP_VALUE_MAX`
+        characters (a large state). Either way nothing was written, and the worker thread runs
+        it again from the start. A session whose write was too big, or took more than
+        :data:`LOOP_CPU_MAX` of CPU time, has its next writes sent to the worker thread
+        straight away (the last :data:`_KEEP_HEAVY` such sessions are remembered).
         """
         write = not is_read(fn)
-        if write and not self.loop_writes:
+        sid = kwargs.get("session_id") if write else None
+        if write and (not self.loop_writes or sid in self._heavy):
             return False, None
         try:
             raw, cur, since = self._idle_now.pop()
@@ -1273,6 +1303,7 @@ class Runner:
         cx = Cx(self, op_name(fn, args) if _logs_statements(logging.DEBUG) else None)
         cx._raw, cx._cur = raw, cur
         began = False
+        start = time.thread_time() if write else 0.0
         try:
             if write:
                 cx.begin()  # the write lock, now or never (busy timeout 0)
@@ -1298,13 +1329,28 @@ class Runner:
             cx._in_tx = in_tx  # release() rolls back whatever is open: nothing was written
             self._settle(cx, exc, kind)
             return False, None
+        except _OffLoopError as exc:
+            self._settle(cx, exc)  # rolled back: nothing was written
+            self._heavy_session(sid)
+            return False, None
         except BaseException as exc:
             self._settle(cx, exc)
             raise
-        if write and self.checkpointer is not None:
-            self.checkpointer.wrote()
+        if write:
+            if self.checkpointer is not None:
+                self.checkpointer.wrote()
+            if time.thread_time() - start > LOOP_CPU_MAX:
+                self._heavy_session(sid)
         self._keep_now(raw, cur, since)
         return True, result
+
+    def _heavy_session(self, sid: Any) -> None:
+        """Send the next writes of session ``sid`` to a worker thread (if it has an id)."""
+        if sid is not None:
+            heavy = self._heavy
+            heavy[sid] = None
+            if len(heavy) > _KEEP_HEAVY:
+                del heavy[next(iter(heavy))]
 
     def _keep_now(self, raw: PoolProxiedConnection, cur: Any, since: float) -> None:
         """Keep a :meth:`run_now` connection (busy timeout zero) for the next one."""
@@ -1463,7 +1509,7 @@ class AsyncRunner:
         # keyword named "fn" for its own): bind them first. Between attempts after a conflict
         # a worker thread sleeps; a greenlet awaits, and the event loop runs on.
         if self._in_thread:
-            if is_quick(fn):  # on the loop's thread, unless it would have to wait
+            if is_quick(fn):  # on the loop's thread, unless it would have to wait (or fsync)
                 done, result = self.runner.run_now(fn, *args, **kwargs)
                 if done:
                     return result  # type: ignore[return-value]
