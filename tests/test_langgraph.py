@@ -418,6 +418,27 @@ def test_get_tuple_is_one_statement_on_postgresql(
         assert saver.get_tuple(_config("other")) is None
 
 
+def test_bad_channel_names_and_versions_are_refused(db_url: str) -> None:
+    """Every channel name and version of a checkpoint is checked before anything is stored."""
+    from sessiondb.errors import ArgumentTypeError, InvalidArgumentError
+    from sessiondb.langgraph import SessiondbSaver
+
+    with SessiondbSaver(db_url) as saver:
+        good = saver.get_next_version(None, None)
+        for versions, error in (
+            ({"a": good, "b\x00": good}, InvalidArgumentError),  # control character
+            ({"a": good, "": good}, InvalidArgumentError),  # empty name
+            ({"a": good, "b": "9" * 500}, InvalidArgumentError),  # version too long
+            ({"a": good, "b": ""}, InvalidArgumentError),  # empty version
+            ({"a": good, 7: good}, ArgumentTypeError),  # not a str
+        ):
+            with pytest.raises(error):
+                saver.put(_config("t"), _checkpoint({"a": 1}, versions), {}, {"a": good})
+        assert saver.get_tuple(_config("t")) is None
+        ok = saver.put(_config("t"), _checkpoint({"a": 1}, {"a": good}), {}, {"a": good})
+        assert ok["configurable"]["checkpoint_id"]
+
+
 @dataclasses.dataclass
 class Point:
     """A type of the application's own, which msgpack revives only when allowed."""
