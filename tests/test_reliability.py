@@ -97,6 +97,19 @@ class Admin:
         cur.fetchall()
         cur.close()
 
+    def lock_events(self, session_id: str) -> None:
+        """Hold a gap lock where the session's next event goes (MySQL/MariaDB, repeatable
+        read): an INSERT of one waits for it."""
+        self.lock = self.engine.raw_connection()
+        cur = self.lock.cursor()
+        cur.execute(
+            "SELECT seq FROM events WHERE app_name = 'app' AND user_id = 'u' "
+            "AND session_id = %s FOR UPDATE",
+            (session_id,),
+        )
+        cur.fetchall()
+        cur.close()
+
     def unlock(self) -> None:
         if self.lock is not None:
             self.lock.rollback()
@@ -176,15 +189,18 @@ async def test_connections_killed_while_idle_are_replaced(store: Any, admin: Adm
 
 
 async def kill_its_next_call_at_the_lock(
-    store: Any, admin: Admin
+    store: Any, admin: Admin, events: bool = False
 ) -> tuple[Any, Callable[[], None]]:
-    """A new session whose row the admin locks; the store's next call on it waits for that
-    lock, and a background thread then kills that call's connection and frees the row.
-    Returns the session and the thread's join."""
+    """A new session whose row the admin locks (``events``: where its next event goes); the
+    store's next call on it waits for that lock, and a background thread then kills that
+    call's connection and frees the row. Returns the session and the thread's join."""
     before = admin.others()
     s = await store.create_session("app", "u", {"n": 0})
     mine = admin.others() - before
-    admin.lock_row(s.id)
+    if events:
+        admin.lock_events(s.id)
+    else:
+        admin.lock_row(s.id)
 
     def kill_when_waiting() -> None:
         waiting = wait_for(lambda: admin.waiting_for_lock(mine), "the call to wait for the lock")
@@ -246,6 +262,34 @@ async def test_append_with_ids_cut_in_flight_is_run_again(store: Any, admin: Adm
     assert event.seq == 1
     events = await store.list_events(s.id)
     assert [e.content for e in events] == [{"text": "once"}]
+    assert (await store.get_session("app", "u", s.id)).state == {"n": 1}
+
+
+async def test_append_without_ids_cut_in_its_writes(store: Any, admin: Admin, backend: str) -> None:
+    """On MySQL/MariaDB an append is two requests: the row lock, then its writes and COMMIT
+    sent together. Cut in the second one, it may or may not have been applied: without event
+    ids OutcomeUnknownError, never repeated."""
+    if backend != "mysql":
+        pytest.skip("MySQL/MariaDB's append in two requests")
+    s, join = await kill_its_next_call_at_the_lock(store, admin, events=True)
+    with pytest.raises(OutcomeUnknownError):
+        await store.append_event(s.id, "user", {"text": "once?"}, state_delta={"n": 1})
+    join()
+    got = await store.get_session("app", "u", s.id)
+    assert (got.state, got.version, got.event_count) == ({"n": 0}, 1, 0)  # killed waiting
+
+
+async def test_append_with_ids_cut_in_its_writes(store: Any, admin: Admin, backend: str) -> None:
+    """The same with an id on every event: run again, and stored once."""
+    if backend != "mysql":
+        pytest.skip("MySQL/MariaDB's append in two requests")
+    s, join = await kill_its_next_call_at_the_lock(store, admin, events=True)
+    event = await store.append_event(
+        s.id, "user", {"text": "once"}, state_delta={"n": 1}, event_id="e1"
+    )
+    join()
+    assert event.seq == 1
+    assert [e.content for e in await store.list_events(s.id)] == [{"text": "once"}]
     assert (await store.get_session("app", "u", s.id)).state == {"n": 1}
 
 

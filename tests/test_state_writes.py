@@ -137,6 +137,50 @@ def test_transform_state_retries_when_another_writer_wins(db_url: str) -> None:
             store.transform_state(s.id, always_loses, attempts=3)
 
 
+def test_transform_state_keeps_a_rivals_shared_keys(db_url: str) -> None:
+    """Shared keys another session changed between transform_state's read and its write are
+    kept (merged into, not a conflict); a rival's write of the session itself is a conflict,
+    and fn runs again on the newer state. On MySQL/MariaDB the write is one request that
+    writes nothing when a scoped row it changes is no longer as read (then the general
+    path merges), also when the row did not exist at the read."""
+    with SessionStore(db_url) as store, SessionStore(db_url) as rival:
+        s = store.create_session("app", "u", {"app:n": 0, "own": 0})
+        other = rival.create_session("app", "u", {})
+        calls: list[int] = []
+
+        def bump(state: dict[str, Any]) -> dict[str, Any]:
+            calls.append(state["app:n"])
+            if len(calls) == 1:  # no user state yet: the rival makes one; and changes app's
+                rival.patch_state(other.id, {"app:other": 1, "user:other": 2})
+            return {**state, "app:n": state["app:n"] + 1, "user:mine": 3, "own": 1}
+
+        assert store.transform_state(s.id, bump) == 2
+        assert calls == [0]
+        assert store.get_app_state("app") == {"n": 1, "other": 1}
+        assert store.get_user_state("app", "u") == {"other": 2, "mine": 3}
+        got = store.get_session("app", "u", s.id)
+        assert got is not None and got.state["own"] == 1 and got.version == 2
+
+        def bump_again(state: dict[str, Any]) -> dict[str, Any]:
+            calls.append(state["app:n"])
+            if len(calls) == 2:  # the rival writes the session itself: a conflict
+                rival.patch_state(s.id, {"own": 7, "app:n": 10})
+            return {**state, "app:n": state["app:n"] + 1, "user:mine": state["own"]}
+
+        assert store.transform_state(s.id, bump_again) == 4
+        assert calls == [0, 1, 10]
+        assert store.get_app_state("app") == {"n": 11, "other": 1}
+        assert store.get_user_state("app", "u") == {"other": 2, "mine": 7}
+
+        def deleted_meanwhile(state: dict[str, Any]) -> dict[str, Any]:
+            rival.delete_session(s.id)
+            return {**state, "app:n": 0}
+
+        with pytest.raises(SessionNotFoundError):
+            store.transform_state(s.id, deleted_meanwhile)
+        assert store.get_app_state("app") == {"n": 11, "other": 1}
+
+
 patches = st.fixed_dictionaries(
     {
         "set": st.dictionaries(

@@ -42,7 +42,7 @@ from .models import AppStats, Event, Session, SessionList
 
 if TYPE_CHECKING:
     from ._queries import Queries, Stmt
-    from ._runner import Cx
+    from ._runner import Cx, Step
 
 __all__ = ["Core"]
 
@@ -106,6 +106,9 @@ class Core:
         self._read_stats = rows.stats_reader(q.stats.columns)
         self._version_at = q.get_version.at("version")
         self._locked_at = q.lock_session.positions("state", "version", "last_seq")
+        self._locked_by_id_at = q.lock_session_by_id.positions(
+            "app_name", "user_id", "state", "version", "last_seq"
+        )
         self._lock_version_at = q.lock_version.at("version")
         if q.insert_returns:
             self._inserted_at = q.insert_session.positions("app_state", "user_state")
@@ -506,8 +509,13 @@ class Core:
         text: str,
         expected_version: int | None,
         reads: list[_scopes.Seen] | None,
+        stored: tuple[Any, Any] | None = None,
     ) -> int:
-        """Replace the session's own state; write the scoped keys changed since ``reads``."""
+        """Replace the session's own state; write the scoped keys changed since ``reads``.
+
+        ``stored``: the (app, user) state texts as read with ``expected_version`` (by
+        transform_state), for MySQL/MariaDB's one-request write.
+        """
         session_id = key["sid"]
         if not _scopes.is_plain(state):
             decision = _scopes.decide(state, reads, self.rows.loads)
@@ -527,6 +535,16 @@ class Core:
                     self._missing_or_stale(cx, key, expected_version)
                 self._held(key, decision)
                 return written[0]
+            if (
+                decision.write and not decision.unknown and stored is not None
+                and expected_version is not None and cx.multi()
+            ):  # fmt: skip
+                _, app, user = _scopes.split(decision.write)
+                version = self._write_guarded(cx, key, expected_version, own, app, user, stored)
+                if version is not None:
+                    self._held(key, decision)
+                    return version
+                # a scoped state changed since the read: the general path merges into it
             if decision.write or decision.unknown:
                 _, app, user = _scopes.split(decision.write)
                 _, app_guard, user_guard = _scopes.split(decision.unknown)
@@ -705,7 +723,10 @@ class Core:
                 return written[1]
             # missing, ambiguous, stale, or an event id stored already: the general path
             # tells which, and hands back the stored events
-        key = self._found(cx, session_id, app_name, user_id)
+        if app_name is None and user_id is None and not self.pg and not (ids or app or user):
+            key = {"sid": session_id}  # by id alone: the row lock finds the owner
+        else:
+            key = self._found(cx, session_id, app_name, user_id)
         appended: list[Event] = []
         self._general(
             cx, key, expected_version, own, app, user, events=prepared, out=appended,
@@ -878,8 +899,9 @@ class Core:
             result = cx.outside(fn, session.state)  # user code: its errors pass through
             new_state = session.state if result is None else result
             text = self.rows.encode_state(new_state)
+            stored = (row[i_app], row[i_user])
             try:
-                return self._replace(cx, key, new_state, text, session.version, [base])
+                return self._replace(cx, key, new_state, text, session.version, [base], stored)
             except StaleSessionError:
                 if attempt == attempts - 1:
                     raise
@@ -1206,29 +1228,106 @@ class Core:
     ) -> int:
         """The general write path: one transaction under the session's row lock.
 
+        Two batches of statements (:meth:`Cx.batch`: one round trip each on MySQL/MariaDB):
+        the first opens the transaction, locks the session's row (by id alone when ``key``
+        has no owner: then no scoped key may change), reads the stored events of the given
+        event ids and makes sure of, and locks, the scoped rows to change; the second writes
+        them, the session and its events, and commits.
+
         ``guards`` hold (app, user) values the stored ones must equal, else
         :class:`StaleSessionError` and nothing is written.
         """
+        q = self.q
+        now = self.rows.now()
+        stamp = q.ts_in(now)
+        app_guard, user_guard = guards
+        by_id = "app" not in key
+        steps: list[Step] = [
+            (q.lock_session_by_id if by_id else q.lock_session, {**key, "now": stamp})
+        ]
+        with_ids = bool(events) and any(e["event_id"] is not None for e in events or [])
+        if with_ids and not by_id:
+            steps.append(self._stored_step(key, events or []))
+        scoped: list[tuple[Scope, dict[str, Any], int]] = []
+        todo: tuple[tuple[Scope, Change, dict[str, Any]], ...] = (
+            ("app", app, app_guard),
+            ("user", user, user_guard),
+        )
+        for scope, change, guard in todo:
+            if change or guard:
+                if by_id:
+                    raise InvalidArgumentError("a scoped write needs the session's owner")
+                params = self._scope_params(scope, key["app"], key["user"])
+                stmts = self.q.scopes[scope]
+                steps.append((stmts["ensure"], {**params, "state": "{}", "now": stamp}))
+                scoped.append((scope, params, len(steps)))
+                steps.append((stmts["lock"], params))
+        answers = cx.batch(steps, begin=True)
+        try:
+            return self._general_write(
+                cx, key, answers, steps, scoped, expected, own, app, user, now, stamp,
+                replace=replace, events=events, out=out, guards=guards, deltas=deltas,
+            )  # fmt: skip
+        except (SessionNotFoundError, StaleSessionError, AmbiguousSessionError):
+            cx.rollback()  # the caller may go on (transform_state reads again)
+            raise
+
+    def _general_write(
+        self,
+        cx: Cx,
+        key: Key,
+        answers: list[Any],
+        steps: list[Step],
+        scoped: list[tuple[Scope, dict[str, Any], int]],
+        expected: int | None,
+        own: Change,
+        app: Change,
+        user: Change,
+        now: datetime,
+        stamp: Any,
+        *,
+        replace: bool,
+        events: list[dict[str, Any]] | None,
+        out: list[Event] | None,
+        guards: tuple[dict[str, Any], dict[str, Any]],
+        deltas: list[Any] | None,
+    ) -> int:
+        """:meth:`_general` once its first batch is answered: the checks, then the writes."""
         q, rows = self.q, self.rows
-        session_id, app_name, user_id = key["sid"], key["app"], key["user"]
-        now, stamp, row = self._lock(cx, q.lock_session, key)
-        i_state, i_version, i_last_seq = self._locked_at
+        session_id = key["sid"]
+        app_guard, user_guard = guards
+        by_id = "app" not in key
+        with_ids = bool(events) and any(e["event_id"] is not None for e in events or [])
+        found = answers[0]
+        if len(found) > 1:
+            if by_id:
+                raise self._ambiguous(session_id)
+            raise cx.unexpected(f"a lock of one session returned {len(found)} rows")
+        if not found:
+            raise SessionNotFoundError(f"no session with id {session_id!r}")
+        row = found[0]
+        if by_id:
+            i_app, i_user, i_state, i_version, i_last_seq = self._locked_by_id_at
+            key = {"app": row[i_app], "user": row[i_user], "sid": session_id}
+        else:
+            i_state, i_version, i_last_seq = self._locked_at
         text, version, last_seq = row[i_state], row[i_version], row[i_last_seq]
         stored: dict[str, Event] = {}
-        if events and any(e["event_id"] is not None for e in events):
-            stored = self._stored_events(cx, key, events)
+        if with_ids and not by_id:
+            read = self._event_reader(steps[1][0])
+            stored = {ev.event_id: ev for ev in map(read, answers[1]) if ev.event_id}
             if stored:
-                kept = [i for i, e in enumerate(events) if e["event_id"] not in stored]
+                kept = [i for i, e in enumerate(events or []) if e["event_id"] not in stored]
                 if not kept:  # every event is stored already: write nothing
                     cx.commit()
                     if out is not None:
-                        out.extend(stored[e["event_id"]] for e in events)
+                        out.extend(stored[e["event_id"]] for e in events or [])
                     return int(version)
                 delta: dict[str, Any] = {}
                 for i in kept:
                     delta.update((deltas or [])[i] or {})
                 own, app, user = _scopes.split(delta)
-                all_events, events = events, [events[i] for i in kept]
+                all_events, events = events or [], [(events or [])[i] for i in kept]
         if expected is not None and expected != version:
             raise StaleSessionError(
                 f"session {session_id!r} is at version {version}, not the expected {expected}",
@@ -1237,30 +1336,38 @@ class Core:
             )
         state = own.set if replace else own.apply(rows.loads(text))
         new_text = rows.encode_state(state)
-        app_guard, user_guard = guards
-        self._scope_write(cx, "app", {"app": app_name}, app, now, app_guard, session_id)
-        self._scope_write(
-            cx, "user", {"app": app_name, "user": user_id}, user, now, user_guard, session_id
-        )
+        writes: list[Step] = []
+        for scope, params, at in scoped:
+            change = app if scope == "app" else user
+            guard = app_guard if scope == "app" else user_guard
+            locked = answers[at]
+            if len(locked) != 1:
+                raise cx.unexpected(f"a lock of one {scope} state returned {len(locked)} rows")
+            write = self._scope_change(scope, params, locked[0], change, stamp, guard, session_id)
+            if write is not None:
+                writes.append(write)
         events = events or []
         new_rows = [
             {**e, **key, "seq": last_seq + i, "now": stamp} for i, e in enumerate(events, 1)
         ]
-        cx.run(
-            q.write_session,
-            {
-                **key,
-                "state": new_text,
-                "now": stamp,
-                "version": version + 1,
-                "last_seq": last_seq + len(new_rows),
-                "n_events": len(new_rows),
-                "n_bytes": sum(e["size"] for e in events),
-            },
-            expect=1,  # the row is locked: exactly it
+        writes.append(
+            (
+                q.write_session,
+                {
+                    **key,
+                    "state": new_text,
+                    "now": stamp,
+                    "version": version + 1,
+                    "last_seq": last_seq + len(new_rows),
+                    "n_events": len(new_rows),
+                    "n_bytes": sum(e["size"] for e in events),
+                },
+                1,  # the row is locked: exactly it
+            )
         )
-        cx.run_many(q.insert_event, new_rows)
-        cx.commit()
+        if new_rows:
+            writes.append((q.insert_event, new_rows))
+        cx.batch(writes, commit=True)
         if out is not None:
             shown = rows.present(now)
             loads = rows.loads
@@ -1348,14 +1455,97 @@ class Core:
         ]  # fmt: skip
         return version, made
 
-    def _stored_events(self, cx: Cx, key: Key, events: list[dict[str, Any]]) -> dict[str, Event]:
-        """The session's events already stored under the ids of ``events``, by id."""
+    def _write_guarded(
+        self,
+        cx: Cx,
+        key: Key,
+        expected: int,
+        own: Change,
+        app: Change,
+        user: Change,
+        stored: tuple[Any, Any],
+    ) -> int | None:
+        """MySQL/MariaDB's whole-state write at ``expected``, in one request
+        (:meth:`Queries.guarded_write <sessiondb._queries.Queries.guarded_write>`): the new
+        version, or None when nothing was written because a scoped state to change no longer
+        holds ``stored`` (its text as read with ``expected``). A session that is missing or
+        not at ``expected`` raises as :meth:`_replace_own` does."""
+        q, rows = self.q, self.rows
+        stamp = q.ts_in(rows.now())
+        modes: list[str | None] = []
+        for change, old in ((app, stored[0]), (user, stored[1])):
+            modes.append(None if not change else "insert" if old is None else "update")
+        stmts = q.guarded_write(modes[0], modes[1])
+        steps: list[Step] = [(stmts["lock"], {**key, "now": stamp, "expected": expected})]
+        scoped: list[int] = []
+        todo: tuple[tuple[Scope, Change, Any, str | None], ...] = (
+            ("app", app, stored[0], modes[0]),
+            ("user", user, stored[1], modes[1]),
+        )
+        for scope, change, old, mode in todo:
+            if mode is None:
+                continue
+            params = self._scope_params(scope, key["app"], key["user"])
+            steps.append((stmts[f"check_{scope}"], {**params, "old": old}))
+            base = {} if old is None else rows.loads(old)
+            prefix = _scopes.APP if scope == "app" else _scopes.USER
+            text = rows.encode_state(change.apply(base, prefix), f"{scope} state")
+            scoped.append(len(steps))
+            steps.append((stmts[f"write_{scope}"], {**params, "state": text, "now": stamp}))
+        params = {**key, "state": rows.encode_state(own.set), "now": stamp, "expected": expected}
+        steps.append((stmts["write"], params))
+        steps.append((stmts["flags"], {}))
+        answers = cx.batch(steps, begin=True, commit=True)
+        written, flags = answers[-2], answers[-1]
+        if len(flags) != 1:
+            raise cx.unexpected(f"{len(flags)} rows of flags, not 1")
+        notes = [int(v) if v is not None else None for v in flags[0]]
+        if written == 1 and all(n == 1 for n in notes):
+            if any(answers[i] != 1 for i in scoped):
+                raise cx.unexpected(f"scoped writes changed {[answers[i] for i in scoped]} rows")
+            return expected + 1
+        if written != 0 or any(answers[i] != 0 for i in scoped):
+            raise cx.unexpected(f"a guarded write changed {written} rows, flags {notes}")
+        if notes[0] != 1:
+            self._missing_or_stale(cx, key, expected)
+        return None
+
+    def _stored_step(self, key: Key, events: list[dict[str, Any]]) -> Step:
+        """The read of the session's events stored under the ids of ``events``."""
         ids = [e["event_id"] for e in events if e["event_id"] is not None]
-        stmt = self.q.events_by_id(len(ids))
-        read = self._event_reader(stmt)
         params: dict[str, Any] = dict(key)
         params.update({f"e{i}": v for i, v in enumerate(ids)})
-        return {ev.event_id: ev for ev in map(read, cx.all(stmt, params)) if ev.event_id}
+        return self.q.events_by_id(len(ids)), params
+
+    def _scope_change(
+        self,
+        scope: Scope,
+        params: dict[str, Any],
+        row: Row,
+        change: Change,
+        stamp: Any,
+        guard: dict[str, Any],
+        session_id: str,
+    ) -> Step | None:
+        """The write of ``change`` to a scoped state whose locked row is ``row`` (None: no
+        change); each ``guard`` key must hold its value already, else
+        :class:`StaleSessionError`."""
+        stmts = self.q.scopes[scope]
+        prefix = _scopes.APP if scope == "app" else _scopes.USER
+        stored = self.rows.loads(row[stmts["lock"].at("state")])
+        for name, value in guard.items():
+            if name not in stored or not _json.same(value, stored[name]):
+                raise StaleSessionError(
+                    f"state[{prefix + name!r}] = {value!r} differs from the stored value, and "
+                    f"this store has not read session {session_id!r} lately, so it cannot tell a "
+                    "change from a stale copy: nothing was written. Read the session with this "
+                    "store first, or set shared keys with patch_state"
+                )
+        if not change:
+            return None
+        state = change.apply(stored, prefix)
+        text = self.rows.encode_state(state, f"{scope} state")
+        return stmts["write"], {**params, "state": text, "now": stamp}, 1
 
     def _lock(self, cx: Cx, stmt: Stmt, key: Key) -> tuple[datetime, Any, Any]:
         """Open a transaction and lock the (live) session's row: (now, its driver form, row)."""

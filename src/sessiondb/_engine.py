@@ -325,6 +325,17 @@ def _connect_args(
     return args
 
 
+def _pymysql_flags(url: Any) -> int:
+    """PyMySQL's client flags for the store's connections: SQLAlchemy's (``FOUND_ROWS``, and
+    any ``client_flag`` of the URL) and ``MULTI_STATEMENTS``, so that a write's statements
+    go in one request (:meth:`Cx.batch <sessiondb._runner.Cx.batch>`; aiomysql always sets
+    it). Every value in them is escaped by the driver."""
+    from pymysql.constants import CLIENT
+
+    flags: int = CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS
+    return int(url.query.get("client_flag", 0)) | flags
+
+
 def _aiomysql_bytes() -> None:
     """aiomysql (0.3) escapes ``bytes`` with PyMySQL's ``escape_bytes_prefixed``, which
     PyMySQL 1.2 replaced by a string ("DO NOT IMPORT THIS"): every bytes parameter then fails
@@ -433,6 +444,8 @@ def make_engine(
         target, url.get_driver_name(), connect_timeout=connect_timeout,
         busy_timeout=busy_timeout, statement_timeout=statement_timeout,
     )  # fmt: skip
+    if url.get_driver_name() == "pymysql":
+        connect_args["client_flag"] = _pymysql_flags(url)
     connect_args.update(options.pop("connect_args", {}))
     kw["connect_args"] = connect_args
     kw.update(options)

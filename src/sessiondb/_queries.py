@@ -110,6 +110,7 @@ class Queries:
         self.returning = self.backend != "mysql"
         self.tables = tables
         self._cache: dict[Any, Stmt] = {}
+        self._guarded: dict[tuple[str | None, str | None], dict[str, Stmt]] = {}
         s, ev, apps, users = tables.sessions, tables.events, tables.app_states, tables.user_states
         c = s.c
         now = p("now", Timestamp())
@@ -267,6 +268,14 @@ class Queries:
         self.lock_session = self.compile(
             sa.select(self.json_out(c.state), c.version, c.last_seq)
             .where(owned, live)
+            .with_for_update()
+        )
+        # the same by id alone: two rows tell that the id is ambiguous (both then unlocked
+        # by the rollback)
+        self.lock_session_by_id = self.compile(
+            sa.select(c.app_name, c.user_id, self.json_out(c.state), c.version, c.last_seq)
+            .where(c.id == p("sid"), live)
+            .limit(2)
             .with_for_update()
         )
         self.write_session = self.compile(
@@ -694,6 +703,103 @@ class Queries:
         if self.backend == "mysql":
             return sa.func.length(col)
         return sa.func.length(sa.cast(col, sa.LargeBinary()))
+
+    def guarded_write(self, app: str | None, user: str | None) -> dict[str, Stmt]:
+        """MySQL/MariaDB's whole-state write at an expected version, in one request: its
+        statements, run in order in one transaction (:meth:`Cx.batch`).
+
+        ``lock`` locks the session's row and notes (``@sdb_ok``) whether it is live at
+        ``:expected``; ``check_app``/``check_user`` lock each scoped row to change and note
+        whether it still holds ``:old``, the text read before (``insert``: there was no
+        row, and still is none); the writes (``write_app``, ``write_user``, ``write``) then
+        change rows only if every note is 1, so they are all made or none. ``flags`` reads
+        the notes back. ``app``/``user``: None (no change), "update" or "insert".
+        """
+        cached = self._guarded.get((app, user))
+        if cached is not None:
+            return cached
+        s, c = self.tables.sessions, self.tables.sessions.c
+        now = p("now", Timestamp())
+        notes = ["@sdb_ok = 1"]
+        stmts: dict[str, Stmt] = {}
+
+        def into(query: sa.Select[Any], var: str) -> Stmt:
+            stmt = self.compile(query.with_for_update())
+            return dataclasses.replace(stmt, sql=f"{stmt.sql} INTO {var}", columns=())
+
+        count = sa.func.count()
+        stmts["lock"] = into(
+            sa.select(count)
+            .select_from(s)
+            .where(self.owned, self.live, c.version == p("expected")),
+            "@sdb_ok",
+        )
+        for scope, mode, table in (
+            ("app", app, self.tables.app_states),
+            ("user", user, self.tables.user_states),
+        ):
+            if mode is None:
+                continue
+            where = [table.c.app_name == p("app")]
+            if scope == "user":
+                where.append(table.c.user_id == p("user"))
+            var = f"@sdb_{scope}"
+            notes.append(f"{var} = 1")
+            if mode == "update":
+                same = sa.cast(table.c.state, sa.LargeBinary()) == sa.cast(
+                    p("old", sa.Text()), sa.LargeBinary()
+                )
+                stmts[f"check_{scope}"] = into(
+                    sa.select(count).select_from(table).where(*where, same), var
+                )
+            else:
+                stmts[f"check_{scope}"] = into(
+                    sa.select(sa.case((count == 0, ONE), else_=ZERO))
+                    .select_from(table)
+                    .where(*where),
+                    var,
+                )
+        go = sa.text(" AND ".join(notes))
+        for scope, mode, table in (
+            ("app", app, self.tables.app_states),
+            ("user", user, self.tables.user_states),
+        ):
+            if mode is None:
+                continue
+            names = ["app_name", "user_id"] if scope == "user" else ["app_name"]
+            if mode == "update":
+                where = [table.c[n] == p(n.split("_")[0]) for n in names]
+                query: Any = (
+                    sa.update(table)
+                    .where(*where, go)
+                    .values(state=self.json_in("state"), updated_at=now)
+                )
+            else:
+                query = sa.insert(table).from_select(
+                    [*names, "state", "updated_at"],
+                    sa.select(
+                        *[p(n.split("_")[0]) for n in names], self.json_in("state"), now
+                    ).where(go),
+                )
+            stmts[f"write_{scope}"] = self.compile(query)
+        set_state = {"state": self.json_in("state"), "updated_at": now, "expires_at": self.renew}
+        stmts["write"] = self.compile(
+            self.bump(
+                sa.update(s).where(self.owned, self.live, c.version == p("expected"), go),
+                set_state,
+            )
+        )
+        stmts["flags"] = self.compile(
+            sa.select(
+                *[
+                    sa.literal_column(f"@sdb_{n}").label(f"{n}_ok")
+                    for n in ("ok", "app", "user")
+                    if n == "ok" or (app if n == "app" else user) is not None
+                ]
+            )
+        )
+        self._guarded[(app, user)] = stmts
+        return stmts
 
     def cached(self, key: Any, build: Callable[[], ClauseElement]) -> Stmt:
         """Compile ``build()`` once for ``key`` (statements whose shape depends on arguments)."""

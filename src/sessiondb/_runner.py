@@ -76,6 +76,10 @@ from .errors import (
 
 if TYPE_CHECKING:
     from ._queries import Stmt
+
+    #: one statement of :meth:`Cx.batch`: (stmt, params), (stmt, rows) or
+    #: (stmt, params, rows it must change)
+    Step = tuple[Stmt, Any] | tuple[Stmt, Any, int]
     from ._telemetry import StoreTelemetry
 
 __all__ = [
@@ -116,6 +120,11 @@ _KEEP_HEAVY = 256
 _GENERATION = "sessiondb_generation"
 _BORN = "sessiondb_born"
 _BUSY = "sessiondb_busy_ms"
+#: raw.info key: the MySQL connection takes several statements in one request
+#: (CLIENT_MULTI_STATEMENTS), so :meth:`Cx.batch` sends them in one round trip
+_MULTI = "sessiondb_multi_statements"
+_CLIENT_MULTI_STATEMENTS = 1 << 16
+
 
 Kind = Literal[
     "disconnect",
@@ -659,6 +668,15 @@ class AiomysqlCursor:
     def fetchone(self) -> Any:
         return self._cur.fetchone().result()
 
+    def nextset(self) -> Any:
+        try:
+            return await_only(self._cur.nextset())
+        except Exception as error:
+            self._adapted._handle_exception(error)
+
+    def mogrify(self, sql: str, params: Any) -> str:
+        return str(self._cur.mogrify(sql, params))
+
     def close(self) -> None:
         await_only(self._cur.close())
 
@@ -827,6 +845,160 @@ class Cx:
             if self._runner.counts_many and cur.rowcount != len(rows):
                 raise self.unexpected(f"{cur.rowcount} rows inserted of {len(rows)}")
 
+    def batch(self, steps: list[Step], *, begin: bool = False, commit: bool = False) -> list[Any]:
+        """Run ``steps`` in order, after a ``BEGIN`` and before a ``COMMIT`` when asked: each
+        step's rows (a statement with result columns) or its row count.
+
+        A step is ``(stmt, params)``, or ``(stmt, rows)`` for an INSERT of several rows, or
+        ``(stmt, params, expect)`` for a statement that must change ``expect`` rows (else
+        :class:`UnexpectedResultError`). On MySQL/MariaDB, over a connection that takes several
+        statements in one request (``CLIENT_MULTI_STATEMENTS``, set on the store's own
+        engines), they go in one round trip, every value escaped by the driver; a statement
+        that fails leaves the later ones unrun and the transaction open (rolled back on
+        release). There the counts are checked once every answer is in, after the ``COMMIT``
+        if one was sent. Elsewhere they run one by one, each checked as it comes.
+        """
+        if self._multi():
+            return self._batch_multi(steps, begin, commit)
+        if begin:
+            self.begin()
+        out: list[Any] = []
+        for step in steps:
+            stmt, params = step[0], step[1]
+            if isinstance(params, list):
+                self.run_many(stmt, params)
+                out.append(len(params))
+            elif stmt.columns:
+                out.append(self.all(stmt, params))
+            else:
+                out.append(self.run(stmt, params, expect=step[2] if len(step) > 2 else None))
+        if commit:
+            self.commit()
+        return out
+
+    def multi(self) -> bool:
+        """Whether :meth:`batch` sends its statements in one round trip (MySQL/MariaDB over a
+        connection with ``CLIENT_MULTI_STATEMENTS``)."""
+        return self._multi()
+
+    def _multi(self) -> bool:
+        """Whether the leased connection takes several statements in one request."""
+        if self.backend != "mysql":
+            return False
+        self._cursor()
+        info = self._raw.info  # type: ignore[union-attr]
+        multi = info.get(_MULTI)
+        if multi is None:
+            flag = getattr(self._raw.driver_connection, "client_flag", 0)  # type: ignore[union-attr]
+            multi = info[_MULTI] = bool(int(flag) & _CLIENT_MULTI_STATEMENTS)
+        return bool(multi)
+
+    def _batch_multi(self, steps: list[Step], begin: bool, commit: bool) -> list[Any]:
+        cur = self._cur
+        runner = self._runner
+        bounds: list[Any] = []
+        for step in steps:
+            stmt, params = step[0], step[1]
+            if isinstance(params, list):
+                bounds.append([stmt.bind(p) for p in params])
+            else:
+                bounds.append(stmt.bind(params))
+        if runner.max_packet:
+            # one request holds them all: too big together, they go one by one (each checked)
+            flat = [b for bound in bounds for b in (bound if isinstance(bound, list) else [bound])]
+            merged = [v for b in flat for v in (b.values() if isinstance(b, dict) else b)]
+            try:
+                runner.check_size(merged)
+            except InvalidStateError:
+                return self._batch_single(steps, begin, commit)
+        parts: list[str] = []
+        if begin:
+            parts.append("BEGIN")
+            if self.log is not None:
+                log_statement(self.log, "BEGIN")
+        writes = False
+        for step, bound in zip(steps, bounds, strict=True):
+            stmt = step[0]
+            writes = writes or stmt.writes
+            if isinstance(bound, list):
+                head, _, row = stmt.sql.rpartition(" VALUES ")
+                if not head or not row.startswith("("):
+                    raise self.unexpected(f"not an INSERT ... VALUES: {stmt.sql[:60]!r}")
+                parts.append(head + " VALUES " + ", ".join(cur.mogrify(row, b) for b in bound))
+                if self.log is not None:
+                    log_statement(
+                        self.log, stmt.sql, bound, show=runner.log_parameters, many=len(bound)
+                    )
+            else:
+                parts.append(cur.mogrify(stmt.sql, bound))
+                if self.log is not None:
+                    log_statement(self.log, stmt.sql, bound, show=runner.log_parameters)
+        if commit:
+            parts.append("COMMIT")
+            if self.log is not None:
+                log_statement(self.log, "COMMIT")
+        if begin:
+            self._in_tx = True
+        if commit or (writes and not self._in_tx):
+            self.applied = self.sent
+            self.sent = True
+        watchdog = runner.watchdog
+        key = None
+        if watchdog is not None:
+            key = watchdog.start(self._raw.driver_connection)  # type: ignore[union-attr]
+        try:
+            out = self._answers(cur, steps, begin, commit, ";\n".join(parts))
+        finally:
+            if watchdog is not None and key is not None:
+                watchdog.stop(key)
+        if commit:
+            self._in_tx = False
+            if self.in_transaction():
+                self._in_tx = True  # still open: released by discarding the connection
+                raise self.unexpected("COMMIT left the connection inside a transaction")
+        elif begin and self.in_transaction() is False:
+            raise self.unexpected("BEGIN left the connection outside a transaction")
+        for step, answer in zip(steps, out, strict=True):
+            stmt, params = step[0], step[1]
+            if isinstance(params, list):
+                if answer != len(params):
+                    raise self.unexpected(f"{answer} rows inserted of {len(params)}")
+            elif stmt.columns:
+                if answer and len(answer[0]) != len(stmt.columns):
+                    raise self.unexpected(
+                        f"rows of {len(answer[0])} columns, not {len(stmt.columns)}"
+                    )
+            elif len(step) > 2 and answer != step[2]:
+                raise self.unexpected(f"{answer} rows changed where {step[2]} had to be")
+        return out
+
+    def _answers(
+        self, cur: Any, steps: list[Step], begin: bool, commit: bool, sql: str
+    ) -> list[Any]:
+        """Send ``sql`` (several statements) and read every statement's answer."""
+        cur.execute(sql)
+        out: list[Any] = []
+        first = True
+        for part in ([None] if begin else []) + list(steps) + ([None] if commit else []):
+            if not first and not cur.nextset():
+                raise self.unexpected("fewer answers than statements sent")
+            first = False
+            if part is None:
+                continue
+            out.append(list(cur.fetchall()) if part[0].columns else int(cur.rowcount))
+        if cur.nextset():
+            raise self.unexpected("more answers than statements sent")
+        return out
+
+    def _batch_single(self, steps: list[Step], begin: bool, commit: bool) -> list[Any]:
+        """:meth:`batch` one statement at a time."""
+        multi = self._raw.info[_MULTI]  # type: ignore[union-attr]
+        self._raw.info[_MULTI] = False  # type: ignore[union-attr]
+        try:
+            return self.batch(steps, begin=begin, commit=commit)
+        finally:
+            self._raw.info[_MULTI] = multi  # type: ignore[union-attr]
+
     def unexpected(self, what: str) -> UnexpectedResultError:
         """The error for an answer that is not the statement's result (the connection is
         then discarded, and an open transaction rolled back with it)."""
@@ -885,6 +1057,17 @@ class Cx:
         if self.in_transaction():
             self._in_tx = True  # still open: released by discarding the connection
             raise self.unexpected("COMMIT left the connection inside a transaction")
+
+    def rollback(self) -> None:
+        """Roll back the transaction opened by :meth:`begin` (or a batch), if still open:
+        before an error the operation itself may catch and go on from (a stale version that
+        transform_state answers by reading again)."""
+        if not self._in_tx:
+            return
+        self._in_tx = False
+        if self.log is not None:
+            log_statement(self.log, "ROLLBACK")
+        self._cur.execute("ROLLBACK")
 
     def release(self, exc: BaseException | None, kind: Kind | None = None) -> bool:
         """Return the connection to the pool; roll back or discard it after a failure.
