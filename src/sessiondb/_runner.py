@@ -1061,8 +1061,9 @@ class Cx:
     def rollback(self) -> None:
         """Roll back the transaction opened by :meth:`begin` (or a batch), if still open:
         before an error the operation itself may catch and go on from (a stale version that
-        transform_state answers by reading again)."""
-        if not self._in_tx:
+        transform_state answers by reading again). Inside :meth:`Runner.run_now`'s own
+        transaction it does nothing, as :meth:`begin` and :meth:`commit` do."""
+        if self.outer or not self._in_tx:
             return
         self._in_tx = False
         if self.log is not None:
