@@ -690,8 +690,11 @@ class _OffLoopError(Exception):
 
 
 def _too_big_for_loop(bound: Any) -> bool:
-    values = bound.values() if isinstance(bound, dict) else bound
-    return any(type(v) is str and len(v) > LOOP_VALUE_MAX for v in values)
+    # a plain loop: a generator in any() costs more than the check on a hot path
+    for v in bound.values() if type(bound) is dict else bound:
+        if type(v) is str and len(v) > LOOP_VALUE_MAX:
+            return True
+    return False
 
 
 class Cx:
