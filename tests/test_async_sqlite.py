@@ -344,3 +344,19 @@ async def test_large_states_are_written_off_the_loop(sqlite_url: str) -> None:
         assert got is not None and (got.state, got.version) == ({**big, "n": 1}, 2)
         assert len(await store.list_sessions("app", "u")) == 2
         assert _lock_is_free(sqlite_url)
+
+
+async def test_a_bad_session_id_is_refused_as_the_sync_store_does(
+    astore: AsyncSessionStore, sqlite_url: str
+) -> None:
+    """The loop's write path looks the id up (sessions sent to the worker thread): an id that
+    is no str, even an unhashable one, is still the operation's to refuse."""
+    await astore.list_sessions("app")
+    for bad in (["x"], {"x": 1}, 5):
+        with SessionStore(sqlite_url) as sync, pytest.raises(SessionDBError) as sync_error:
+            sync.patch_state(bad, set={"n": 1})
+        with pytest.raises(SessionDBError) as async_error:
+            await astore.patch_state(bad, set={"n": 1})
+        assert type(async_error.value) is type(sync_error.value) is InvalidIdError
+        with pytest.raises(InvalidIdError):
+            await astore.delete_session(bad)

@@ -33,6 +33,7 @@ Reliability (docs/reliability.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import heapq
 import itertools
@@ -1465,6 +1466,8 @@ class Runner:
         """
         write = not is_read(fn)
         sid = kwargs.get("session_id") if write else None
+        if type(sid) is not str:  # a bad id is the operation's to refuse
+            sid = None
         if write and (not self.loop_writes or sid in self._heavy):
             return False, None
         try:
@@ -1537,7 +1540,9 @@ class Runner:
             heavy = self._heavy
             heavy[sid] = None
             if len(heavy) > _KEEP_HEAVY:
-                del heavy[next(iter(heavy))]
+                # the oldest; another loop's thread may be at it too
+                with contextlib.suppress(RuntimeError, StopIteration):
+                    heavy.pop(next(iter(heavy)), None)
 
     def _keep_now(self, raw: PoolProxiedConnection, cur: Any, since: float) -> None:
         """Keep a :meth:`run_now` connection (busy timeout zero) for the next one."""
