@@ -46,7 +46,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
@@ -585,13 +585,14 @@ class AsyncpgCursor:
     error to the adapter's translation, so the runner sees the very same exceptions.
     """
 
-    __slots__ = ("_adapted", "_cache", "_rows", "rowcount")
+    __slots__ = ("_adapted", "_cache", "_count", "_rows", "_stmt")
 
     def __init__(self, adapted: Any) -> None:
         self._adapted = adapted
         self._cache = adapted._prepared_statement_cache
         self._rows: list[Any] = []
-        self.rowcount = -1
+        self._stmt: Any = None  # the last statement run, whose status tells the row count
+        self._count = -1  # the row count when no statement tells it (executemany's)
 
     def execute(self, sql: str, params: Any = ()) -> None:
         adapted = self._adapted
@@ -603,15 +604,26 @@ class AsyncpgCursor:
                 stmt = hit[0]
             self._rows = await_only(stmt.fetch(*params))
         except Exception as error:
+            self._stmt = None
             adapted._handle_exception(error)  # raises the adapter's DBAPI error
+        self._stmt = stmt
+
+    @property
+    def rowcount(self) -> int:
+        """The rows the last statement returned or changed (read from its status only when
+        asked: most statements' callers want their rows)."""
+        stmt = self._stmt
+        if stmt is None:
+            return self._count
         match = _STATUS_COUNT.match(stmt.get_statusmsg() or "")
-        self.rowcount = int(match.group(1)) if match else -1
+        return int(match.group(1)) if match else -1
 
     def executemany(self, sql: str, seq: Any) -> None:
         cur = self._adapted.cursor()
+        self._stmt = None
         try:
             cur.executemany(sql, seq)
-            self.rowcount = cur.rowcount
+            self._count = cur.rowcount
         finally:
             cur.close()
 
@@ -1711,6 +1723,13 @@ class AsyncRunner:
                 op = partial(contextvars.copy_context().run, op)
             return await loop.run_in_executor(self._executor or self._pool(), op)
         return await run_in_greenlet(partial(self.runner.run, _greenlet_sleep, fn, *args, **kwargs))
+
+    def in_greenlet(
+        self, fn: Callable[Concatenate[Cx, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, T]:
+        """:meth:`call` over an async driver (never SQLite), without a coroutine of its own:
+        the one returned runs the operation in a worker greenlet once awaited."""
+        return run_in_greenlet(partial(self.runner.run, _greenlet_sleep, fn, *args, **kwargs))
 
     def shutdown(self) -> None:
         with self._lock:
