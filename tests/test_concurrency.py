@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sessiondb import AsyncSessionStore, DatabaseSessionService, SessionStore
 from sessiondb._migrations import HEAD
 from sessiondb._urls import resolve_url
+from sessiondb.errors import DatabaseError
 
 from ._procs import ProcessPool
 
@@ -274,3 +275,69 @@ def test_sqlite_file_copy_of_idle_open_service_holds_every_session(tmp_path: Pat
         assert {sid: json.loads(state) for sid, state in rows} == expected
     finally:
         service.close()
+
+
+def _holding_the_write_lock(store: SessionStore) -> tuple[threading.Thread, threading.Event]:
+    """A thread whose operation holds the store's SQLite write lock (an open BEGIN IMMEDIATE)
+    until the returned event is set."""
+    ready, go = threading.Event(), threading.Event()
+
+    def hold(cx: Any) -> None:
+        cx.begin()
+        ready.set()
+        go.wait(TIMEOUT)
+        cx.commit()
+
+    holder = threading.Thread(target=store._backend.runner.call, args=(hold,))
+    holder.start()
+    assert ready.wait(TIMEOUT)
+    return holder, go
+
+
+def test_sqlite_writers_of_one_store_queue_in_the_process(tmp_path: Path) -> None:
+    """A write that meets another of the same store's writes in progress waits for it in the
+    process (the store's write gate), not in SQLite's busy handler, which sleeps 1, 2, 5 ms
+    ... between tries however soon the lock is free: it is sent once the first commits."""
+    store = SessionStore(f"sqlite:///{tmp_path / 'gate.db'}")
+    try:
+        store.create_session("app", "u", session_id="first")
+        gate = store._backend.runner.write_gate
+        assert gate is not None
+        holder, go = _holding_the_write_lock(store)
+        done: list[str] = []
+        writer = threading.Thread(
+            target=lambda: done.append(store.create_session("app", "u", session_id="second").id)
+        )
+        writer.start()
+        deadline = time.monotonic() + TIMEOUT
+        while gate.waiting == 0 and time.monotonic() < deadline:
+            threading.Event().wait(0.001)  # until the writer is queued at the gate
+        assert gate.waiting == 1 and not done  # queued, nothing sent
+        go.set()
+        holder.join(TIMEOUT)
+        writer.join(TIMEOUT)
+        assert done == ["second"] and gate.waiting == 0
+        assert {s.id for s in store.list_sessions("app", "u")} == {"first", "second"}
+    finally:
+        store.close()
+
+
+def test_sqlite_writer_past_the_busy_timeout_fails_as_before(tmp_path: Path) -> None:
+    """A writer that waited at the gate longer than ``busy_timeout`` goes on to SQLite, whose
+    lock is still held: the usual error, the gate left free for the next writer."""
+    store = SessionStore(f"sqlite:///{tmp_path / 'gate.db'}", busy_timeout=0.05)
+    try:
+        store.create_session("app", "u", session_id="first")
+        holder, go = _holding_the_write_lock(store)
+        try:
+            with pytest.raises(Exception) as raised:
+                store.create_session("app", "u", session_id="second")
+            assert type(raised.value) is DatabaseError
+            assert "locked" in str(raised.value)
+        finally:
+            go.set()
+            holder.join(TIMEOUT)
+        store.create_session("app", "u", session_id="third")  # the gate is free again
+        assert {s.id for s in store.list_sessions("app", "u")} == {"first", "third"}
+    finally:
+        store.close()

@@ -270,6 +270,9 @@ class _BaseBackend:
             **self._timeouts(),
         )
         runner.log_parameters = options.log_parameters
+        if runner.write_gate is not None and options.statement_timeout is not None:
+            # the wait for a lock is bounded by statement_timeout on SQLite (see make_engine)
+            runner.write_gate.timeout = min(options.busy_timeout, options.statement_timeout)
         if self.telemetry is not None:
             self.telemetry.watch(runner)
         return runner

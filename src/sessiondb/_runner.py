@@ -694,6 +694,48 @@ class AiomysqlCursor:
         await_only(self._cur.close())
 
 
+class WriteGate:
+    """SQLite: the store's writers, one at a time, queued in the process.
+
+    SQLite lets one connection write at a time; another that tries meets a busy lock, and its
+    busy handler sleeps (1 ms, 2 ms, 5 ms ...) and tries again, however soon the lock is
+    freed. Two writes of one store collide often: LangGraph runs a checkpoint's ``put`` and a
+    task's ``put_writes`` on threads of their own. So a write first takes this gate (a
+    re-entrant lock, as the thread may hold it already in a nested operation) and leaves
+    it at its commit: the next writer starts as the lock is freed. A writer that waits
+    longer than the busy timeout (lowered to ``statement_timeout``) goes on without it, to
+    SQLite's busy handler, as before (a writer of this store held the lock that long: the
+    rare case where the wait may reach twice the timeout). Other processes' writers are not
+    queued here: SQLite's lock still serializes them; reads never take the gate.
+    """
+
+    __slots__ = ("_lock", "timeout", "waiting")
+
+    def __init__(self, timeout: float) -> None:
+        self._lock = threading.RLock()
+        self.timeout = timeout
+        #: writers waiting for the gate (for tests and the curious)
+        self.waiting = 0
+
+    def enter(self) -> bool:
+        """Take the gate; False when the busy timeout passed first (not taken)."""
+        lock = self._lock
+        if lock.acquire(blocking=False):
+            return True
+        self.waiting += 1
+        try:
+            return lock.acquire(timeout=self.timeout)
+        finally:
+            self.waiting -= 1
+
+    def try_enter(self) -> bool:
+        """Take the gate if it is free now (never waits: the event loop's own writes)."""
+        return self._lock.acquire(blocking=False)
+
+    def leave(self) -> None:
+        self._lock.release()
+
+
 # -- one operation's access ----------------------------------------------------------------------
 
 
@@ -718,6 +760,7 @@ class Cx:
 
     __slots__ = (
         "_cur",
+        "_gated",
         "_in_tx",
         "_raw",
         "_runner",
@@ -739,6 +782,8 @@ class Cx:
         self._raw: PoolProxiedConnection | None = None
         self._cur: Any = None
         self._in_tx = False
+        #: this operation holds the runner's write gate (SQLite, in a transaction)
+        self._gated = False
         self.backend = runner.target.backend
         self.dbapi = runner.dbapi
         #: a write may have been applied: sent outside a transaction, or a COMMIT was sent
@@ -797,7 +842,15 @@ class Cx:
         if self.log is not None:
             log_statement(self.log, stmt.sql, bound, show=runner.log_parameters)
         watchdog = runner.watchdog
-        if watchdog is None:
+        gate = runner.write_gate
+        if gate is not None and stmt.writes and not self._in_tx:
+            entered = gate.enter()  # one statement, its own transaction
+            try:
+                cur.execute(stmt.sql, bound)
+            finally:
+                if entered:
+                    gate.leave()
+        elif watchdog is None:
             cur.execute(stmt.sql, bound)
         else:
             key = watchdog.start(self._raw.driver_connection)  # type: ignore[union-attr]
@@ -856,7 +909,13 @@ class Cx:
                 log_statement(
                     self.log, stmt.sql, bound, show=self._runner.log_parameters, many=len(bound)
                 )
-            cur.executemany(stmt.sql, bound)
+            gate = self._runner.write_gate
+            entered = gate is not None and not self._in_tx and gate.enter()
+            try:
+                cur.executemany(stmt.sql, bound)
+            finally:
+                if entered:
+                    gate.leave()  # type: ignore[union-attr]
             # asyncpg's executemany reports no count (its cursor keeps the last statement's)
             if self._runner.counts_many and cur.rowcount != len(rows):
                 raise self.unexpected(f"{cur.rowcount} rows inserted of {len(rows)}")
@@ -1053,9 +1112,17 @@ class Cx:
         if self.outer:
             return
         sql = "BEGIN IMMEDIATE" if self.backend == "sqlite" else "BEGIN"
+        cur = self._cursor()
+        gate = self._runner.write_gate
+        if gate is not None and not self._gated:
+            self._gated = gate.enter()
         if self.log is not None:
             log_statement(self.log, sql)
-        self._cursor().execute(sql)
+        try:
+            cur.execute(sql)
+        except BaseException:
+            self._leave_gate()
+            raise
         self._in_tx = True
         if self.in_transaction() is False:
             raise self.unexpected("BEGIN left the connection outside a transaction")
@@ -1070,6 +1137,8 @@ class Cx:
         if self.log is not None:
             log_statement(self.log, "COMMIT")
         self._cur.execute("COMMIT")
+        if self._gated and not self.in_transaction():
+            self._leave_gate()
         if self.in_transaction():
             self._in_tx = True  # still open: released by discarding the connection
             raise self.unexpected("COMMIT left the connection inside a transaction")
@@ -1084,7 +1153,15 @@ class Cx:
         self._in_tx = False
         if self.log is not None:
             log_statement(self.log, "ROLLBACK")
-        self._cur.execute("ROLLBACK")
+        try:
+            self._cur.execute("ROLLBACK")
+        finally:
+            self._leave_gate()
+
+    def _leave_gate(self) -> None:
+        if self._gated:
+            self._gated = False
+            self._runner.write_gate.leave()  # type: ignore[union-attr]
 
     def release(self, exc: BaseException | None, kind: Kind | None = None) -> bool:
         """Return the connection to the pool; roll back or discard it after a failure.
@@ -1092,6 +1169,12 @@ class Cx:
         True when the connection was found dead or on a read-only server (and the pool
         invalidated: every pooled connection likely went to the same server).
         """
+        try:
+            return self._release(exc, kind)
+        finally:
+            self._leave_gate()  # after the rollback (or the connection's end)
+
+    def _release(self, exc: BaseException | None, kind: Kind | None = None) -> bool:
         raw = self._raw
         if raw is None:
             return False
@@ -1159,6 +1242,8 @@ class Runner:
         self.loop_writes = target.backend == "sqlite" and durability != "full"
         #: session ids whose writes leave the loop's thread (too big or too slow there)
         self._heavy: dict[Any, None] = {}
+        #: SQLite: this store's writers queue here, not in SQLite's sleeping busy handler
+        self.write_gate = WriteGate(busy_timeout) if target.backend == "sqlite" else None
         #: SQLite at the default durability: the WAL checkpointed once writes pause
         self.checkpointer: Checkpointer | None = None
         path = target.sync_url.database if target.backend == "sqlite" else None
@@ -1508,6 +1593,12 @@ class Runner:
         start = time.thread_time() if write else 0.0
         try:
             if write:
+                gate = self.write_gate
+                if gate is not None:  # the store's own writers first: now or never, too
+                    if not gate.try_enter():
+                        self._keep_now(raw, cur, since)
+                        return False, None
+                    cx._gated = True
                 cx.begin()  # the write lock, now or never (busy timeout 0)
                 began = cx.outer = True  # the operation's own begin() and commit() do nothing
             result = fn(cx, *args, **kwargs)
@@ -1521,6 +1612,7 @@ class Runner:
             kind = classify(exc, "sqlite")
             in_tx = bool(cx.in_transaction())
             if write and not began and kind == "busy" and not in_tx:
+                cx._leave_gate()
                 self._keep_now(raw, cur, since)  # locked elsewhere; the connection is fine
                 return False, None
             if write and began and not cx.outer and not in_tx:
