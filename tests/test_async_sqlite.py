@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -360,3 +361,37 @@ async def test_a_bad_session_id_is_refused_as_the_sync_store_does(
         assert type(async_error.value) is type(sync_error.value) is InvalidIdError
         with pytest.raises(InvalidIdError):
             await astore.delete_session(bad)
+
+
+async def test_a_loop_write_never_waits_for_the_stores_own_writer(
+    astore: AsyncSessionStore,
+) -> None:
+    """A worker thread of the store holds the write lock (and the store's write gate): a
+    quick write does not wait for the gate on the loop's thread, it goes to a worker thread
+    and lands once the holder commits; the loop and its reads run on meanwhile."""
+    made = await astore.create_session("app", "u", state={"n": 0})
+    runner = astore._backend.runner
+    ready, go = threading.Event(), threading.Event()
+
+    def hold(cx: Any) -> None:
+        cx.begin()
+        ready.set()
+        go.wait(BOUND)
+        cx.commit()
+
+    holder = threading.Thread(target=runner.call, args=(hold,))
+    holder.start()
+    try:
+        assert await asyncio.to_thread(ready.wait, BOUND)
+        write = asyncio.create_task(astore.patch_state(made.id, set={"n": 1}))
+        for _ in range(20):  # the write waits off the loop; the loop and the reads do not
+            got = await astore.get_session("app", "u", made.id)
+            assert got is not None and got.state == {"n": 0}
+            await asyncio.sleep(0)
+        assert not write.done()
+    finally:
+        go.set()
+        await asyncio.to_thread(holder.join, BOUND)
+    assert await asyncio.wait_for(write, BOUND) == 2
+    got = await astore.get_session("app", "u", made.id)
+    assert got is not None and got.state == {"n": 1}
