@@ -965,7 +965,8 @@ class Cx:
         multi = info.get(_MULTI)
         if multi is None:
             flag = getattr(self._raw.driver_connection, "client_flag", 0)  # type: ignore[union-attr]
-            multi = info[_MULTI] = bool(int(flag) & _CLIENT_MULTI_STATEMENTS)
+            multi = bool(int(flag) & _CLIENT_MULTI_STATEMENTS) and not self._runner.galera
+            info[_MULTI] = multi
         return bool(multi)
 
     def _batch_multi(self, steps: list[Step], begin: bool, commit: bool) -> list[Any]:
@@ -1287,6 +1288,8 @@ class Runner:
             self.watchdog = Watchdog(read_timeout, self._fd_of)
         #: MySQL's max_allowed_packet, read once per pool (0: no check)
         self.max_packet = 0
+        #: the server is a Galera node (read with max_packet): :meth:`Cx.batch` goes one by one
+        self.galera = False
         self._packet_known = target.backend != "mysql"
 
     # A small free list in front of SQLAlchemy's pool: an operation takes a connection (with
@@ -1358,6 +1361,12 @@ class Runner:
         cur.execute("SELECT @@max_allowed_packet")
         row = cur.fetchone()
         self.max_packet = int(row[0]) if row and row[0] else 0
+        # a Galera node (wsrep_on): no multi-statement batches there. Under certification
+        # conflicts an append sent as one was acknowledged and not stored (1 in 800,
+        # tests/scale/test_galera.py), not understood yet: statements go one by one.
+        cur.execute("SHOW VARIABLES LIKE 'wsrep_on'")
+        row = cur.fetchone()
+        self.galera = bool(row and str(row[1]).upper() == "ON")
         self._packet_known = True
 
     def check_size(self, bound: Any) -> None:
