@@ -293,6 +293,39 @@ async def test_append_with_ids_cut_in_its_writes(store: Any, admin: Admin, backe
     assert (await store.get_session("app", "u", s.id)).state == {"n": 1}
 
 
+async def test_a_failed_multi_statement_request_drops_its_connection(
+    store: Any, admin: Admin, backend: str
+) -> None:
+    """On MySQL/MariaDB an append's writes and COMMIT go in one request. When a statement in
+    it fails, nothing is applied and the connection is closed, never reused (a server that
+    went on with the later statements would answer the next operation with their results)."""
+    if backend != "mysql":
+        pytest.skip("MySQL/MariaDB's multi-statement requests")
+    s = await store.create_session("app", "u", {"n": 0})
+    await store.append_event(s.id, "user", {"text": "before"})
+    pooled = admin.others()
+    assert pooled  # the store's idle connections
+    admin.rows(
+        "CREATE TRIGGER sdbt_boom BEFORE INSERT ON events FOR EACH ROW "
+        "IF NEW.author = 'boom' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'boom'; END IF"
+    )
+    try:
+        with pytest.raises(SessionDBError):
+            await store.append_event(s.id, "boom", {"text": "never"}, state_delta={"n": 1})
+    finally:
+        admin.rows("DROP TRIGGER sdbt_boom")
+    # the one it ran on is closed (COM_QUIT is sent before the call returns); others stay
+    assert len(pooled - admin.others()) == 1
+    got = await store.get_session("app", "u", s.id)
+    assert (got.state, got.version, got.event_count) == ({"n": 0}, 2, 1)
+    event = await store.append_event(s.id, "user", {"text": "after"}, state_delta={"n": 2})
+    assert event.seq == 2
+    assert [e.content for e in await store.list_events(s.id)] == [
+        {"text": "before"},
+        {"text": "after"},
+    ]
+
+
 # -- §1: idempotency keys ----------------------------------------------------------------------
 
 

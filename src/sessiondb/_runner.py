@@ -759,6 +759,7 @@ class Cx:
     """
 
     __slots__ = (
+        "_batch_failed",
         "_cur",
         "_gated",
         "_in_tx",
@@ -782,6 +783,8 @@ class Cx:
         self._raw: PoolProxiedConnection | None = None
         self._cur: Any = None
         self._in_tx = False
+        #: a multi-statement request failed on this lease: its later answers may still come
+        self._batch_failed = False
         #: this operation holds the runner's write gate (SQLite, in a transaction)
         self._gated = False
         self.backend = runner.target.backend
@@ -1024,6 +1027,11 @@ class Cx:
             key = watchdog.start(self._raw.driver_connection)  # type: ignore[union-attr]
         try:
             out = self._answers(cur, steps, begin, commit, ";\n".join(parts))
+        except BaseException:
+            # never reuse the connection: if the server went on with the request's later
+            # statements, their answers would be read as the next operation's
+            self._batch_failed = True
+            raise
         finally:
             if watchdog is not None and key is not None:
                 watchdog.stop(key)
@@ -1182,6 +1190,7 @@ class Cx:
         self._raw = None
         cur, self._cur = self._cur, None
         runner = self._runner
+        batch_failed, self._batch_failed = self._batch_failed, False
         if self.sent and runner.checkpointer is not None:
             runner.checkpointer.wrote()  # committed, or maybe: fold it in once writes pause
         if exc is not None and not isinstance(exc, Exception):
@@ -1195,9 +1204,14 @@ class Cx:
                 if kind == "disconnect" or kind == "read_only":
                     runner.invalidate(raw, exc, kind)
                     return True
-                if kind in ("too_large", "pooler") or isinstance(exc, UnexpectedResultError):
+                if (
+                    batch_failed
+                    or kind in ("too_large", "pooler")
+                    or isinstance(exc, UnexpectedResultError)
+                ):
                     # the server hangs up on an oversized packet; a pooler's or an
-                    # unexpected answer leaves the connection in a state nobody knows
+                    # unexpected answer, or a multi-statement request cut short, leaves the
+                    # connection in a state nobody knows
                     raw.invalidate(exc)
                     return False
                 if self._in_tx:
