@@ -1533,14 +1533,7 @@ class Core:
         stmts = self.q.scopes[scope]
         prefix = _scopes.APP if scope == "app" else _scopes.USER
         stored = self.rows.loads(row[stmts["lock"].at("state")])
-        for name, value in guard.items():
-            if name not in stored or not _json.same(value, stored[name]):
-                raise StaleSessionError(
-                    f"state[{prefix + name!r}] = {value!r} differs from the stored value, and "
-                    f"this store has not read session {session_id!r} lately, so it cannot tell a "
-                    "change from a stale copy: nothing was written. Read the session with this "
-                    "store first, or set shared keys with patch_state"
-                )
+        _check_guard(stored, guard, prefix, session_id)
         if not change:
             return None
         state = change.apply(stored, prefix)
@@ -1580,14 +1573,7 @@ class Core:
         row = cx.one(lock, params)
         prefix = _scopes.APP if scope == "app" else _scopes.USER
         stored = self.rows.loads(row[lock.at("state")])
-        for key, value in (guard or {}).items():
-            if key not in stored or not _json.same(value, stored[key]):
-                raise StaleSessionError(
-                    f"state[{prefix + key!r}] = {value!r} differs from the stored value, and "
-                    f"this store has not read session {session_id!r} lately, so it cannot tell a "
-                    "change from a stale copy: nothing was written. Read the session with this "
-                    "store first, or set shared keys with patch_state"
-                )
+        _check_guard(stored, guard or {}, prefix, session_id)
         if not change:
             return
         state = change.apply(stored, prefix)
@@ -1596,3 +1582,18 @@ class Core:
             {**params, "state": self.rows.encode_state(state, f"{scope} state"), "now": stamp},
             expect=1,
         )
+
+
+def _check_guard(
+    stored: dict[str, Any], guard: dict[str, Any], prefix: str, session_id: str
+) -> None:
+    """Raise :class:`StaleSessionError` unless each ``guard`` key holds its value in ``stored``
+    (a scoped state's row), i.e. the caller's copy of the shared keys is not stale."""
+    for key, value in guard.items():
+        if key not in stored or not _json.same(value, stored[key]):
+            raise StaleSessionError(
+                f"state[{prefix + key!r}] = {value!r} differs from the stored value, and "
+                f"this store has not read session {session_id!r} lately, so it cannot tell a "
+                "change from a stale copy: nothing was written. Read the session with this "
+                "store first, or set shared keys with patch_state"
+            )
