@@ -88,6 +88,13 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def _interruptible() -> None:
+    """In the child before it starts: Ctrl-C's default action. A test run started in the
+    background (``cmd &``, nohup) passes SIGINT on as ignored, and Python then installs no
+    KeyboardInterrupt handler, so the commands would finish instead of stopping."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def process(
     *args: str, input: str = "", script: Sequence[str] = (sys.executable, "-m", "sessiondb")
 ) -> subprocess.CompletedProcess[str]:
@@ -791,7 +798,12 @@ def test_copy_interrupted_then_run_again(db_url: str, tmp_path: Path) -> None:
         before = copied()
         cmd = [sys.executable, "-m", "sessiondb", *args, "--batch-size", "20"]
         proc = subprocess.Popen(
-            cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            cmd,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_interruptible,
         )
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline and copied() <= before:
@@ -833,6 +845,7 @@ def test_ctrl_c_during_an_export_exits_130_and_leaves_no_file(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_interruptible,
     )
     try:
         with part.open("rb") as fifo:
