@@ -89,9 +89,9 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def _interruptible() -> None:
-    """In the child before it starts: Ctrl-C's default action. A test run started in the
-    background (``cmd &``, nohup) passes SIGINT on as ignored, and Python then installs no
-    KeyboardInterrupt handler, so the commands would finish instead of stopping."""
+    """In the child before it starts: Ctrl-C's default action. A test run started as a
+    background job of a non-interactive shell has SIGINT ignored and passes that on; Python
+    then installs no KeyboardInterrupt handler, so the commands would finish, not stop."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
