@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from sessiondb import AsyncSessionStore, SessionStore
+from sessiondb import AsyncSessionStore, SessionStore, _json
 from sessiondb._runner import LOOP_VALUE_MAX
 from sessiondb.errors import (
     InvalidIdError,
@@ -325,22 +325,36 @@ async def test_sync_and_async_stores_and_another_process_write_one_file(
     assert _lock_is_free(sqlite_url)
 
 
-async def test_large_states_are_written_off_the_loop(sqlite_url: str) -> None:
-    """A value over LOOP_VALUE_MAX rolls the loop's write back (nothing written) and runs it
-    in a worker thread, once; the session's next writes go there straight away."""
+async def test_large_states_send_their_sessions_off_the_loop(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value over LOOP_VALUE_MAX is written on the loop, checked and encoded once (not
+    again in a worker thread); the session's next writes go to a worker thread."""
     big = {"blob": "x" * (LOOP_VALUE_MAX + 1)}
+    encoded: list[int] = []
+    dumps = _json.dumps
+
+    def counting(value: Any, **kwargs: Any) -> str:
+        text = dumps(value, **kwargs)
+        encoded.append(len(text))
+        return text
+
+    monkeypatch.setattr(_json, "dumps", counting)
     async with AsyncSessionStore(sqlite_url, sqlite_durability="fast") as store:
         await store.list_sessions("app")
         made, here = await _ran_on_the_loop(
             store, store.create_session("app", "u", big, session_id="big")
         )
-        assert not here
+        assert here and sum(n > LOOP_VALUE_MAX for n in encoded) == 1
         version, here = await _ran_on_the_loop(store, store.patch_state(made.id, set={"n": 1}))
         assert not here and version == 2
         small, here = await _ran_on_the_loop(store, store.create_session("app", "u", {"n": 0}))
         assert here
+        encoded.clear()
         version, here = await _ran_on_the_loop(store, store.update_session_state(small.id, big))
-        assert not here and version == 2
+        assert here and version == 2 and sum(n > LOOP_VALUE_MAX for n in encoded) == 1
+        version, here = await _ran_on_the_loop(store, store.patch_state(small.id, set={"n": 1}))
+        assert not here and version == 3
         got = await store.get_session("app", "u", made.id)
         assert got is not None and (got.state, got.version) == ({**big, "n": 1}, 2)
         assert len(await store.list_sessions("app", "u")) == 2

@@ -109,9 +109,11 @@ IDLE_WATCHDOG = 10.0
 CONFLICT_RETRIES = 30
 CONFLICT_BACKOFF = 0.01
 _BACKOFF_DOUBLINGS = 6
-#: Characters of one value above which a SQLite write leaves the event loop's thread for a
-#: worker thread (:meth:`Runner.run_now`): copying and parsing a large document would stall
-#: the loop for milliseconds, while a worker thread does it with the GIL released.
+#: Characters of one value above which a SQLite write on the event loop's thread sends the
+#: next writes of its session to a worker thread (:meth:`Runner.run_now`): copying and parsing
+#: a large document stalls the loop for milliseconds, while a worker thread does SQLite's part
+#: with the GIL released. The write that met it ends on the loop: it was checked and encoded
+#: there already, and running it again elsewhere would do that twice.
 LOOP_VALUE_MAX = 64 * 1024
 #: Seconds of CPU time a write on the event loop's thread may take before the writes to its
 #: session go to a worker thread (a large stored state, patched by SQLite's JSON functions),
@@ -739,11 +741,6 @@ class WriteGate:
 # -- one operation's access ----------------------------------------------------------------------
 
 
-class _OffLoopError(Exception):
-    """A write on the event loop's thread met a value over :data:`LOOP_VALUE_MAX`: rolled
-    back, it runs in a worker thread instead (never leaves :meth:`Runner.run_now`)."""
-
-
 def _too_big_for_loop(bound: Any) -> bool:
     # a plain loop: a generator in any() costs more than the check on a hot path
     for v in bound.values() if type(bound) is dict else bound:
@@ -767,6 +764,7 @@ class Cx:
         "_runner",
         "applied",
         "backend",
+        "big",
         "dbapi",
         "fresh",
         "log",
@@ -800,6 +798,8 @@ class Cx:
         self.user_error: BaseException | None = None
         #: inside :meth:`Runner.run_now`'s own transaction: begin() and commit() do nothing
         self.outer = False
+        #: a statement inside :meth:`Runner.run_now` carried a value over LOOP_VALUE_MAX
+        self.big = False
 
     def _cursor(self) -> Any:
         cur = self._cur
@@ -841,7 +841,7 @@ class Cx:
         if runner.max_packet:
             runner.check_size(bound)
         if self.outer and _too_big_for_loop(bound):
-            raise _OffLoopError
+            self.big = True
         if self.log is not None:
             log_statement(self.log, stmt.sql, bound, show=runner.log_parameters)
         watchdog = runner.watchdog
@@ -904,7 +904,7 @@ class Cx:
                 for b in bound:
                     self._runner.check_size(b)
             if self.outer and any(map(_too_big_for_loop, bound)):
-                raise _OffLoopError
+                self.big = True
             if not self._in_tx:
                 self.applied = self.sent
                 self.sent = True
@@ -1578,11 +1578,12 @@ class Runner:
         safe. A write (:func:`~sessiondb._replicas.quick_write`, and only when
         :attr:`loop_writes`) runs whole inside ``BEGIN IMMEDIATE`` ... ``COMMIT``: a busy
         write lock fails the BEGIN, before anything was done; any failure before the COMMIT
-        rolls everything back, as does a statement with a value over :data:`LOOP_VALUE_MAX`
-        characters (a large state). Either way nothing was written, and the worker thread runs
-        it again from the start. A session whose write was too big, or took more than
+        rolls everything back. Either way nothing was written, and the worker thread runs it
+        again from the start. A session whose write carried a value over
+        :data:`LOOP_VALUE_MAX` characters (a large state), or took more than
         :data:`LOOP_CPU_MAX` of CPU time, has its next writes sent to the worker thread
-        straight away (the last :data:`_KEEP_HEAVY` such sessions are remembered).
+        straight away (the last :data:`_KEEP_HEAVY` such sessions are remembered); the write
+        itself ends on the loop, its values checked and encoded once.
         """
         write = not is_read(fn)
         sid = kwargs.get("session_id") if write else None
@@ -1646,17 +1647,13 @@ class Runner:
             cx._in_tx = in_tx  # release() rolls back whatever is open: nothing was written
             self._settle(cx, exc, kind)
             return False, None
-        except _OffLoopError as exc:
-            self._settle(cx, exc)  # rolled back: nothing was written
-            self._heavy_session(sid)
-            return False, None
         except BaseException as exc:
             self._settle(cx, exc)
             raise
         if write:
             if self.checkpointer is not None:
                 self.checkpointer.wrote()
-            if time.thread_time() - start > LOOP_CPU_MAX:
+            if cx.big or time.thread_time() - start > LOOP_CPU_MAX:
                 self._heavy_session(sid)
         self._keep_now(raw, cur, since)
         return True, result
