@@ -53,7 +53,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from .targets import adk_database, create_database, drop_sessiondb
+from .targets import adk_database, create_database, drop_database, drop_sessiondb
 
 APP = "adkbench"
 USER = "ada"
@@ -188,18 +188,31 @@ def place(contender: str, backend: str, tmp: Path) -> Place:
     base = sa.engine.make_url(os.environ.get(URL_ENV[backend]) or SERVER_URLS[backend])
     if contender in OURS:
         url = base.render_as_string(hide_password=False)
-        create_database(backend, url)
+        made = create_database(backend, url)
         drop_sessiondb(url, PREFIX)
-        return Place(url, lambda: drop_sessiondb(url, PREFIX))
+        return Place(url, _cleaner(backend, url, made, lambda: drop_sessiondb(url, PREFIX)))
     adk_url = base.set(database=adk_database(str(base))).render_as_string(hide_password=False)
-    create_database(backend, adk_url)
+    made = create_database(backend, adk_url)
     drop_adk(adk_url)
     driver_url = (
         sa.engine.make_url(adk_url)
         .set(drivername=ASYNC_DRIVER[backend])
         .render_as_string(hide_password=False)
     )
-    return Place(driver_url, lambda: drop_adk(adk_url))
+    return Place(driver_url, _cleaner(backend, adk_url, made, lambda: drop_adk(adk_url)))
+
+
+def _cleaner(
+    backend: str, url: str, made: bool, drop_tables: Callable[[], None]
+) -> Callable[[], None]:
+    """Drop the tables a run made, and the database too when the run created it."""
+
+    def clean() -> None:
+        drop_tables()
+        if made:
+            drop_database(backend, url)
+
+    return clean
 
 
 async def open_service(contender: str, url: str) -> Any:

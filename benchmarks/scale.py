@@ -55,7 +55,7 @@ from sessiondb import SessionStore
 from sessiondb._schema import tables
 from sessiondb._urls import resolve_url
 
-from .targets import create_database, drop_sessiondb
+from .targets import create_database, drop_database, drop_sessiondb
 
 APP = "scale-app"
 PREFIX_K = "scale1k_"
@@ -194,8 +194,12 @@ def open_backend(name: str, sqlite_dir: str | None) -> Iterator[Backend]:
             shutil.rmtree(tmp, ignore_errors=True)
         return
     url = os.environ.get(URL_ENV[name]) or SERVER_URLS[name]
-    create_database(name, url)
-    yield Backend(name, url, url)
+    made = create_database(name, url)
+    try:
+        yield Backend(name, url, url)
+    finally:
+        if made:
+            drop_database(name, url)
 
 
 # -- seeding -------------------------------------------------------------------------------------

@@ -258,8 +258,9 @@ def text_bytes(backend: str, column: str) -> str:
     return f"length(CAST({column} AS BLOB))"
 
 
-def create_database(backend: str, url: str) -> None:
-    """Create the server database named in ``url`` when it does not exist yet."""
+def create_database(backend: str, url: str) -> bool:
+    """Create the server database named in ``url`` when it does not exist yet; True if this
+    call created it (the caller then drops it with :func:`drop_database` when done)."""
     import sqlalchemy as sa
 
     from sessiondb._urls import resolve_url
@@ -274,10 +275,31 @@ def create_database(backend: str, url: str) -> None:
                 found = conn.execute(
                     sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
                 ).first()
-                if not found:
-                    conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+                if found:
+                    return False
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+                return True
+            made = conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS `{name}`"))
+            return bool(made.rowcount)  # 0, with a warning, when it exists
+    finally:
+        engine.dispose()
+
+
+def drop_database(backend: str, url: str) -> None:
+    """Drop the server database named in ``url`` (one :func:`create_database` created)."""
+    import sqlalchemy as sa
+
+    from sessiondb._urls import resolve_url
+
+    sync = resolve_url(url).sync_url
+    admin = sync.set(database="postgres" if backend == "postgresql" else "mysql")
+    engine = sa.create_engine(admin, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if backend == "postgresql":
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{sync.database}" WITH (FORCE)'))
             else:
-                conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS `{name}`"))
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{sync.database}`"))
     finally:
         engine.dispose()
 
