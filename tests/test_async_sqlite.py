@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ from sessiondb.errors import (
     SessionNotFoundError,
     StaleSessionError,
 )
+
+from ._locks import holding_the_write_lock
 
 pytestmark = pytest.mark.sqlite
 BOUND = 60.0  # seconds; a hang fails the test instead of stalling the run
@@ -384,19 +385,8 @@ async def test_a_loop_write_never_waits_for_the_stores_own_writer(
     quick write does not wait for the gate on the loop's thread, it goes to a worker thread
     and lands once the holder commits; the loop and its reads run on meanwhile."""
     made = await astore.create_session("app", "u", state={"n": 0})
-    runner = astore._backend.runner
-    ready, go = threading.Event(), threading.Event()
-
-    def hold(cx: Any) -> None:
-        cx.begin()
-        ready.set()
-        go.wait(BOUND)
-        cx.commit()
-
-    holder = threading.Thread(target=runner.call, args=(hold,))
-    holder.start()
+    holder, go = await asyncio.to_thread(holding_the_write_lock, astore._backend.runner)
     try:
-        assert await asyncio.to_thread(ready.wait, BOUND)
         write = asyncio.create_task(astore.patch_state(made.id, set={"n": 1}))
         for _ in range(20):  # the write waits off the loop; the loop and the reads do not
             got = await astore.get_session("app", "u", made.id)

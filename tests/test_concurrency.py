@@ -22,6 +22,7 @@ from sessiondb._migrations import HEAD
 from sessiondb._urls import resolve_url
 from sessiondb.errors import DatabaseError
 
+from ._locks import holding_the_write_lock
 from ._procs import ProcessPool
 
 THREADS, ROUNDS = 8, 10  # 10 rounds of 5 operations: 50 operations per thread
@@ -277,23 +278,6 @@ def test_sqlite_file_copy_of_idle_open_service_holds_every_session(tmp_path: Pat
         service.close()
 
 
-def _holding_the_write_lock(store: SessionStore) -> tuple[threading.Thread, threading.Event]:
-    """A thread whose operation holds the store's SQLite write lock (an open BEGIN IMMEDIATE)
-    until the returned event is set."""
-    ready, go = threading.Event(), threading.Event()
-
-    def hold(cx: Any) -> None:
-        cx.begin()
-        ready.set()
-        go.wait(TIMEOUT)
-        cx.commit()
-
-    holder = threading.Thread(target=store._backend.runner.call, args=(hold,))
-    holder.start()
-    assert ready.wait(TIMEOUT)
-    return holder, go
-
-
 def test_sqlite_writers_of_one_store_queue_in_the_process(tmp_path: Path) -> None:
     """A write that meets another of the same store's writes in progress waits for it in the
     process (the store's write gate), not in SQLite's busy handler, which sleeps 1, 2, 5 ms
@@ -303,7 +287,7 @@ def test_sqlite_writers_of_one_store_queue_in_the_process(tmp_path: Path) -> Non
         store.create_session("app", "u", session_id="first")
         gate = store._backend.runner.write_gate
         assert gate is not None
-        holder, go = _holding_the_write_lock(store)
+        holder, go = holding_the_write_lock(store._backend.runner)
         done: list[str] = []
         writer = threading.Thread(
             target=lambda: done.append(store.create_session("app", "u", session_id="second").id)
@@ -328,7 +312,7 @@ def test_sqlite_writer_past_the_busy_timeout_fails_as_before(tmp_path: Path) -> 
     store = SessionStore(f"sqlite:///{tmp_path / 'gate.db'}", busy_timeout=0.05)
     try:
         store.create_session("app", "u", session_id="first")
-        holder, go = _holding_the_write_lock(store)
+        holder, go = holding_the_write_lock(store._backend.runner)
         try:
             with pytest.raises(Exception) as raised:
                 store.create_session("app", "u", session_id="second")
