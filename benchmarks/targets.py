@@ -144,6 +144,24 @@ def connect(url: str, *, timeout: float = 5.0) -> Any:
     )
 
 
+def empty_wal(url: str) -> dict[str, int] | None:
+    """Checkpoint a SQLite file's WAL and truncate it (untimed, between phases), or None when
+    the file is not in WAL mode: ``frames``, the WAL's size in frames before (its pages, some
+    maybe checkpointed already), and ``busy``, 1 when a reader or writer kept the checkpoint
+    from finishing within a 5 s busy timeout."""
+    path = sqlite_path(url)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=5)
+    try:
+        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            return None
+        page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        size = os.path.getsize(f"{path}-wal") if os.path.exists(f"{path}-wal") else 0
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        return {"frames": max(0, size - 32) // (page + 24), "busy": int(busy)}
+    finally:
+        conn.close()
+
+
 def reachable(backend: str, url: str) -> tuple[bool, str]:
     """(True, server version) or (False, why not) for a server backend."""
     if not installed(ADMIN_DRIVER[backend]):

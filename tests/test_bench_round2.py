@@ -4,14 +4,17 @@ extraction of a baseline, and the round-trip probe on real servers. Nothing here
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from benchmarks import cli, probe, round2
+from benchmarks import cli, conversation, probe, round2, targets, worker
 from benchmarks.contenders import REGISTRY
+from benchmarks.workload import Sizes, generate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -199,6 +202,56 @@ def test_baseline_twins_follow_their_contender_and_go_first_every_other_run() ->
         ("sqlite", "sessiondb-sync-fast"),
     ]  # fmt: skip
     assert sorted(first) == sorted(second)
+
+
+def _wal_frames(db: Path) -> int:
+    wal = Path(f"{db}-wal")
+    return max(0, wal.stat().st_size - 32) // (4096 + 24) if wal.exists() else 0
+
+
+def test_empty_wal_checkpoints_and_truncates_a_wal_file(tmp_path: Path) -> None:
+    db = tmp_path / "wal.db"
+    keep = sqlite3.connect(db, isolation_level=None)  # open: the WAL outlives its commits
+    keep.execute("PRAGMA journal_mode=WAL")
+    keep.execute("CREATE TABLE t (v TEXT)")
+    for i in range(50):
+        keep.execute("INSERT INTO t VALUES (?)", ("x" * 5000 + str(i),))
+    assert _wal_frames(db) > 50
+    got = targets.empty_wal(f"sqlite:///{db}")
+    assert got is not None and got["frames"] > 50 and got["busy"] == 0
+    assert Path(f"{db}-wal").stat().st_size == 0
+    assert keep.execute("SELECT count(*) FROM t").fetchone()[0] == 50
+    keep.close()
+    rollback = tmp_path / "delete.db"
+    sqlite3.connect(rollback, isolation_level=None).execute("CREATE TABLE t (v)").connection.close()
+    assert targets.empty_wal(f"sqlite:///{rollback}") is None
+
+
+def test_a_conversation_starts_on_an_empty_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CRUD phases' WAL is checkpointed before each conversation, so that whether the
+    conversation meets the autocheckpoint does not depend on where the earlier phases left it."""
+    db = tmp_path / "bench.db"
+    url = f"sqlite:///{db}"
+    contender = REGISTRY["sessiondb-sync-fast"].load()(targets.Target("sqlite", url, url))
+    at_start: dict[str, int] = {}
+    turns_sync = conversation.turns_sync
+
+    def spy(c: Any, handle: Any, messages: Any, *args: Any) -> Any:
+        at_start[args[-1]] = _wal_frames(db)
+        return turns_sync(c, handle, messages, *args)
+
+    monkeypatch.setattr(conversation, "turns_sync", spy)
+    sizes = Sizes(sessions=40, users=4, updates=80, gets=10, lists=10, turns=3, warmup=5)
+    got = asyncio.run(worker.Runner(contender, generate(sizes, 42), None).run())
+    naive = got["conversation"]["naive"]
+    assert naive["wal_emptied"]["busy"] == 0
+    assert naive["wal_emptied"]["frames"] > 100  # what the CRUD phases left
+    events = got["conversation"]["sessiondb-events"]["wal_emptied"]
+    assert events["frames"] > 0 and events["busy"] == 0  # the naive conversation's
+    # the conversation's session only: its create restarted the emptied WAL
+    assert 0 < at_start["naive"] <= 5 and 0 < at_start["sessiondb-events"] <= 5
 
 
 def test_extract_baseline_from_a_directory_and_from_git(tmp_path: Path) -> None:
