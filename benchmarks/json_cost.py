@@ -12,7 +12,9 @@ printed. Contenders:
 
 * ``orjson``: ``orjson.dumps(state)``, bytes, no check: the 1.0 of every ratio;
 * ``orjson+str``: the same decoded to ``str``, the form every driver is given the state in;
-* ``walk``: sessiondb's walk alone (``_json._plain``: NaN/Infinity, types, depth);
+* ``walk``: sessiondb's check after orjson alone, as ``dumps`` runs it for that size
+  (``_json._scan`` from ``_json._SCAN_FROM`` bytes of JSON, else ``_json._plain``: types,
+  NaN/Infinity, depth);
 * ``sessiondb``: ``_json.dumps(state)``, checked and encoded; ``sessiondb pg``: PostgreSQL's
   form (NUL escapes, positional floats);
 * with ``--baseline``: ``before`` and ``before pg``, the ``_json.dumps`` of that commit.
@@ -50,6 +52,14 @@ def _per_call(fn: Callable[[], Any], seconds: float) -> float:
             return took / calls
 
 
+def _walk(module: Any, size: int) -> Any:
+    """The check ``module.dumps`` runs after orjson on a text of ``size`` bytes."""
+    scan_from = getattr(module, "_SCAN_FROM", None)
+    if scan_from is not None and module._CAN_SCAN and size >= scan_from:
+        return module._scan
+    return module._plain
+
+
 def _baseline(ref: str) -> types.ModuleType:
     """``src/sessiondb/_json.py`` as it was at ``ref``, importable beside today's."""
     source = subprocess.run(
@@ -80,7 +90,7 @@ def measure(
         contenders: dict[str, Callable[[], Any]] = {
             "orjson": partial(orjson.dumps, state),
             "orjson+str": lambda s=state: orjson.dumps(s).decode(),
-            "walk": partial(_json._plain, state),
+            "walk": partial(_walk(_json, len(text.encode())), state),
             "sessiondb": partial(_json.dumps, state),
             "sessiondb pg": partial(_json.dumps, state, pg=True),
         }

@@ -9,9 +9,11 @@ writes large floats in positional notation; ``loads(..., pg=True)`` undoes the e
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import re
+import sys
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -193,6 +195,55 @@ def _plain(value: Any) -> int:
     return _PLAIN_BIG if big else _PLAIN
 
 
+_JSON_TYPES = frozenset({dict, list, tuple, str, int, float, bool, type(None)})
+_CONTAINERS = frozenset({dict, list, tuple})
+_referents = gc.get_referents
+_isfinite = math.isfinite
+_hypot = math.hypot
+#: Below this many bytes of JSON, :func:`_plain` (a Python walk) is cheaper than
+#: :func:`_scan` (a few C calls per level of nesting, each with a fixed cost).
+_SCAN_FROM = 3072
+#: ``gc.get_referents`` lists a dict's values and a list's or tuple's items on CPython; other
+#: interpreters may list other things, so they walk in Python.
+_CAN_SCAN = sys.implementation.name == "cpython"
+
+
+def _scan(value: Any) -> int:
+    """:func:`_plain`'s answer, found level by level with C calls instead of a Python loop.
+
+    Each level of nesting is one list. Its types (``set(map(type, level))``) must all be
+    exact JSON types; its floats, if any, go to ``math.hypot``, which is NaN or infinite if one
+    of them is, and at least the largest magnitude (a norm beyond the float range stops the
+    scan too: :func:`check` then decides). Only then does ``gc.get_referents`` give the next
+    level: the values of every dict, the items of every list and tuple, nothing for a str,
+    int, float, bool or None (a dict whose keys are not all exact ``str`` also gives its keys;
+    orjson has already refused keys that are not str). The scan so never looks inside an
+    object of another type: an ``Enum`` member, a ``UUID``, an ``orjson.Fragment`` or a
+    subclass of a JSON type stops it with :data:`_NOT_PLAIN`, and :func:`check` decides.
+    :data:`_PLAIN_BIG` may be a false alarm (a norm of 1e16 or more from smaller floats): it
+    only costs the PostgreSQL form a regex search.
+    """
+    json_types = _JSON_TYPES
+    level = [value]
+    depth = 0
+    big = False
+    while level:
+        types = set(map(type, level))
+        if not types <= json_types:
+            return _NOT_PLAIN
+        if float in types:
+            # hypot is NaN or infinite if a float is, and at least the largest magnitude
+            norm = _hypot(*[v for v in level if type(v) is float])
+            if not _isfinite(norm):
+                return _NOT_PLAIN  # NaN or an infinity (or a norm beyond the float range)
+            big = big or norm >= _BIG
+        if depth >= MAX_DEPTH and not types.isdisjoint(_CONTAINERS):
+            return _NOT_PLAIN
+        depth += 1
+        level = _referents(*level)
+    return _PLAIN_BIG if big else _PLAIN
+
+
 if _orjson is not None:
     _orjson_dumps = _orjson.dumps
     _orjson_loads = _orjson.loads
@@ -207,9 +258,9 @@ if _orjson is not None:
             raw: bytes = _orjson_dumps(value, option=_STRICT)
         except _orjson_error:  # refused: say why, with the path (or encode what it refused)
             return _encode_std(value, root)
-        plain = _plain(value)
+        plain = _scan(value) if _CAN_SCAN and len(raw) >= _SCAN_FROM else _plain(value)
         if plain == _NOT_PLAIN:
-            check(value, root)  # raises, unless only a subclass of a JSON type stopped _plain
+            check(value, root)  # raises, unless only a subclass of a JSON type stopped the walk
             return raw, _PG_FLOAT_HINT.search(raw) is not None
         return raw, plain == _PLAIN_BIG
 
