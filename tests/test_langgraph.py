@@ -29,11 +29,20 @@ from sessiondb.langgraph import AsyncSessiondbSaver
 EXPECTED = {cap.value for cap in ALL_CAPABILITIES}
 
 
-async def test_conformance(db_url: str) -> None:
-    """Every capability of LangGraph's conformance suite passes, none skipped."""
+@pytest.mark.parametrize("front", ["async", "sync"])
+async def test_conformance(db_url: str, front: str) -> None:
+    """Every capability of LangGraph's conformance suite passes, none skipped: on
+    ``AsyncSessiondbSaver``, and on ``SessiondbSaver`` (its a-methods run the blocking ones,
+    which on PostgreSQL take the prepared statements of :class:`PsycopgCursor
+    <sessiondb._runner.PsycopgCursor>`)."""
+    from sessiondb.langgraph import SessiondbSaver
 
-    @checkpointer_test(name=f"AsyncSessiondbSaver[{db_url.split(':', 1)[0]}]")
-    async def saver() -> AsyncGenerator[AsyncSessiondbSaver, None]:
+    @checkpointer_test(name=f"{front} SessiondbSaver[{db_url.split(':', 1)[0]}]")
+    async def saver() -> AsyncGenerator[Any, None]:
+        if front == "sync":
+            with SessiondbSaver.from_conn_string(db_url) as sync_saver:
+                yield sync_saver
+            return
         async with AsyncSessiondbSaver.from_conn_string(db_url) as s:
             yield s
 
@@ -416,6 +425,64 @@ def test_get_tuple_is_one_statement_on_postgresql(
             assert got.checkpoint["channel_values"] == values
             assert got.pending_writes == writes
         assert saver.get_tuple(_config("other")) is None
+
+
+def _prepared_names(saver: Any) -> list[str]:
+    """The statements prepared on the sync saver's idle connections (pg_prepared_statements)."""
+    names = []
+    for raw, _cur, _since in list(saver.store._backend.runner._idle):
+        rows = raw.driver_connection.execute("SELECT name FROM pg_prepared_statements").fetchall()
+        names += [name for (name,) in rows]
+    return names
+
+
+@pytest.mark.parametrize(
+    "backend", [pytest.param("postgresql", marks=pytest.mark.postgresql)], indirect=True
+)
+def test_sync_postgresql_prepares_a_turn_s_statements_under_names_of_its_own(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync saver on psycopg prepares its hot statements (a checkpoint, a task's writes, a
+    checkpoint's read) on first use, named ``_sdb_<random>_<n>``; none with
+    ``pooler="transaction"``. A statement gone from the server connection (what a
+    transaction-mode pooler nobody told of does) is a PoolerError naming the switch, and
+    the saver goes on; past PREPARED_MAX statements run on psycopg's cursor, same results."""
+    from sessiondb import PoolerError, _runner
+    from sessiondb.langgraph import SessiondbSaver
+
+    def turn(saver: SessiondbSaver, thread: str) -> None:
+        versions = {
+            "a": saver.get_next_version(None, None),
+            "b": saver.get_next_version(None, None),
+        }
+        # "b" is in new_versions without a value: its blob is stored as "empty" (a NULL)
+        config = saver.put(_config(thread), _checkpoint({"a": "one"}, versions), {}, versions)
+        saver.put_writes(config, [("a", b"\x00\xff"), ("b", 7)], "task")
+        got = saver.get_tuple(_config(thread))
+        assert got is not None and got.checkpoint["channel_values"] == {"a": "one"}
+        assert got.pending_writes == [("task", "a", b"\x00\xff"), ("task", "b", 7)]
+
+    with SessiondbSaver(db_url, pool_size=1) as saver:
+        turn(saver, "t1")
+        names = _prepared_names(saver)
+        assert len(names) == 3 and all(n.startswith("_sdb_") for n in names), names
+        prefix = names[0].rsplit("_", 1)[0]
+        assert all(n.rsplit("_", 1)[0] == prefix for n in names)
+        for raw, _cur, _since in saver.store._backend.runner._idle:
+            raw.driver_connection.execute("DEALLOCATE ALL")
+        with pytest.raises(PoolerError, match="pooler=transaction"):
+            turn(saver, "t2")
+        turn(saver, "t3")  # on a new connection, its statements prepared anew
+        assert len(_prepared_names(saver)) == 3
+    switched = db_url + ("&" if "?" in db_url else "?") + "pooler=transaction"
+    with SessiondbSaver(switched, pool_size=1) as saver:
+        turn(saver, "t4")
+        assert _prepared_names(saver) == []
+    monkeypatch.setattr(_runner, "PREPARED_MAX", 1)
+    with SessiondbSaver(db_url, pool_size=1) as saver:
+        turn(saver, "t5")
+        turn(saver, "t6")
+        assert len([n for n in _prepared_names(saver) if n.startswith("_sdb_")]) == 1
 
 
 def test_bad_channel_names_and_versions_are_refused(db_url: str) -> None:

@@ -24,6 +24,10 @@ THREAD = ("app_name", "user_id", "thread_id")
 #: SQLite: at most this many channels' blobs read as one SELECT each, joined by UNION ALL
 #: (SQLite allows 500 SELECTs in one compound statement)
 SQLITE_BLOB_ARMS = 200
+#: a turn's statements (a checkpoint with up to this many changed channels, a task's writes
+#: up to this many, a checkpoint's read) are prepared on first use (Stmt.prepare); larger
+#: shapes are rare and left to the driver's own statement cache
+HOT_MAX = 16
 
 
 class CheckpointQueries:
@@ -235,7 +239,7 @@ class CheckpointQueries:
                 stmt = stmt.add_cte(self.blob_rows(n).cte("lg_put_blobs"))
             return stmt  # type: ignore[no-any-return]
 
-        return self.q.cached(("lg_put_all", n), build)
+        return self.q.cached(("lg_put_all", n), build, prepare=n <= HOT_MAX)
 
     def put_writes(self, n: int, replace: bool) -> Stmt:
         """Insert ``n`` pending writes (:task, :path; :idx0, :ch0, :type0, :blob0 ...); with
@@ -253,7 +257,7 @@ class CheckpointQueries:
                 return self.q.insert_if_absent_rows(self.writes, rows)
             return self.upsert_rows(self.writes, rows, ("channel", "type", "blob", "task_path"))
 
-        return self.q.cached(("lg_writes", n, replace), build)
+        return self.q.cached(("lg_writes", n, replace), build, prepare=n <= HOT_MAX)
 
     def upsert_rows(
         self, table: sa.Table, rows: list[dict[str, Any]], update: tuple[str, ...]
@@ -383,7 +387,7 @@ class CheckpointQueries:
             )  # fmt: skip
             return sa.union_all(checkpoint, blobs, writes)
 
-        return self.q.cached(("lg_get_all", latest), build)
+        return self.q.cached(("lg_get_all", latest), build, prepare=True)
 
     def listing(self, owner: bool, thread: bool, ns: bool, before: bool, limit: bool) -> Stmt:
         """Checkpoints newest first, filtered by what is bound (:app/:user, :tid, :ns,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -44,6 +44,9 @@ class Stmt:
     fixed: dict[str, Any] | None = None  # values SQLAlchemy bound itself (e.g. SQLite's OFFSET 0)
     columns: tuple[str, ...] = ()  # the result columns, in order; empty if it returns no rows
     writes: bool = True  # it may change data (False only for plain SELECTs: safe to repeat)
+    #: a hot statement: prepared on a connection's first use of it and run through the
+    #: driver's protocol layer directly where the runner can (sync psycopg without a pooler)
+    prepare: bool = False
 
     def at(self, name: str) -> int:
         """The index of result column ``name`` in this statement's rows."""
@@ -801,11 +804,17 @@ class Queries:
         self._guarded[(app, user)] = stmts
         return stmts
 
-    def cached(self, key: Any, build: Callable[[], ClauseElement]) -> Stmt:
-        """Compile ``build()`` once for ``key`` (statements whose shape depends on arguments)."""
+    def cached(
+        self, key: Any, build: Callable[[], ClauseElement], *, prepare: bool = False
+    ) -> Stmt:
+        """Compile ``build()`` once for ``key`` (statements whose shape depends on arguments);
+        ``prepare``: a hot statement (:attr:`Stmt.prepare`)."""
         stmt = self._cache.get(key)
         if stmt is None:
-            stmt = self._cache[key] = self.compile(build())
+            stmt = self.compile(build())
+            if prepare:
+                stmt = replace(stmt, prepare=True)
+            self._cache[key] = stmt
         return stmt
 
     def filters(self, f: frozenset[str]) -> list[sa.ColumnElement[bool]]:

@@ -640,6 +640,145 @@ class AsyncpgCursor:
         self._rows = []
 
 
+#: a placeholder of psycopg's pyformat SQL (``%(name)s``), or an escaped ``%``
+_PYFORMAT = re.compile(r"%(?:\((\w+)\)s|%)")
+#: statement text -> (the text with $1, $2 ... as libpq takes it, the parameter names in order)
+_NUMBERED: dict[str, tuple[bytes, tuple[str, ...]]] = {}
+#: at most this many statements prepared directly on one connection (their shapes vary with
+#: the parameters' types); past it, statements go through psycopg's cursor
+PREPARED_MAX = 64
+
+
+def _numbered(sql: str) -> tuple[bytes, tuple[str, ...]]:
+    found = _NUMBERED.get(sql)
+    if found is None:
+        names: dict[str, int] = {}
+
+        def number(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name is None:
+                return "%"
+            return f"${names.setdefault(name, len(names) + 1)}"
+
+        found = _NUMBERED[sql] = (_PYFORMAT.sub(number, sql).encode(), tuple(names))
+    return found
+
+
+def _psycopg_cursor(raw: PoolProxiedConnection) -> Any:
+    conn: Any = raw.dbapi_connection
+    if conn.prepare_threshold is None:  # a caller's engine that never prepares (a pooler)
+        return raw.cursor()
+    return PsycopgCursor(conn, raw.cursor())
+
+
+class PsycopgCursor:
+    """The sync front end's cursor on PostgreSQL (psycopg, statements cached).
+
+    Every statement runs on psycopg's own cursor, except the hot ones (:attr:`Stmt.prepare
+    <sessiondb._queries.Stmt.prepare>`, through :meth:`execute_prepared`): those are
+    prepared on the connection's first use of them and run by libpq's ``PQexecPrepared``
+    (which waits without the GIL), their parameters dumped and rows loaded by psycopg's own
+    adapters (the same types and formats as its cursor). psycopg's cursor spends half of a
+    statement's client CPU in its query conversion, prepare bookkeeping and generator-driven
+    wait, which a leased autocommit connection needs none of: 96-115 us against 46-49 us
+    per statement, measured. Statement names are unique per connection (a random prefix),
+    so a transaction-mode pooler nobody told sessiondb of makes one missing
+    (:class:`~sessiondb.errors.PoolerError`), never runs another's; errors are psycopg's
+    own, built from the server's answer as its cursor builds them.
+    """
+
+    __slots__ = (
+        "_auto", "_count", "_cur", "_direct", "_pgconn", "_pq", "_prefix", "_prepared", "_rows",
+        "_tx",
+    )  # fmt: skip
+
+    def __init__(self, conn: Any, cur: Any) -> None:
+        from psycopg import pq
+        from psycopg.adapt import PyFormat, Transformer
+
+        self._pq = pq
+        self._auto = PyFormat.AUTO
+        self._cur = cur
+        self._pgconn = conn.pgconn
+        self._tx = Transformer(conn)
+        self._prepared: dict[tuple[str, Any], bytes] = {}
+        self._prefix = f"_sdb_{random.getrandbits(60):x}_"
+        self._direct = False  # the last statement ran through execute_prepared
+        self._rows: list[Any] = []
+        self._count = -1
+
+    def execute(self, sql: str, params: Any = None) -> None:
+        self._direct = False
+        self._cur.execute(sql, params)
+
+    def execute_prepared(self, sql: str, params: dict[str, Any]) -> None:
+        """Run a hot statement (pyformat ``sql``, ``params`` by name), prepared on first use."""
+        pq = self._pq
+        query, names = _numbered(sql)
+        tx = self._tx
+        values = tx.dump_sequence([params[n] for n in names], [self._auto] * len(names))
+        key = (sql, tx.types)
+        name = self._prepared.get(key)
+        pgconn = self._pgconn
+        if name is None:
+            if len(self._prepared) >= PREPARED_MAX:
+                self.execute(sql, params)
+                return
+            name = f"{self._prefix}{len(self._prepared)}".encode()
+            self._check(pgconn.prepare(name, query, param_types=tx.types), pq)
+            self._prepared[key] = name
+        self._direct = True
+        self._rows = []
+        result = pgconn.exec_prepared(name, values, param_formats=tx.formats)
+        self._check(result, pq)
+        if result.status == pq.ExecStatus.TUPLES_OK:
+            tx.set_pgresult(result)
+            self._rows = tx.load_rows(0, result.ntuples, tuple)
+            self._count = result.ntuples
+        else:
+            count = result.command_tuples
+            self._count = -1 if count is None else count
+
+    def _check(self, result: Any, pq: Any) -> None:
+        status = result.status
+        if status == pq.ExecStatus.COMMAND_OK or status == pq.ExecStatus.TUPLES_OK:
+            return
+        from psycopg import errors
+
+        self._direct = False
+        if status != pq.ExecStatus.FATAL_ERROR:
+            raise errors.InterfaceError(f"unexpected result status: {pq.ExecStatus(status).name}")
+        pgconn = self._pgconn
+        if pgconn.status != pq.ConnStatus.OK:
+            # the connection was lost: as psycopg's cursor says it (no SQLSTATE)
+            message = pgconn.get_error_message().decode(errors="replace").strip()
+            raise errors.OperationalError(f"consuming input failed: {message}")
+        raise errors.error_from_result(result, encoding=self._cur.connection.info.encoding)
+
+    @property
+    def rowcount(self) -> int:
+        return self._count if self._direct else int(self._cur.rowcount)
+
+    def executemany(self, sql: str, seq: Any) -> None:
+        self._direct = False
+        self._cur.executemany(sql, seq)
+
+    def fetchall(self) -> list[Any]:
+        if not self._direct:
+            return self._cur.fetchall()  # type: ignore[no-any-return]
+        rows, self._rows = self._rows, []
+        return rows
+
+    def fetchone(self) -> Any:
+        if not self._direct:
+            return self._cur.fetchone()
+        return self._rows.pop(0) if self._rows else None
+
+    def close(self) -> None:
+        self._rows = []
+        self._cur.close()
+
+
 class AiomysqlCursor:
     """The async front end's cursor on MySQL/MariaDB: statements run straight on aiomysql.
 
@@ -846,19 +985,22 @@ class Cx:
             log_statement(self.log, stmt.sql, bound, show=runner.log_parameters)
         watchdog = runner.watchdog
         gate = runner.write_gate
+        execute = cur.execute
+        if stmt.prepare and type(cur) is PsycopgCursor:
+            execute = cur.execute_prepared
         if gate is not None and stmt.writes and not self._in_tx:
             entered = gate.enter()  # one statement, its own transaction
             try:
-                cur.execute(stmt.sql, bound)
+                execute(stmt.sql, bound)
             finally:
                 if entered:
                     gate.leave()
         elif watchdog is None:
-            cur.execute(stmt.sql, bound)
+            execute(stmt.sql, bound)
         else:
             key = watchdog.start(self._raw.driver_connection)  # type: ignore[union-attr]
             try:
-                cur.execute(stmt.sql, bound)
+                execute(stmt.sql, bound)
             finally:
                 watchdog.stop(key)
         return cur
@@ -1291,6 +1433,8 @@ class Runner:
         self._cursor_of: Callable[[PoolProxiedConnection], Any] = _dbapi_cursor
         if self.dialect.driver == "asyncpg" and target.pooler is None:
             self._cursor_of = _asyncpg_cursor
+        elif self.dialect.driver == "psycopg" and target.pooler is None:
+            self._cursor_of = _psycopg_cursor
         elif self.dialect.driver == "aiomysql":
             self._cursor_of = _aiomysql_cursor
         #: the store's telemetry (set by it when on), told of retries and reconnects
