@@ -73,21 +73,39 @@ class Admin:
             else:
                 self.rows(f"KILL {int(i)}")
 
-    def waiting_for_lock(self, ids: set[int]) -> set[int]:
-        """Those of ``ids`` whose statement waits for a row lock."""
+    def waiting_for_lock(self, ids: set[int], statement: str | None = None) -> set[int]:
+        """Those of ``ids`` whose statement waits for a row lock (``statement``: one that
+        begins with that text), so that a kill of one lands at that statement, not at another
+        the call runs before it (its read, or the first request of a write that waits in its
+        second)."""
         if self.backend == "postgresql":
-            rows = self.rows(
+            sql = (
                 "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                 "AND datname = current_database()"
             )
+            if statement is not None:
+                sql += " AND query LIKE %s"
         else:
-            # the store's connection runs a statement only while it waits (for the lock)
-            rows = self.rows(
+            # MariaDB tells no lock wait live: the processlist's State is the statement's
+            # ('Updating', 'Sending data'...) whether it waits or runs, and InnoDB's
+            # information_schema.innodb_trx (trx_state 'LOCK WAIT') is a cache refreshed only
+            # once nobody read it for 100 ms, so it stays stale under polling (here, or by
+            # another test on the server). So: a statement in flight that can wait for a row
+            # lock (the lock is held until the kill: it cannot have passed it), whose text the
+            # processlist shows (of a multi-statement request, the one running now)
+            sql = (
                 "SELECT id FROM information_schema.processlist "
-                "WHERE db = DATABASE() AND command = 'Query' AND info IS NOT NULL "
-                "AND id <> CONNECTION_ID()"
+                "WHERE db = DATABASE() AND command = 'Query' AND id <> CONNECTION_ID() "
             )
-        return {int(r[0]) for r in rows} & ids
+            if statement is not None:
+                sql += "AND info LIKE %s"
+            else:
+                sql += (
+                    "AND (info LIKE 'UPDATE %%' OR info LIKE 'INSERT %%' "
+                    "OR info LIKE 'DELETE %%' OR info LIKE '%%FOR UPDATE')"
+                )
+        params = () if statement is None else (statement + "%",)
+        return {int(r[0]) for r in self.rows(sql, *params)} & ids
 
     def lock_row(self, session_id: str) -> None:
         """Hold the session's row lock (until :meth:`unlock`) on a connection of its own."""
@@ -202,8 +220,13 @@ async def kill_its_next_call_at_the_lock(
     else:
         admin.lock_row(s.id)
 
+    # with ``events``, the INSERT of the event waits: the second request on MySQL/MariaDB
+    at = "INSERT INTO events" if events else None
+
     def kill_when_waiting() -> None:
-        waiting = wait_for(lambda: admin.waiting_for_lock(mine), "the call to wait for the lock")
+        waiting = wait_for(
+            lambda: admin.waiting_for_lock(mine, at), "the call to wait for the lock"
+        )
         admin.kill(waiting)
         admin.unlock()
 
