@@ -468,6 +468,12 @@ def test_sync_postgresql_prepares_a_turn_s_statements_under_names_of_its_own(
         assert len(names) == 3 and all(n.startswith("_sdb_") for n in names), names
         prefix = names[0].rsplit("_", 1)[0]
         assert all(n.rsplit("_", 1)[0] == prefix for n in names)
+        runner = saver.store._backend.runner
+        while runner._idle:  # back to SQLAlchemy's pool (as after IDLE_RECYCLE), then out again
+            raw, cur, _since = runner._idle.pop()
+            runner._return_to_pool(raw, cur)
+        turn(saver, "t1b")  # the same connection: its statements are not prepared again
+        assert sorted(_prepared_names(saver)) == sorted(names)
         for raw, _cur, _since in saver.store._backend.runner._idle:
             raw.driver_connection.execute("DEALLOCATE ALL")
         with pytest.raises(PoolerError, match="pooler=transaction"):

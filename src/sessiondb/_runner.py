@@ -664,11 +664,20 @@ def _numbered(sql: str) -> tuple[bytes, tuple[str, ...]]:
     return found
 
 
+#: raw.info key: the statements :class:`PsycopgCursor` prepared on this connection, and the
+#: prefix of their names (kept with the connection: a new cursor on it, after the connection
+#: went back to SQLAlchemy's pool and came out again, must not prepare them again)
+_PREPARED = "sessiondb_prepared"
+
+
 def _psycopg_cursor(raw: PoolProxiedConnection) -> Any:
     conn: Any = raw.dbapi_connection
     if conn.prepare_threshold is None:  # a caller's engine that never prepares (a pooler)
         return raw.cursor()
-    return PsycopgCursor(conn, raw.cursor())
+    known = raw.info.get(_PREPARED)
+    if known is None:
+        known = raw.info[_PREPARED] = ({}, f"_sdb_{random.getrandbits(60):x}_")
+    return PsycopgCursor(conn, raw.cursor(), *known)
 
 
 class PsycopgCursor:
@@ -692,7 +701,9 @@ class PsycopgCursor:
         "_tx",
     )  # fmt: skip
 
-    def __init__(self, conn: Any, cur: Any) -> None:
+    def __init__(
+        self, conn: Any, cur: Any, prepared: dict[tuple[str, Any], bytes], prefix: str
+    ) -> None:
         from psycopg import pq
         from psycopg.adapt import PyFormat, Transformer
 
@@ -701,8 +712,8 @@ class PsycopgCursor:
         self._cur = cur
         self._pgconn = conn.pgconn
         self._tx = Transformer(conn)
-        self._prepared: dict[tuple[str, Any], bytes] = {}
-        self._prefix = f"_sdb_{random.getrandbits(60):x}_"
+        self._prepared = prepared  # the connection's own (raw.info), shared by its cursors
+        self._prefix = prefix
         self._direct = False  # the last statement ran through execute_prepared
         self._rows: list[Any] = []
         self._count = -1
