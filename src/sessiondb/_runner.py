@@ -667,16 +667,16 @@ def _numbered(sql: str) -> tuple[bytes, tuple[str, ...]]:
 #: raw.info key: the statements :class:`PsycopgCursor` prepared on this connection, and the
 #: prefix of their names (kept with the connection: a new cursor on it, after the connection
 #: went back to SQLAlchemy's pool and came out again, must not prepare them again)
-_PREPARED = "sessiondb_prepared"
+_PREPARED_ON = "sessiondb_prepared"
 
 
 def _psycopg_cursor(raw: PoolProxiedConnection) -> Any:
     conn: Any = raw.dbapi_connection
     if conn.prepare_threshold is None:  # a caller's engine that never prepares (a pooler)
         return raw.cursor()
-    known = raw.info.get(_PREPARED)
+    known = raw.info.get(_PREPARED_ON)
     if known is None:
-        known = raw.info[_PREPARED] = ({}, f"_sdb_{random.getrandbits(60):x}_")
+        known = raw.info[_PREPARED_ON] = ({}, f"_sdb_{random.getrandbits(60):x}_")
     return PsycopgCursor(conn, raw.cursor(), *known)
 
 
