@@ -448,7 +448,11 @@ def test_sync_postgresql_prepares_a_turn_s_statements_under_names_of_its_own(
     transaction-mode pooler nobody told of does) is a PoolerError naming the switch, and
     the saver goes on; past PREPARED_MAX statements run on psycopg's cursor, same results."""
     from sessiondb import PoolerError, _runner
+    from sessiondb._urls import resolve_url
     from sessiondb.langgraph import SessiondbSaver
+
+    if resolve_url(db_url).pooler is not None:  # CI's PgBouncer stage: nothing is prepared
+        pytest.skip("the URL already says pooler=transaction")
 
     def turn(saver: SessiondbSaver, thread: str) -> None:
         versions = {
