@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from sessiondb import AsyncSessionStore, SessionStore, _json
 from sessiondb._runner import LOOP_VALUE_MAX
@@ -285,6 +287,38 @@ async def test_a_cancelled_write_leaves_no_transaction_open(sqlite_url: str) -> 
         got = await again.get_session("app", "u", made.id)
         assert got is not None and (got.state, got.version) in (({"n": 0}, 1), ({"n": 1}, 2))
         assert await again.patch_state(made.id, set={"n": 5}) == got.version + 1
+
+
+async def test_a_call_after_a_cancelled_write_queues_behind_its_thread(sqlite_url: str) -> None:
+    """A write cancelled while its worker thread waits for the lock: the thread finishes it,
+    and the next call (a read, which would otherwise answer on the loop at once) queues for
+    the worker thread behind it, so with one thread it sees the write done."""
+    store = AsyncSessionStore(sqlite_url, pool_size=1, busy_timeout=BOUND)
+    loop_thread, waiting = threading.get_ident(), threading.Event()
+
+    def trace(sql: str) -> None:  # a worker thread's write began: it waits for the lock
+        if sql.startswith("UPDATE") and threading.get_ident() != loop_thread:
+            waiting.set()
+
+    sa.event.listen(store._backend.engine, "connect", lambda raw, _: raw.set_trace_callback(trace))
+    made = await store.create_session("app", "u", state={"n": 0})
+    holder = sqlite3.connect(_path(sqlite_url), isolation_level=None, check_same_thread=False)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        write = asyncio.create_task(store.patch_state(made.id, set={"n": 1}))
+        assert await asyncio.to_thread(waiting.wait, BOUND)
+        write.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        read = asyncio.create_task(store.get_session("app", "u", made.id))
+        await asyncio.sleep(0)  # the read has started: on the loop it would be done already
+        holder.execute("COMMIT")
+        got = await asyncio.wait_for(read, BOUND)
+        assert got is not None and (got.state, got.version) == ({"n": 1}, 2)
+        assert await store.patch_state(made.id, set={"n": 2}) == 3  # and calls go on
+    finally:
+        holder.close()
+        await store.close()
 
 
 async def test_sync_and_async_stores_and_another_process_write_one_file(

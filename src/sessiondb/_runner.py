@@ -47,7 +47,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
 
@@ -1965,6 +1965,9 @@ class AsyncRunner:
         self._threads = threads
         self._lock = threading.Lock()
         self._in_thread = runner.target.backend == "sqlite"
+        #: cancelled calls whose worker thread is still at them: until they end, no call takes
+        #: the loop's shortcut (run_now) ahead of them
+        self._orphans: set[Future[Any]] = set()
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -1980,15 +1983,23 @@ class AsyncRunner:
         # keyword named "fn" for its own): bind them first. Between attempts after a conflict
         # a worker thread sleeps; a greenlet awaits, and the event loop runs on.
         if self._in_thread:
-            if is_quick(fn):  # on the loop's thread, unless it would have to wait (or fsync)
-                done, result = self.runner.run_now(fn, *args, **kwargs)
+            if is_quick(fn) and not self._orphans:  # on the loop's thread, unless it would
+                done, result = self.runner.run_now(fn, *args, **kwargs)  # wait (or fsync)
                 if done:
                     return result  # type: ignore[return-value]
             op = partial(self.runner.run, time.sleep, fn, *args, **kwargs)
-            loop = asyncio.get_running_loop()
             if self.runner.telemetry is not None:  # the caller's span, in the worker thread
                 op = partial(contextvars.copy_context().run, op)
-            return await loop.run_in_executor(self._executor or self._pool(), op)
+            work = (self._executor or self._pool()).submit(op)
+            try:
+                return await asyncio.wrap_future(work)
+            except asyncio.CancelledError:
+                # not started: never runs. Started: its thread finishes it, and calls queue
+                # for the worker threads behind it meanwhile
+                if not work.done():
+                    self._orphans.add(work)
+                    work.add_done_callback(self._orphans.discard)
+                raise
         return await run_in_greenlet(partial(self.runner.run, _greenlet_sleep, fn, *args, **kwargs))
 
     def in_greenlet(

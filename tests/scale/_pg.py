@@ -199,6 +199,16 @@ class Cluster:
         finally:
             engine.dispose()
 
+    def reload(self, address: Address) -> None:
+        """``pg_reload_conf()``, returning once the server has re-read its files (a new
+        connection shows a later load time). pg_reload_conf() only signals the postmaster; once
+        it has reloaded, it has signalled every server process too, and each one applies the
+        change before its next statement: a pooled connection's next write sees it."""
+        when = "SELECT pg_conf_load_time()"
+        before = self.scalar(address, when)
+        self.scalar(address, "SELECT pg_reload_conf()")
+        self.wait_for(lambda: self.scalar(address, when) > before, f"{address} to reload")
+
     def ready(self, address: Address) -> bool:
         try:
             self.scalar(address, "SELECT 1")

@@ -54,7 +54,7 @@ def promote(cluster: Cluster, node: str = "pg1") -> None:
     that commits on it do not wait for a standby that is not there."""
     standby = cluster.standby_address(0)
     cluster.execute(standby, "ALTER SYSTEM SET synchronous_standby_names = ''")
-    cluster.scalar(standby, "SELECT pg_reload_conf()")
+    cluster.reload(standby)
     cluster.pg_ctl(node, "promote", "-w", "-t", "60")
 
 
@@ -168,7 +168,7 @@ async def test_writes_leave_a_fenced_primary_for_the_promoted_standby(
                 await store.patch_state(session.id, increment={"n": 1})
             assert await store.write_port() == primary[1]  # pooled on the old primary
             cluster.execute(primary, "ALTER SYSTEM SET default_transaction_read_only = on")
-            cluster.scalar(primary, "SELECT pg_reload_conf()")
+            cluster.reload(primary)
             promote(cluster)
             assert await store.patch_state(session.id, increment={"n": 1}) == 7
             assert await store.write_port() == standby[1]
@@ -191,7 +191,7 @@ async def test_a_url_without_target_session_attrs_on_a_demoted_primary_fails_typ
         try:
             session = await store.create_session("app", "user", {"n": 0})
             cluster.execute(primary, "ALTER SYSTEM SET default_transaction_read_only = on")
-            cluster.scalar(primary, "SELECT pg_reload_conf()")
+            cluster.reload(primary)
             for _ in range(3):
                 started = time.monotonic()
                 with pytest.raises(ReadOnlyDatabaseError) as info:
@@ -202,4 +202,4 @@ async def test_a_url_without_target_session_attrs_on_a_demoted_primary_fails_typ
         finally:
             await store.aclose()
             cluster.execute(primary, "ALTER SYSTEM RESET default_transaction_read_only")
-            cluster.scalar(primary, "SELECT pg_reload_conf()")
+            cluster.reload(primary)

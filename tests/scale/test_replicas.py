@@ -287,7 +287,7 @@ async def test_a_read_cancelled_by_a_recovery_conflict_is_run_again(
     standby = cluster.standby_address(0)
     conflicts = "SELECT confl_lock FROM pg_stat_database_conflicts WHERE datname = :d"
     cluster.execute(standby, "ALTER SYSTEM SET max_standby_streaming_delay = 0")
-    cluster.scalar(standby, "SELECT pg_reload_conf()")
+    cluster.reload(standby)
     try:
         store = stores.open(read_urls=[stores.replica_urls[0]], read_consistency="eventual")
         session = await store.create_session("app", "user")
@@ -313,7 +313,7 @@ async def test_a_read_cancelled_by_a_recovery_conflict_is_run_again(
         await until(counted, "the standby to count one lock conflict")
     finally:
         cluster.execute(standby, "ALTER SYSTEM RESET max_standby_streaming_delay")
-        cluster.scalar(standby, "SELECT pg_reload_conf()")
+        cluster.reload(standby)
 
 
 # -- configuration ---------------------------------------------------------------------------------
