@@ -38,7 +38,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
-from .targets import scratch_database
+from .proxy import DelayProxy
+from .targets import host_port, scratch_database, with_host
 
 THREADS = 16
 
@@ -130,13 +131,43 @@ def langgraph_postgres(url: str) -> Iterator[Any]:
         yield saver
 
 
-def contenders(backend: str, workdir: Path) -> list[tuple[str, Callable[[], Any]]]:
-    """(name, factory of a context manager around a fresh database's saver)."""
+def round_trip(url: str) -> float:
+    """Median milliseconds of ``SELECT 1`` on one connection to ``url``."""
+    import sqlalchemy as sa
+
+    from sessiondb._urls import resolve_url
+
+    engine = sa.create_engine(resolve_url(url).sync_url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            times = []
+            for _ in range(21):
+                start = time.perf_counter()
+                conn.exec_driver_sql("SELECT 1").scalar()
+                times.append(time.perf_counter() - start)
+    finally:
+        engine.dispose()
+    return statistics.median(times) * 1000
+
+
+def contenders(
+    backend: str, workdir: Path, rtt: float = 0.0
+) -> list[tuple[str, Callable[[], Any]]]:
+    """(name, factory of a context manager around a fresh database's saver); with ``rtt``
+    (seconds), the savers reach a server through a :class:`DelayProxy` of that round trip."""
 
     @contextmanager
     def on_server(make: Callable[[str], Any]) -> Iterator[Any]:
-        with server_database(backend) as url, make(url) as saver:
-            yield saver
+        with server_database(backend) as url:
+            if not rtt:
+                with make(url) as saver:
+                    yield saver
+                return
+            with DelayProxy(*host_port(url), rtt) as proxy:
+                through = with_host(url, proxy.host, proxy.port)
+                print(f"{backend:<11} round trip through the proxy: {round_trip(through):.2f} ms")
+                with make(through) as saver:
+                    yield saver
 
     def sqlite_file() -> str:
         return str(workdir / f"lg-{secrets.token_hex(4)}.db")
@@ -215,7 +246,7 @@ TARGETS = {"sqlite": "langgraph SqliteSaver", "postgresql": "langgraph PostgresS
 
 
 def measure(
-    backend: str, workdir: Path, turns: int, concurrent_turns: int, rounds: int
+    backend: str, workdir: Path, turns: int, concurrent_turns: int, rounds: int, rtt: float = 0.0
 ) -> dict[str, tuple[float, float]]:
     """name -> (median seconds per turn on one thread, turns/s with THREADS threads), every
     contender of ``backend`` open at once and measured in interleaved rounds (the order
@@ -224,7 +255,7 @@ def measure(
 
     with ExitStack() as stack:
         graphs: dict[str, Any] = {}
-        for name, make in contenders(backend, workdir):
+        for name, make in contenders(backend, workdir, rtt):
             try:
                 graphs[name] = build(stack.enter_context(make()))
             except ImportError as exc:
@@ -257,7 +288,13 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrent-turns", type=int, default=20, help="turns per thread, 16 threads"
     )
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument(
+        "--rtt", type=float, default=0.0, metavar="MS",
+        help="servers are reached through a proxy adding this round trip (a network's)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.rtt:
+        print(f"servers reached through a proxy adding a {args.rtt} ms round trip")
     print(
         f"per-turn latency (median, 1 thread; a turn = 4 checkpoints) and throughput "
         f"({THREADS} threads x {args.concurrent_turns} turns), {args.rounds} interleaved rounds"
@@ -267,7 +304,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{'vs target':>10}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for backend in args.db.split(","):
-            found = measure(backend, Path(tmp), args.turns, args.concurrent_turns, args.rounds)
+            found = measure(
+                backend, Path(tmp), args.turns, args.concurrent_turns, args.rounds,
+                args.rtt / 1000 if backend != "sqlite" else 0.0,
+            )  # fmt: skip
             target = found.get(TARGETS.get(backend, ""))
             for name, (single, many) in found.items():
                 ratio = ""

@@ -107,3 +107,61 @@ class CountingProxy:
                 sock.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 sock.close()
+
+
+# -- a network round trip on loopback ------------------------------------------------------------
+
+_DELAY_SERVER = """
+import asyncio, sys
+
+async def main(host, port, delay):
+    loop = asyncio.get_running_loop()
+
+    async def pump(reader, writer):
+        try:
+            while data := await reader.read(1 << 16):
+                loop.call_later(delay, writer.write, data)  # same delay each: order is kept
+        finally:
+            loop.call_later(delay, writer.close)
+
+    async def accept(client_r, client_w):
+        server_r, server_w = await asyncio.open_connection(host, port)
+        await asyncio.gather(pump(client_r, server_w), pump(server_r, client_w))
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3])))
+"""
+
+
+class DelayProxy:
+    """Forward ``127.0.0.1:<port>`` to ``target``, each way ``rtt / 2`` seconds late: a
+    network's round trip on loopback. It runs in a child process, so its CPU time never
+    competes with the measured process for the GIL."""
+
+    def __init__(self, target_host: str, target_port: int, rtt: float) -> None:
+        import subprocess
+        import sys
+
+        self._child = subprocess.Popen(
+            [sys.executable, "-c", _DELAY_SERVER, target_host, str(target_port), str(rtt / 2)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self._child.stdout is not None
+        line = self._child.stdout.readline()
+        if not line:
+            raise RuntimeError("the delay proxy did not start")
+        self.host = "127.0.0.1"
+        self.port = int(line)
+
+    def __enter__(self) -> DelayProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._child.kill()
+        self._child.wait()
