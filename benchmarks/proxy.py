@@ -112,27 +112,46 @@ class CountingProxy:
 # -- a network round trip on loopback ------------------------------------------------------------
 
 _DELAY_SERVER = """
-import asyncio, sys
+import queue, socket, sys, threading, time
 
-async def main(host, port, delay):
-    loop = asyncio.get_running_loop()
+host, port, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 
-    async def pump(reader, writer):
+def read(source, pending):  # each chunk is due `delay` after it arrived
+    try:
+        while data := source.recv(1 << 16):
+            pending.put((time.monotonic() + delay, data))
+    except OSError:
+        pass
+    pending.put((0.0, b""))
+
+def write(pending, target):  # in order, each at its time (time.sleep: ~0.1 ms late at most)
+    while True:
+        due, data = pending.get()
+        if not data:
+            break
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
         try:
-            while data := await reader.read(1 << 16):
-                loop.call_later(delay, writer.write, data)  # same delay each: order is kept
-        finally:
-            loop.call_later(delay, writer.close)
+            target.sendall(data)
+        except OSError:
+            break
+    try:
+        target.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
 
-    async def accept(client_r, client_w):
-        server_r, server_w = await asyncio.open_connection(host, port)
-        await asyncio.gather(pump(client_r, server_w), pump(server_r, client_w))
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    await server.serve_forever()
-
-asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3])))
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+while True:
+    client, _ = listener.accept()
+    server = socket.create_connection((host, port))
+    for sock in (client, server):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for source, target in ((client, server), (server, client)):
+        pending = queue.SimpleQueue()
+        threading.Thread(target=read, args=(source, pending), daemon=True).start()
+        threading.Thread(target=write, args=(pending, target), daemon=True).start()
 """
 
 
@@ -152,6 +171,7 @@ class DelayProxy:
         assert self._child.stdout is not None
         line = self._child.stdout.readline()
         if not line:
+            self.close()
             raise RuntimeError("the delay proxy did not start")
         self.host = "127.0.0.1"
         self.port = int(line)
@@ -165,3 +185,5 @@ class DelayProxy:
     def close(self) -> None:
         self._child.kill()
         self._child.wait()
+        if self._child.stdout is not None:
+            self._child.stdout.close()
