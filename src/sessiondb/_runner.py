@@ -861,10 +861,11 @@ class WriteGate:
     queued here: SQLite's lock still serializes them; reads never take the gate.
     """
 
-    __slots__ = ("_lock", "timeout", "waiting")
+    __slots__ = ("_count", "_lock", "timeout", "waiting")
 
     def __init__(self, timeout: float) -> None:
         self._lock = threading.RLock()
+        self._count = threading.Lock()  # `waiting += 1` from two threads may lose one
         self.timeout = timeout
         #: writers waiting for the gate (for tests and the curious)
         self.waiting = 0
@@ -874,11 +875,13 @@ class WriteGate:
         lock = self._lock
         if lock.acquire(blocking=False):
             return True
-        self.waiting += 1
+        with self._count:
+            self.waiting += 1
         try:
             return lock.acquire(timeout=self.timeout)
         finally:
-            self.waiting -= 1
+            with self._count:
+                self.waiting -= 1
 
     def try_enter(self) -> bool:
         """Take the gate if it is free now (never waits: the event loop's own writes)."""
