@@ -730,7 +730,7 @@ def test_close_in_sync_code(db_url: str) -> None:
     assert pools_left(session) == 0
 
 
-# -- cancellation: a cancelled add_items or pop_item happened entirely or not at all -----------
+# -- cancellation: a cancelled write has ended when the cancellation is raised ------------------
 
 
 async def cancelled_after(coro: Any, steps: int) -> bool:
@@ -782,6 +782,52 @@ async def test_a_cancelled_pop_item_is_all_or_nothing(db_url: str) -> None:
             steps += 1
         assert completed == 3
         assert texts([await session.pop_item()]) == expected[-1:]
+
+
+async def cancel_twice_after(coro: Any, steps: int) -> tuple[bool, Any]:
+    """Run ``coro`` as a task, cancel it twice after ``steps`` turns of the event loop (and
+    ``steps - 1`` fifths of a millisecond) and wait for it to end. Returns whether it ended by
+    the cancellation (else it had finished first) and its result."""
+    task = asyncio.ensure_future(coro)
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    await asyncio.sleep((steps - 1) * 0.0002)
+    task.cancel()
+    await asyncio.sleep(0)
+    task.cancel()
+    try:
+        return False, await task
+    except asyncio.CancelledError:
+        assert task.cancelled()  # the cancellation reaches the caller: never swallowed
+        return True, None
+
+
+async def test_a_cancelled_write_has_ended_when_the_cancellation_is_raised(db_url: str) -> None:
+    # As the SDK's own sessions: once add_items, pop_item or clear_session has started, a
+    # cancellation lets it finish and is raised after, so the caller never has to guess.
+    # Another store (its own connections) sees the outcome as soon as the caller sees the
+    # cancellation.
+    async with AsyncSessionStore(db_url) as store, AsyncSessionStore(db_url) as other:
+        session = SessiondbSession("cancel-ends", store)
+        witness = SessiondbSession("cancel-ends", other)
+        expected: list[str] = []
+        cancelled = 0
+        for steps in range(1, 25):
+            batch = [f"{steps}-{k}" for k in range(3)]
+            was_cancelled, _ = await cancel_twice_after(
+                session.add_items([user(t) for t in batch]), steps
+            )
+            cancelled += was_cancelled
+            expected += batch
+            assert texts(await witness.get_items()) == expected, f"add cancelled after {steps}"
+            was_cancelled, _ = await cancel_twice_after(session.pop_item(), steps)
+            cancelled += was_cancelled
+            expected.pop()
+            assert texts(await witness.get_items()) == expected, f"pop cancelled after {steps}"
+        assert cancelled >= 3  # the cancellation did reach calls still under way
+        was_cancelled, _ = await cancel_twice_after(session.clear_session(), 1)
+        assert was_cancelled
+        assert await witness.get_items() == []
 
 
 # -- compaction: the SDK's OpenAIResponsesCompactionSession over SessiondbSession ---------------

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._async_store import AsyncSessionStore
 from ._ids import check_id
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from .models import Event
 
 __all__ = ["SessiondbSession"]
+
+T = TypeVar("T")
 
 Owner = tuple[str, str]
 """An (app_name, user_id) pair: whose sessiondb session an operation reads or writes."""
@@ -166,6 +168,30 @@ class Closing(Coroutine[Any, Any, None]):
         return self._task is None or self._task.done()
 
 
+async def _to_the_end(write: Coroutine[Any, Any, T]) -> T:
+    """Run ``write`` (a change to the history) to its end even if the caller is cancelled
+    meanwhile; a cancellation is raised only once the write has ended, so when the caller sees
+    it the database holds the write's outcome (as the SDK's own sessions do).
+
+    ``write`` runs as a task of its own that the caller's cancellation does not reach (the
+    loop shutting down still cancels it: then it is all or nothing). The cancellation wins
+    over the write's own error, which becomes its ``__context__``.
+    """
+    task = asyncio.ensure_future(write)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError as exc:
+            cancelled = cancelled or exc  # each further cancel() asks for the same thing
+    if cancelled is None:
+        return task.result()
+    error = None if task.cancelled() else task.exception()
+    if error is not None and cancelled.__context__ is None:
+        cancelled.__context__ = error
+    raise cancelled
+
+
 def _retrieve(task: asyncio.Task[None]) -> None:
     """A close nobody awaits must not log "exception was never retrieved"."""
     if not task.cancelled():
@@ -209,8 +235,9 @@ class SessiondbSession:
 
     **Loops, threads, cancellation.** One object may be used from any event loop and thread
     at once (``Runner.run_sync`` from several threads included): it holds no loop-bound state,
-    and the store keeps one connection pool per loop. A cancelled ``add_items`` or ``pop_item``
-    has either happened entirely or not at all (each is one transaction).
+    and the store keeps one connection pool per loop. A cancelled ``add_items``, ``pop_item``
+    or ``clear_session`` that has started runs to its end before the ``CancelledError`` is
+    raised, as in the SDK's own sessions: the caller then sees its outcome in the database.
 
     Args:
         session_id: the sessiondb session id (also the SDK's ``session_id``).
@@ -333,8 +360,12 @@ class SessiondbSession:
         owner = self.owner(wrapper)
         if not items:
             return
-        app, user = owner
         events = [{"author": _author(item), "content": item} for item in items]
+        await _to_the_end(self._append(owner, events))
+
+    async def _append(self, owner: Owner, events: list[dict[str, Any]]) -> None:
+        """``add_items``' write: append ``events``, creating the session when needed."""
+        app, user = owner
         for _ in range(3):
             await self._ensure_session(owner)
             try:
@@ -356,8 +387,10 @@ class SessiondbSession:
         """
         app, user = self.owner(wrapper)
         try:
-            popped = await self._store.pop_events(
-                self.session_id, until=_ReachesAnItem(), app_name=app, user_id=user
+            popped = await _to_the_end(
+                self._store.pop_events(
+                    self.session_id, until=_ReachesAnItem(), app_name=app, user_id=user
+                )
             )
         except SessionNotFoundError:
             return None  # never created, cleared, or another user's: nothing to pop
@@ -370,7 +403,7 @@ class SessiondbSession:
     async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
         """Delete every item: the sessiondb session goes (events, state, title, labels)."""
         app, user = self.owner(wrapper)
-        await self._store.delete_session(self.session_id, app_name=app, user_id=user)
+        await _to_the_end(self._store.delete_session(self.session_id, app_name=app, user_id=user))
 
     # -- lifecycle -----------------------------------------------------------------------------
 
