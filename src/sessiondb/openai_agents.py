@@ -19,6 +19,7 @@ Importing this module does not import the SDK; creating a session does, and rais
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -173,23 +174,20 @@ async def _to_the_end(write: Coroutine[Any, Any, T]) -> T:
     meanwhile; a cancellation is raised only once the write has ended, so when the caller sees
     it the database holds the write's outcome (as the SDK's own sessions do).
 
-    ``write`` runs as a task of its own that the caller's cancellation does not reach (the
-    loop shutting down still cancels it: then it is all or nothing). The cancellation wins
-    over the write's own error, which becomes its ``__context__``.
+    ``write`` runs as a task of its own behind :func:`asyncio.shield` (the loop shutting down
+    still cancels it: then it is all or nothing). The cancellation wins over the write's own
+    error, which becomes its ``__context__``.
     """
     task = asyncio.ensure_future(write)
-    cancelled: asyncio.CancelledError | None = None
-    while not task.done():
-        try:
-            await asyncio.wait((task,))
-        except asyncio.CancelledError as exc:
-            cancelled = cancelled or exc  # each further cancel() asks for the same thing
-    if cancelled is None:
-        return task.result()
-    error = None if task.cancelled() else task.exception()
-    if error is not None and cancelled.__context__ is None:
-        cancelled.__context__ = error
-    raise cancelled
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError as cancelled:
+        while not task.done():  # the caller was cancelled, not the write: let it end
+            with contextlib.suppress(asyncio.CancelledError):  # each further cancel() too
+                await asyncio.wait((task,))
+        if not task.cancelled() and cancelled.__context__ is None:
+            cancelled.__context__ = task.exception()
+        raise
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
