@@ -435,6 +435,32 @@ async def test_racing_writers_one_wins(impl: Impl, request: pytest.FixtureReques
     assert stored is not None and len(stored.events) == 1
 
 
+async def test_a_different_event_reusing_a_stored_id_is_not_lost_silently(impl: Impl) -> None:
+    """Two different events with one id (a test that fixes uuid4, say): ADK's in-memory
+    service stores both, its database service refuses the second loudly; none may report the
+    second appended while storage lacks it."""
+    svc = impl.service
+    made = await svc.create_session(app_name=APP, user_id="ada")
+    first = Event(id="same-id", author="user", invocation_id="inv-a",
+                  actions=EventActions(state_delta={"step": "a"}))  # fmt: skip
+    second = Event(id="same-id", author="agent", invocation_id="inv-b",
+                   actions=EventActions(state_delta={"step": "b"}))  # fmt: skip
+    await svc.append_event(made, first)
+    try:
+        await svc.append_event(made, second)
+    except Exception:  # refused (ADK's database service: IntegrityError)
+        stored = await get(svc, made.id)
+        assert stored is not None
+        assert [e.invocation_id for e in stored.events] == ["inv-a"]
+        assert stored.state == {"step": "a"}
+        assert [e.invocation_id for e in made.events] == ["inv-a"]
+    else:  # accepted: then it is stored, and its state delta applied
+        stored = await get(svc, made.id)
+        assert stored is not None
+        assert [e.invocation_id for e in stored.events] == ["inv-a", "inv-b"]
+        assert stored.state == {"step": "b"}
+
+
 # -- ids -------------------------------------------------------------------------------------
 
 

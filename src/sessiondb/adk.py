@@ -444,7 +444,9 @@ class SessiondbSessionService(BaseSessionService):
 
         Partial events are returned untouched. ``temp:`` keys go into the in-memory session
         only. Raises ADK's ``StaleSessionError`` if the stored session changed since
-        ``session`` was read, and ADK's ``SessionNotFoundError`` if it no longer exists.
+        ``session`` was read, ADK's ``SessionNotFoundError`` if it no longer exists, and ADK's
+        ``AlreadyExistsError`` if the session holds a different event with this event's id
+        (an equal event again is a re-delivery: nothing is written, nothing raised).
         ``session.last_update_time`` becomes the event's timestamp, as in ADK.
         """
         if event.partial:
@@ -455,12 +457,20 @@ class SessiondbSessionService(BaseSessionService):
             expected, known_seq = self._marked(session)
             if expected is None:
                 expected, known_seq = await self._check_unmarked(session), None
+            record = event_record(event)
             stored = await self.store.append_events(
                 session.id,
-                [event_record(event)],
+                [record],
                 expected_version=expected,
                 app_name=session.app_name,
                 user_id=session.user_id,
+            )
+        if stored[0].content != record["content"]:
+            # storage already held another event under this id: it was kept, this one was
+            # not written (a re-delivery of the same event is equal and passes)
+            raise AlreadyExistsError(
+                f"Session {session.id} already holds a different event with id {event.id!r}; "
+                "this event was not stored (event ids are unique within a session)"
             )
         seq = stored[0].seq
         if known_seq is None and any(e.id == event.id for e in session.events):
