@@ -461,6 +461,36 @@ async def test_a_different_event_reusing_a_stored_id_is_not_lost_silently(impl: 
         assert stored.state == {"step": "b"}
 
 
+@pytest.mark.sqlite
+@pytest.mark.parametrize("kind", ["adk", "sessiondb"])
+async def test_an_in_memory_sqlite_url_is_a_private_database(kind: str) -> None:
+    """ADK's tests and examples give ``sqlite+aiosqlite:///:memory:``: a database of this one
+    service (another service on the same URL sees none of it), gone once it is closed."""
+    make: Callable[[str], BaseSessionService] = (
+        DatabaseSessionService if kind == "adk" else SessiondbSessionService
+    )
+    one, two = make("sqlite+aiosqlite:///:memory:"), make("sqlite+aiosqlite:///:memory:")
+    try:
+        made = await one.create_session(app_name=APP, user_id="ada", state={"app:lang": "en"})
+        await one.append_event(made, event(delta={"n": 1}))
+        created = [
+            await one.create_session(app_name=APP, user_id="ada", session_id=f"s{n}")
+            for n in range(3)
+        ]
+        got = await get(one, made.id)
+        assert got is not None and got.state == {"app:lang": "en", "n": 1}
+        assert len(got.events) == 1
+        listed = (await one.list_sessions(app_name=APP, user_id="ada")).sessions
+        assert {s.id for s in listed} == {made.id} | {s.id for s in created}
+        assert await get(two, made.id) is None
+        assert (await two.list_sessions(app_name=APP, user_id="ada")).sessions == []
+        fresh = await two.create_session(app_name=APP, user_id="ada")
+        assert fresh.state == {}  # the app: state of the other database is not here
+    finally:
+        for svc in (one, two):
+            await svc.close()  # type: ignore[attr-defined]
+
+
 # -- ids -------------------------------------------------------------------------------------
 
 

@@ -25,6 +25,10 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -98,6 +102,19 @@ def database_url(uri: str) -> str:
     """The sessiondb URL of an ADK service URI: ``sessiondb+postgresql://h/db`` becomes
     ``postgresql://h/db`` (a URI without the prefix is returned as it is)."""
     return uri[len(_SCHEME_PREFIX) :] if uri.startswith(_SCHEME_PREFIX) else uri
+
+
+def _in_memory_sqlite(url: str) -> bool:
+    """Whether ``url`` names an in-memory SQLite database (``sqlite+aiosqlite:///:memory:``,
+    ``sqlite://``), as ADK's ``DatabaseSessionService`` takes them."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False  # not a URL: the store says what is wrong with it
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
 
 
 def _store_parameters() -> frozenset[str]:
@@ -237,7 +254,9 @@ class SessiondbSessionService(BaseSessionService):
         url: a sessiondb database URL: ``sqlite:///./sessions.db``,
             ``postgresql://user:password@host/db``, ``mysql://user:password@host/db`` (ADK's
             async forms such as ``sqlite+aiosqlite:///...`` and ``postgresql+asyncpg://...``
-            work too).
+            work too). An in-memory SQLite URL (``sqlite+aiosqlite:///:memory:``) gives, as
+            in ADK, a database private to this service and gone when it closes (a temporary
+            file here).
         store: instead of ``url``, an :class:`~sessiondb.AsyncSessionStore` you opened (and
             close yourself).
         uri: instead of ``url``, the way ADK's service registry builds a service
@@ -275,6 +294,15 @@ class SessiondbSessionService(BaseSessionService):
         if store is not None and store_options:
             raise ValueError("store options go to the AsyncSessionStore you pass as store=")
         self._given = store
+        #: for an in-memory SQLite URL: the directory of this service's private database file
+        self._scratch: str | None = None
+        if url is not None and _in_memory_sqlite(url):
+            # ADK keeps such a database in one connection, private to the service and gone
+            # when it closes; sessiondb's SQLite needs a file: a private temporary one, emptied
+            # by close() and removed with the service (or at exit)
+            self._scratch = tempfile.mkdtemp(prefix="sessiondb-adk-")
+            weakref.finalize(self, shutil.rmtree, self._scratch, True)
+            url = "sqlite:///" + os.path.join(self._scratch, "sessions.db")
         self._url = url
         self._options: dict[str, Any] = {"tz_aware": True, **store_options}
         self._single: AsyncSessionStore | None = None
@@ -511,6 +539,9 @@ class SessiondbSessionService(BaseSessionService):
         single, self._single = self._single, None
         if single is not None:
             await single.close()
+        if self._scratch is not None:  # an in-memory database is gone once closed, as in ADK
+            for name in os.listdir(self._scratch):
+                os.remove(os.path.join(self._scratch, name))
 
     async def __aenter__(self) -> SessiondbSessionService:
         return self
