@@ -872,3 +872,50 @@ def test_a_saver_refuses_the_other_kind_of_store(db_url: str) -> None:
             SessiondbSaver(async_store)
     finally:
         asyncio.run(async_store.close())
+
+
+@pytest.mark.parametrize("front", ["async", "sync"])
+async def test_list_by_checkpoint_id(db_url: str, front: str) -> None:
+    """``list(config)`` with a ``checkpoint_id`` in ``config`` yields that checkpoint only,
+    with or without a ``checkpoint_ns``, as LangGraph's savers do; ``filter``, ``before``
+    and ``limit`` still apply."""
+    from sessiondb.langgraph import SessiondbSaver
+
+    saver: Any = SessiondbSaver(db_url) if front == "sync" else AsyncSessiondbSaver(db_url)
+
+    async def put(config: Any, values: dict[str, Any], step: int) -> Any:
+        versions = {ch: saver.get_next_version(None, None) for ch in values}
+        checkpoint = _checkpoint(values, versions)
+        if front == "sync":
+            return saver.put(config, checkpoint, {"step": step}, versions)
+        return await saver.aput(config, checkpoint, {"step": step}, versions)
+
+    async def ids(config: Any, **kw: Any) -> list[tuple[str, str]]:
+        found = list(saver.list(config, **kw)) if front == "sync" else [
+            t async for t in saver.alist(config, **kw)
+        ]  # fmt: skip
+        return [(t.config["configurable"]["checkpoint_ns"], t.metadata["step"]) for t in found]
+
+    try:
+        first = await put(_config("t"), {"ch": 1}, 1)
+        second = await put(first, {"ch": 2}, 2)
+        inner = await put({"configurable": {"thread_id": "t", "checkpoint_ns": "sub"}}, {}, 3)
+        await put(_config("other"), {"ch": 9}, 4)
+        cid = first["configurable"]["checkpoint_id"]
+        assert await ids({"configurable": {"thread_id": "t"}}) == [("sub", 3), ("", 2), ("", 1)]
+        assert await ids({"configurable": {"thread_id": "t", "checkpoint_id": cid}}) == [("", 1)]
+        assert await ids(first) == [("", 1)]
+        sub = {"configurable": {**inner["configurable"], "checkpoint_ns": ""}}
+        assert await ids(sub) == []  # that id is in namespace "sub", not ""
+        assert await ids({"configurable": {"thread_id": "t", **inner["configurable"]}}) == [
+            ("sub", 3)
+        ]
+        assert await ids(first, filter={"step": 1}) == [("", 1)]
+        assert await ids(first, filter={"step": 2}) == []
+        assert await ids(second, before=first) == []
+        assert await ids(second, limit=1) == [("", 2)]
+    finally:
+        if front == "sync":
+            saver.close()
+        else:
+            await saver.aclose()

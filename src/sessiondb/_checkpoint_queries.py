@@ -389,8 +389,10 @@ class CheckpointQueries:
 
         return self.q.cached(("lg_get_all", latest), build, prepare=True)
 
-    def listing(self, owner: bool, thread: bool, ns: bool, before: bool, limit: bool) -> Stmt:
-        """Checkpoints newest first, filtered by what is bound (:app/:user, :tid, :ns,
+    def listing(
+        self, owner: bool, thread: bool, ns: bool, checkpoint: bool, before: bool, limit: bool
+    ) -> Stmt:
+        """Checkpoints newest first, filtered by what is bound (:app/:user, :tid, :ns, :cid,
         :before), up to :limit."""
 
         def build() -> ClauseElement:
@@ -402,6 +404,8 @@ class CheckpointQueries:
                 query = query.where(ck.thread_id == p("tid"))
             if ns:
                 query = query.where(ck.checkpoint_ns == p("ns"))
+            if checkpoint:
+                query = query.where(ck.checkpoint_id == p("cid"))
             if before:
                 query = query.where(ck.checkpoint_id < p("before"))
             query = query.order_by(
@@ -411,7 +415,7 @@ class CheckpointQueries:
                 query = query.limit(p("limit", sa.Integer()))
             return query
 
-        return self.q.cached(("lg_list", owner, thread, ns, before, limit), build)
+        return self.q.cached(("lg_list", owner, thread, ns, checkpoint, before, limit), build)
 
     def chain(self, latest: bool) -> Stmt:
         """The parent chain of a checkpoint (:cid, or the namespace's newest with ``latest``)

@@ -284,9 +284,11 @@ class Checkpoints:
         before: str | None,
         filter: dict[str, Any] | None,
         limit: int | None,
+        checkpoint_id: str | None = None,
     ) -> list[Stored]:
-        """Checkpoints newest first, of a thread (and namespace) or of all, whose metadata
-        holds every ``filter`` item, before ``before``, at most ``limit``."""
+        """Checkpoints newest first, of a thread (and namespace) or of all, only
+        ``checkpoint_id`` if given, whose metadata holds every ``filter`` item, before
+        ``before``, at most ``limit``."""
         params: dict[str, Any] = {}
         owner = app_name is not None
         if owner:
@@ -296,6 +298,8 @@ class Checkpoints:
             params["tid"] = key(thread_id, "thread_id")
         if checkpoint_ns is not None:
             params["ns"] = key(checkpoint_ns, "checkpoint_ns", NS_LENGTH, empty=True)
+        if checkpoint_id is not None:
+            params["cid"] = key(checkpoint_id, "checkpoint_id", CHECKPOINT_ID_LENGTH)
         if before is not None:
             params["before"] = before
         if limit is not None:
@@ -307,7 +311,12 @@ class Checkpoints:
         if in_sql:
             params["limit"] = limit
         stmt = self._q.listing(
-            owner, thread_id is not None, checkpoint_ns is not None, before is not None, in_sql
+            owner,
+            thread_id is not None,
+            checkpoint_ns is not None,
+            checkpoint_id is not None,
+            before is not None,
+            in_sql,
         )
         found: list[Stored] = []
         at_meta = self._q.cols.index(self._q.checkpoints.c.metadata)

@@ -202,6 +202,7 @@ class _Saver(BaseCheckpointSaver[str]):
             if conf.get("thread_id") is not None:
                 args["thread_id"] = str(conf["thread_id"])
             args["checkpoint_ns"] = conf.get("checkpoint_ns")
+            args["checkpoint_id"] = get_checkpoint_id(config)
         return _Call(
             self._ops.list_checkpoints, args, lambda found: [self._tuple(s) for s in found]
         )
