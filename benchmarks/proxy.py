@@ -12,9 +12,13 @@ Used only in the separate counting pass: forwarding through Python adds latency.
 from __future__ import annotations
 
 import contextlib
+import os
+import queue
 import selectors
 import socket
+import sys
 import threading
+import time
 
 
 class CountingProxy:
@@ -111,48 +115,43 @@ class CountingProxy:
 
 # -- a network round trip on loopback ------------------------------------------------------------
 
-_DELAY_SERVER = """
-import queue, socket, sys, threading, time
 
-host, port, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+def serve_delayed(host: str, port: int, delay: float) -> None:
+    """Forward connections on a new port of 127.0.0.1 (printed first) to ``host:port``, each
+    direction's bytes sent ``delay`` seconds after they arrived, in order (one reading and one
+    writing thread per direction; ``time.sleep`` is ~0.1 ms late at most). Runs until killed."""
 
-def read(source, pending):  # each chunk is due `delay` after it arrived
-    try:
-        while data := source.recv(1 << 16):
-            pending.put((time.monotonic() + delay, data))
-    except OSError:
-        pass
-    pending.put((0.0, b""))
+    def read(source: socket.socket, pending: queue.SimpleQueue[tuple[float, bytes]]) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(1 << 16):
+                pending.put((time.monotonic() + delay, data))
+        pending.put((0.0, b""))
 
-def write(pending, target):  # in order, each at its time (time.sleep: ~0.1 ms late at most)
+    def write(pending: queue.SimpleQueue[tuple[float, bytes]], target: socket.socket) -> None:
+        while True:
+            due, data = pending.get()
+            if not data:
+                break
+            if (wait := due - time.monotonic()) > 0:
+                time.sleep(wait)
+            try:
+                target.sendall(data)
+            except OSError:
+                break
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    print(listener.getsockname()[1], flush=True)
     while True:
-        due, data = pending.get()
-        if not data:
-            break
-        wait = due - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        try:
-            target.sendall(data)
-        except OSError:
-            break
-    try:
-        target.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-
-listener = socket.create_server(("127.0.0.1", 0))
-print(listener.getsockname()[1], flush=True)
-while True:
-    client, _ = listener.accept()
-    server = socket.create_connection((host, port))
-    for sock in (client, server):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    for source, target in ((client, server), (server, client)):
-        pending = queue.SimpleQueue()
-        threading.Thread(target=read, args=(source, pending), daemon=True).start()
-        threading.Thread(target=write, args=(pending, target), daemon=True).start()
-"""
+        client, _ = listener.accept()
+        server = socket.create_connection((host, port))
+        for sock in (client, server):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for source, target in ((client, server), (server, client)):
+            pending: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
+            threading.Thread(target=read, args=(source, pending), daemon=True).start()
+            threading.Thread(target=write, args=(pending, target), daemon=True).start()
 
 
 class DelayProxy:
@@ -162,11 +161,10 @@ class DelayProxy:
 
     def __init__(self, target_host: str, target_port: int, rtt: float) -> None:
         import subprocess
-        import sys
 
         self._child = subprocess.Popen(
-            [sys.executable, "-c", _DELAY_SERVER, target_host, str(target_port), str(rtt / 2)],
-            stdout=subprocess.PIPE, text=True,
+            [sys.executable, "-m", "benchmarks.proxy", target_host, str(target_port), str(rtt / 2)],
+            stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
         )  # fmt: skip
         assert self._child.stdout is not None
         line = self._child.stdout.readline()
@@ -187,3 +185,7 @@ class DelayProxy:
         self._child.wait()
         if self._child.stdout is not None:
             self._child.stdout.close()
+
+
+if __name__ == "__main__":  # DelayProxy's child process
+    serve_delayed(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]))

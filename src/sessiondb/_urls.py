@@ -298,6 +298,24 @@ def check_pooler(value: object, backend: str, where: str = "") -> str | None:
     return value
 
 
+def _in_memory(parsed: URL) -> bool:
+    """A SQLite URL that names no file (``sqlite://``, ``sqlite:///:memory:``)."""
+    return parsed.database in (None, "", ":memory:")
+
+
+def in_memory_sqlite(url: str) -> bool:
+    """Whether ``url`` is a SQLite URL of an in-memory database (ADK's services are often
+    given ``sqlite+aiosqlite:///:memory:``); False for anything else, a malformed URL too."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return False  # not a URL: resolve_url says what is wrong with it
+    return parsed.get_backend_name() == "sqlite" and _in_memory(parsed)
+
+
 def _check_sqlite(text: str, parsed: URL) -> None:
     if parsed.host or parsed.port or parsed.username:
         # sqlite://./data.db parses with host "." : the guide's "Wrong!" example.
@@ -318,7 +336,7 @@ def _check_sqlite(text: str, parsed: URL) -> None:
             "supported. If '?' is part of the file name, write it as %3F, as in "
             "'sqlite:///./what%3F.db'"
         )
-    if parsed.database in (None, "", ":memory:") or (parsed.database or "").startswith("file:"):
+    if _in_memory(parsed) or (parsed.database or "").startswith("file:"):
         raise ConfigurationError(
             f"{text!r}: sessiondb needs a SQLite file, e.g. 'sqlite:///./sessions.db' "
             "(in-memory databases cannot be shared between connections)"

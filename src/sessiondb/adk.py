@@ -60,6 +60,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from ._adk_events import Builder
 from ._async_store import AsyncSessionStore
 from ._ids import MAX_ID_LENGTH
+from ._urls import in_memory_sqlite
 from .errors import (
     InvalidArgumentError,
     SessionExistsError,
@@ -102,19 +103,6 @@ def database_url(uri: str) -> str:
     """The sessiondb URL of an ADK service URI: ``sessiondb+postgresql://h/db`` becomes
     ``postgresql://h/db`` (a URI without the prefix is returned as it is)."""
     return uri[len(_SCHEME_PREFIX) :] if uri.startswith(_SCHEME_PREFIX) else uri
-
-
-def _in_memory_sqlite(url: str) -> bool:
-    """Whether ``url`` names an in-memory SQLite database (``sqlite+aiosqlite:///:memory:``,
-    ``sqlite://``), as ADK's ``DatabaseSessionService`` takes them."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return False  # not a URL: the store says what is wrong with it
-    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
 
 
 def _store_parameters() -> frozenset[str]:
@@ -296,7 +284,7 @@ class SessiondbSessionService(BaseSessionService):
         self._given = store
         #: for an in-memory SQLite URL: the directory of this service's private database file
         self._scratch: str | None = None
-        if url is not None and _in_memory_sqlite(url):
+        if url is not None and in_memory_sqlite(url):
             # ADK keeps such a database in one connection, private to the service and gone
             # when it closes; sessiondb's SQLite needs a file: a private temporary one, emptied
             # by close() and removed with the service (or at exit)
