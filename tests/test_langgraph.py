@@ -919,3 +919,22 @@ async def test_list_by_checkpoint_id(db_url: str, front: str) -> None:
             saver.close()
         else:
             await saver.aclose()
+
+
+def test_list_by_a_bad_checkpoint_id_is_refused(db_url: str) -> None:
+    """A checkpoint id that cannot be stored (too long, control characters, not a str) is a
+    typed error before anything runs, not an empty listing; the saver goes on."""
+    from sessiondb.errors import ArgumentTypeError, InvalidArgumentError
+    from sessiondb.langgraph import SessiondbSaver
+
+    with SessiondbSaver(db_url) as saver:
+        good = saver.get_next_version(None, None)
+        saver.put(_config("t"), _checkpoint({"a": 1}, {"a": good}), {}, {"a": good})
+        for cid, error in (
+            ("9" * 500, InvalidArgumentError),
+            ("ab\x00", InvalidArgumentError),
+            (7, ArgumentTypeError),
+        ):
+            with pytest.raises(error, match="checkpoint_id"):
+                list(saver.list({"configurable": {"thread_id": "t", "checkpoint_id": cid}}))
+        assert len(list(saver.list(_config("t")))) == 1
